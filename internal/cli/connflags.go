@@ -1,0 +1,378 @@
+package cli
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"mqtk/internal/mqttc"
+	"mqtk/internal/topic"
+)
+
+// connFlags are the connection flags shared by pub, sub, bench and
+// retain-clear, with mosquitto's names and short forms.
+type connFlags struct {
+	host           string
+	port           int
+	url            string
+	id, idPrefix   string
+	keepalive      int
+	protocol       string
+	noClean        bool
+	sessionExpiry  string
+	username       string
+	password       string
+	pwFile         string
+	pwPrompt       bool
+	tls            mqttc.TLSOptions
+	willTopic      string
+	willPayload    string
+	willQoS        int
+	willRetain     bool
+	connectTimeout time.Duration
+	debug          bool
+	quiet          bool
+	color          string
+
+	fs      *pflag.FlagSet
+	fromEnv map[string]bool // flags whose value came from MQTK_*
+}
+
+// connFlagNames lists the shared flags; each can also be set from the
+// environment (see envName).
+var connFlagNames []string
+
+func (f *connFlags) addFlags(fs *pflag.FlagSet) {
+	f.fs = fs
+	before := map[string]bool{}
+	fs.VisitAll(func(fl *pflag.Flag) { before[fl.Name] = true })
+
+	fs.StringVarP(&f.host, "host", "h", "localhost", "broker host")
+	fs.IntVarP(&f.port, "port", "p", 0, "broker port (default 1883, 8883 with TLS)")
+	fs.StringVarP(&f.url, "url", "L", "", "broker URL: mqtt[s]://[user[:password]@]host[:port][/topic] or ws[s]://host[:port][/path]")
+	fs.StringVarP(&f.id, "id", "i", "", "client identifier (default: mqtk- and random characters)")
+	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier prefix; the process id is appended")
+	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in seconds (0 disables)")
+	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT version: 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31)")
+	fs.BoolVarP(&f.noClean, "disable-clean-session", "c", false, "keep the session on the broker after disconnecting (needs -i)")
+	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval: seconds or a duration such as 1h; -1 or ∞ never expires")
+	fs.StringVarP(&f.username, "username", "u", "", "user name")
+	fs.StringVarP(&f.password, "pw", "P", "", "password (prefer --pw-file or MQTK_PASSWORD: arguments are visible to other users)")
+	fs.StringVar(&f.pwFile, "pw-file", "", "read the password from the first line of FILE")
+	fs.BoolVar(&f.pwPrompt, "pw-prompt", false, "prompt for the password without echo (terminal only)")
+	fs.StringVar(&f.tls.CAFile, "cafile", "", "PEM file of CA certificates to verify the broker (turns TLS on)")
+	fs.StringVar(&f.tls.CAPath, "capath", "", "directory of PEM CA certificates (turns TLS on)")
+	fs.StringVar(&f.tls.CertFile, "cert", "", "client certificate PEM file (turns TLS on; needs --key)")
+	fs.StringVar(&f.tls.KeyFile, "key", "", "client private key PEM file")
+	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the broker's certificate or name")
+	fs.StringVar(&f.tls.Version, "tls-version", "", "minimum TLS version: tlsv1.2 (default) or tlsv1.3")
+	fs.StringVar(&f.tls.ServerName, "tls-server-name", "", "name to verify the broker's certificate against (default: the host)")
+	fs.StringVar(&f.willTopic, "will-topic", "", "topic of the will message sent if we disconnect uncleanly")
+	fs.StringVar(&f.willPayload, "will-payload", "", "payload of the will message")
+	fs.IntVar(&f.willQoS, "will-qos", 0, "QoS of the will message")
+	fs.BoolVar(&f.willRetain, "will-retain", false, "retain the will message")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting after this long")
+	fs.BoolVarP(&f.debug, "debug", "d", false, "print a trace of MQTT packets on stderr")
+	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages or notices (the exit code still tells)")
+	fs.StringVar(&f.color, "color", "auto", "colour: auto (terminal and no NO_COLOR), always or never")
+
+	if connFlagNames == nil {
+		fs.VisitAll(func(fl *pflag.Flag) {
+			if !before[fl.Name] {
+				connFlagNames = append(connFlagNames, fl.Name)
+			}
+		})
+	}
+}
+
+// envName is the environment variable for a connection flag: MQTK_ and the
+// flag's name in capitals, with "pw" spelled PASSWORD.
+func envName(flag string) string {
+	name := strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	if name == "PW" || strings.HasPrefix(name, "PW_") {
+		name = "PASSWORD" + strings.TrimPrefix(name, "PW")
+	}
+	return "MQTK_" + name
+}
+
+// applyEnv sets every connection flag not given on the command line from its
+// environment variable, if set: a flag beats the variable.
+func (f *connFlags) applyEnv(a *App) error {
+	f.fromEnv = map[string]bool{}
+	for _, name := range connFlagNames {
+		fl := f.fs.Lookup(name)
+		if fl == nil || fl.Changed {
+			continue
+		}
+		v, ok := a.LookupEnv(envName(name))
+		if !ok {
+			continue
+		}
+		if err := fl.Value.Set(v); err != nil {
+			return usageErrorf("%s=%q: %v", envName(name), redactIf(name, v), err)
+		}
+		f.fromEnv[name] = true
+	}
+	a.IO.Color = f.color
+	switch f.color {
+	case "auto", "always", "never":
+	default:
+		return usageErrorf("--color %q: use auto, always or never", f.color)
+	}
+	return nil
+}
+
+func redactIf(flag, v string) string {
+	if flag == "pw" {
+		return "***"
+	}
+	return v
+}
+
+// given reports whether a flag was set, on the command line or from the
+// environment.
+func (f *connFlags) given(name string) bool {
+	return f.fs.Changed(name) || f.fromEnv[name]
+}
+
+// parseProtocol accepts mosquitto's spellings of -V.
+func parseProtocol(s string) (int, error) {
+	switch strings.ToLower(s) {
+	case "5", "mqttv5", "v5":
+		return mqttc.V5, nil
+	case "311", "mqttv311", "3.1.1", "v311":
+		return mqttc.V311, nil
+	case "31", "mqttv31", "3.1", "v31":
+		return mqttc.V31, nil
+	}
+	return 0, fmt.Errorf("-V %q: use 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31)", s)
+}
+
+// parseSeconds reads a number of seconds or a Go duration ("90", "1.5s", "1h").
+func parseSeconds(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+			return 0, fmt.Errorf("%q is negative or not finite", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither seconds nor a duration like 1.5s", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return d, nil
+}
+
+// parseExpiry reads a session or message expiry interval in whole seconds:
+// seconds, a duration, or (if never is true) -1/∞/never for "no expiry".
+func parseExpiry(s string, never bool) (uint32, error) {
+	if never {
+		switch strings.ToLower(s) {
+		case "-1", "∞", "never", "4294967295":
+			return math.MaxUint32, nil
+		}
+	}
+	d, err := parseSeconds(s)
+	if err != nil {
+		return 0, err
+	}
+	secs := d / time.Second
+	if secs > math.MaxUint32-1 || (d%time.Second != 0) {
+		return 0, fmt.Errorf("%q must be whole seconds up to 4294967294", s)
+	}
+	return uint32(secs), nil
+}
+
+// connection is a resolved connection: the config for mqttc.Dial and the
+// topic named in -L, if any.
+type connection struct {
+	cfg      mqttc.Config
+	urlTopic string
+}
+
+// resolve validates the flags and builds the connection config. Every check
+// here happens before anything is sent.
+func (f *connFlags) resolve(a *App) (*connection, error) {
+	c := &connection{}
+	cfg := &c.cfg
+	var err error
+	if cfg.ProtocolVersion, err = parseProtocol(f.protocol); err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	if cfg.ProtocolVersion != mqttc.V5 {
+		return nil, usageErrorf("MQTT %s is not supported yet; use -V 5", mqttc.VersionName(cfg.ProtocolVersion))
+	}
+
+	// Where: -L, or -h/-p. A flag beats a variable; two flags conflict.
+	useURL := f.given("url")
+	if useURL && f.fromEnv["url"] && (f.fs.Changed("host") || f.fs.Changed("port")) {
+		useURL = false // -h/-p on the command line beat MQTK_URL
+	}
+	if useURL && !f.fromEnv["url"] && (f.fs.Changed("host") || f.fs.Changed("port")) {
+		return nil, usageErrorf("-L/--url and -h/--host or -p/--port conflict: give one or the other")
+	}
+	tlsWanted := f.tls.Wanted()
+	if useURL {
+		u, err := mqttc.ParseURL(f.url)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		if tlsWanted && u.Scheme == "mqtt" {
+			u.Scheme = "mqtts"
+			if !u.PortGiven {
+				u.Port = mqttc.DefaultPort("mqtts")
+			}
+		}
+		cfg.Endpoint = u.Endpoint
+		c.urlTopic = u.Topic
+		if u.HasUsername {
+			cfg.Username, cfg.HasUsername = u.Username, true
+		}
+		if u.HasPassword {
+			cfg.Password, cfg.HasPassword = u.Password, true
+		}
+	} else {
+		if f.host == "" {
+			return nil, usageErrorf("-h/--host is empty")
+		}
+		scheme := "mqtt"
+		if tlsWanted {
+			scheme = "mqtts"
+		}
+		port := f.port
+		if port == 0 {
+			port = mqttc.DefaultPort(scheme)
+		}
+		if port < 1 || port > 65535 {
+			return nil, usageErrorf("-p/--port %d: use a port from 1 to 65535", port)
+		}
+		cfg.Endpoint = mqttc.Endpoint{Scheme: scheme, Host: f.host, Port: port}
+	}
+	if cfg.Endpoint.Secure() {
+		if cfg.TLS, err = f.tls.Config(); err != nil {
+			return nil, &UsageError{Err: err}
+		}
+	} else if f.fs.Changed("insecure") || f.fs.Changed("tls-server-name") || f.fs.Changed("tls-version") || f.fs.Changed("key") {
+		return nil, usageErrorf("TLS options given but the URL is not mqtts:// or wss://; add --cafile or use an mqtts:// URL")
+	}
+
+	// Who.
+	switch {
+	case f.given("id") && f.given("id-prefix"):
+		return nil, usageErrorf("-i/--id and -I/--id-prefix conflict")
+	case f.given("id"):
+		if f.id == "" {
+			return nil, usageErrorf("-i/--id is empty")
+		}
+		cfg.ClientID = f.id
+	case f.given("id-prefix"):
+		cfg.ClientID = fmt.Sprintf("%s%d", f.idPrefix, os.Getpid())
+	default:
+		cfg.ClientID = "mqtk-" + randomID(12)
+	}
+	if len(cfg.ClientID) > 65535 {
+		return nil, usageErrorf("client identifier is longer than 65535 bytes")
+	}
+	if f.keepalive < 0 || f.keepalive > 65535 {
+		return nil, usageErrorf("-k/--keepalive %d: use 0 to 65535 seconds", f.keepalive)
+	}
+	cfg.KeepAlive = uint16(f.keepalive)
+	cfg.CleanStart = !f.noClean
+	if f.noClean && !f.given("id") {
+		return nil, usageErrorf("-c/--disable-clean-session needs a client identifier: give -i ID so the session can be found again")
+	}
+	if f.given("session-expiry") {
+		x, err := parseExpiry(f.sessionExpiry, true)
+		if err != nil {
+			return nil, usageErrorf("-x/--session-expiry: %v", err)
+		}
+		cfg.SessionExpiry = &x
+	} else if f.noClean {
+		never := uint32(math.MaxUint32) // as mosquitto: -c means the session never expires
+		cfg.SessionExpiry = &never
+	}
+
+	// Credentials. Sources of a password must not compete.
+	if f.given("username") {
+		cfg.Username, cfg.HasUsername = f.username, true
+	}
+	pwSources := 0
+	for _, n := range []string{"pw", "pw-file", "pw-prompt"} {
+		if f.fs.Changed(n) {
+			pwSources++
+		}
+	}
+	if pwSources > 1 {
+		return nil, usageErrorf("-P/--pw, --pw-file and --pw-prompt conflict: give one")
+	}
+	switch {
+	case f.given("pw-prompt") && f.pwPrompt:
+		pw, err := a.IO.ReadPassword("Password: ")
+		if err != nil {
+			return nil, usageErrorf("--pw-prompt needs a terminal; use --pw-file or MQTK_PASSWORD instead")
+		}
+		cfg.Password, cfg.HasPassword = pw, true
+	case f.given("pw-file"):
+		b, err := os.ReadFile(f.pwFile)
+		if err != nil {
+			return nil, usageErrorf("--pw-file: %v", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		cfg.Password, cfg.HasPassword = strings.TrimSuffix(line, "\r"), true
+	case f.given("pw"):
+		cfg.Password, cfg.HasPassword = f.password, true
+	}
+	if cfg.HasPassword && !cfg.HasUsername {
+		return nil, usageErrorf("a password needs a user name: add -u USER")
+	}
+
+	// Will.
+	if f.given("will-payload") || f.given("will-qos") || f.given("will-retain") {
+		if !f.given("will-topic") {
+			return nil, usageErrorf("--will-payload, --will-qos and --will-retain need --will-topic")
+		}
+	}
+	if f.given("will-topic") {
+		if err := topic.ValidateName(f.willTopic); err != nil {
+			return nil, usageErrorf("--will-topic: %v", err)
+		}
+		if f.willQoS < 0 || f.willQoS > 2 {
+			return nil, usageErrorf("--will-qos %d: use 0, 1 or 2", f.willQoS)
+		}
+		cfg.Will = &mqttc.Message{Topic: f.willTopic, Payload: []byte(f.willPayload), QoS: byte(f.willQoS), Retain: f.willRetain}
+	}
+
+	if f.connectTimeout <= 0 {
+		return nil, usageErrorf("--connect-timeout must be positive")
+	}
+	cfg.ConnectTimeout = f.connectTimeout
+	if f.debug {
+		cfg.Trace = a.IO.Err
+	}
+	return c, nil
+}
+
+func randomID(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// prepare is the PreRunE of commands with connection flags.
+func (f *connFlags) prepare(a *App) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error { return f.applyEnv(a) }
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"mqtk/internal/mqttc"
+)
+
+// Exit codes are an API: scripts depend on them, so a code never changes
+// meaning. `mqtk help exit-codes` and docs/exit-codes.md list them.
+const (
+	ExitOK          = 0
+	ExitError       = 1
+	ExitUsage       = 2
+	ExitNetwork     = 3
+	ExitRefused     = 4
+	ExitRejected    = 5
+	ExitTimeout     = 27
+	ExitInterrupted = 130
+)
+
+// exitCodes documents each code; help and docs are generated from it.
+var exitCodes = []struct {
+	Code    int
+	Meaning string
+}{
+	{ExitOK, "success"},
+	{ExitError, "unexpected error"},
+	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts"},
+	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost"},
+	{ExitRefused, "the broker refused the connection (CONNACK reason >= 0x80, printed by name, e.g. \"not authorized\")"},
+	{ExitRejected, "the broker rejected an operation (SUBACK, UNSUBACK, PUBACK, PUBREC or PUBCOMP reason >= 0x80, printed by name)"},
+	{ExitTimeout, "timed out (as mosquitto_sub -W), or an acknowledgement did not arrive in time"},
+	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM) before the work was done"},
+}
+
+// UsageError is a mistake in how mqtk was called. It is printed with the
+// command's usage line and exits 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// errInterrupted is the cause of the root context's cancellation on SIGINT
+// or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// exitCode maps an error returned by a command to its exit code.
+func exitCode(err error) int {
+	var (
+		usage    *UsageError
+		netErr   *mqttc.NetError
+		refused  *mqttc.ConnectError
+		rejected *mqttc.RejectedError
+		timeout  *mqttc.TimeoutError
+		discon   *mqttc.DisconnectError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &usage), errors.Is(err, mqttc.ErrInvalid), errors.Is(err, mqttc.ErrUnsupportedVersion):
+		return ExitUsage
+	case errors.As(err, &refused):
+		return ExitRefused
+	case errors.As(err, &rejected):
+		return ExitRejected
+	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
+		return ExitTimeout
+	case errors.Is(err, errInterrupted):
+		return ExitInterrupted
+	case errors.As(err, &netErr), errors.As(err, &discon):
+		return ExitNetwork
+	}
+	return ExitError
+}

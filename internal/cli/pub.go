@@ -1,0 +1,381 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"mqtk/internal/mqttc"
+	"mqtk/internal/topic"
+)
+
+type pubOptions struct {
+	conn connFlags
+
+	topic       string
+	message     string
+	file        string
+	stdinFile   bool
+	stdinLine   bool
+	null        bool
+	qos         int
+	retain      bool
+	repeat      int
+	repeatDelay string
+
+	contentType     string
+	responseTopic   string
+	correlationData string
+	messageExpiry   string
+	userProps       []string
+	payloadFormat   bool
+	topicAlias      int
+}
+
+func newPubCmd(a *App) *cobra.Command {
+	o := &pubOptions{}
+	cmd := &cobra.Command{
+		Use:   "pub -t TOPIC (-m MESSAGE | -f FILE | -s | -l | -n) [flags]",
+		Short: "Publish messages",
+		Long: `Publish a message from an argument, a file, all of stdin, or one message per
+line of stdin, at any QoS, as mosquitto_pub does.
+
+QoS 1 and 2 wait for the broker's PUBACK or PUBCOMP: a publish the broker
+rejects (for example "not authorized") exits 5 with the reason. Everything is
+checked before anything is sent: topic, QoS, payload sources, files, and the
+broker's Maximum Packet Size.
+
+With -l each line of stdin is one message, sent in order on one connection;
+the line ending (\n or \r\n) is removed and nothing else: an empty line is an
+empty message and a last line without a newline is still sent. On Ctrl-C the
+lines already read are published and acknowledged before mqtk disconnects
+and exits 130.`,
+		Example: `  mqtk pub -t sensors/temp -m 21.5
+  mqtk pub -h broker.example -t cfg/device1 -r -q 1 -f config.json
+  tail -f app.log | mqtk pub -t logs/app -l
+  mqtk pub -t cmd/reboot -n -r                  # clear a retained message
+  mqtk pub -t req -m '{}' --response-topic resp --correlation-data 42 \
+      --user-property origin=ci --user-property origin=nightly`,
+		Args:    noArgs,
+		PreRunE: o.conn.prepare(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPub(cmd.Context(), a, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVarP(&o.topic, "topic", "t", "", "topic to publish to")
+	fs.StringVarP(&o.message, "message", "m", "", "message payload")
+	fs.StringVarP(&o.file, "file", "f", "", "send the contents of FILE as the message (any bytes)")
+	fs.BoolVarP(&o.stdinFile, "stdin-file", "s", false, "send all of stdin as one message")
+	fs.BoolVarP(&o.stdinLine, "stdin-line", "l", false, "send each line of stdin as a message")
+	fs.BoolVarP(&o.null, "null-message", "n", false, "send an empty (zero-length) message")
+	fs.IntVarP(&o.qos, "qos", "q", 0, "quality of service: 0, 1 or 2")
+	fs.BoolVarP(&o.retain, "retain", "r", false, "ask the broker to retain the message")
+	fs.IntVar(&o.repeat, "repeat", 1, "publish the message N times")
+	fs.StringVar(&o.repeatDelay, "repeat-delay", "0", "wait this long between repeats (seconds or a duration like 500ms)")
+	fs.StringVar(&o.contentType, "content-type", "", "v5 content type property")
+	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response topic property")
+	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation data property")
+	fs.StringVar(&o.messageExpiry, "message-expiry", "", "v5 message expiry interval (seconds or a duration like 1h)")
+	fs.StringArrayVar(&o.userProps, "user-property", nil, "v5 user property KEY=VALUE (repeatable; order and repeated keys are kept)")
+	fs.BoolVar(&o.payloadFormat, "payload-format-indicator", false, "v5 payload format indicator: the payload is UTF-8 text")
+	fs.IntVar(&o.topicAlias, "topic-alias", 0, "v5 topic alias: after the first publish, later ones send only the alias")
+	o.conn.addFlags(fs)
+	return cmd
+}
+
+// pubPlan is a validated publish: what to send and how.
+type pubPlan struct {
+	msg         mqttc.Message // template; Payload unset in line mode
+	lines       bool
+	repeat      int
+	repeatDelay time.Duration
+}
+
+// plan checks every input before anything is sent.
+func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string) bool }) (*pubPlan, error) {
+	p := &pubPlan{repeat: o.repeat, lines: o.stdinLine}
+	t := o.topic
+	if !fs.Changed("topic") {
+		t = urlTopic
+	}
+	if t == "" && !fs.Changed("topic") {
+		return nil, usageErrorf("no topic: give -t TOPIC")
+	}
+	if err := topic.ValidateName(t); err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	if o.qos < 0 || o.qos > 2 {
+		return nil, usageErrorf("-q/--qos %d: use 0, 1 or 2", o.qos)
+	}
+	p.msg = mqttc.Message{Topic: t, QoS: byte(o.qos), Retain: o.retain}
+
+	var sources []string
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{{"-m", fs.Changed("message")}, {"-f", fs.Changed("file")}, {"-s", o.stdinFile}, {"-l", o.stdinLine}, {"-n", o.null}} {
+		if s.set {
+			sources = append(sources, s.name)
+		}
+	}
+	switch len(sources) {
+	case 0:
+		return nil, usageErrorf("no message: give one of -m MESSAGE, -f FILE, -s, -l or -n")
+	case 1:
+	default:
+		return nil, usageErrorf("%s conflict: give only one message source", strings.Join(sources, " and "))
+	}
+	switch {
+	case fs.Changed("message"):
+		p.msg.Payload = []byte(o.message)
+	case fs.Changed("file"):
+		b, err := os.ReadFile(o.file)
+		if err != nil {
+			return nil, usageErrorf("-f: %v", err)
+		}
+		p.msg.Payload = b
+	case o.stdinFile:
+		b, err := io.ReadAll(a.IO.In)
+		if err != nil {
+			return nil, usageErrorf("-s: read stdin: %v", err)
+		}
+		p.msg.Payload = b
+	case o.null:
+		p.msg.Payload = []byte{}
+	}
+	if o.repeat < 1 {
+		return nil, usageErrorf("--repeat %d: must be at least 1", o.repeat)
+	}
+	if o.stdinLine && fs.Changed("repeat") {
+		return nil, usageErrorf("--repeat does not apply to -l")
+	}
+	d, err := parseSeconds(o.repeatDelay)
+	if err != nil {
+		return nil, usageErrorf("--repeat-delay: %v", err)
+	}
+	p.repeatDelay = d
+
+	props := &p.msg.Props
+	props.ContentType = o.contentType
+	props.ResponseTopic = o.responseTopic
+	if fs.Changed("response-topic") {
+		if err := topic.ValidateName(o.responseTopic); err != nil {
+			return nil, usageErrorf("--response-topic: %v", err)
+		}
+	}
+	if fs.Changed("correlation-data") {
+		props.CorrelationData = []byte(o.correlationData)
+	}
+	if fs.Changed("message-expiry") {
+		x, err := parseExpiry(o.messageExpiry, false)
+		if err != nil {
+			return nil, usageErrorf("--message-expiry: %v", err)
+		}
+		props.MessageExpiry = &x
+	}
+	for _, kv := range o.userProps {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErrorf("--user-property %q: use KEY=VALUE", kv)
+		}
+		if !utf8.ValidString(kv) {
+			return nil, usageErrorf("--user-property %q is not valid UTF-8", kv)
+		}
+		props.User = append(props.User, mqttc.UserProperty{Key: k, Value: v})
+	}
+	if o.payloadFormat {
+		one := byte(1)
+		props.PayloadFormat = &one
+		if !o.stdinLine && !utf8.Valid(p.msg.Payload) {
+			return nil, usageErrorf("--payload-format-indicator says the payload is UTF-8, but it is not")
+		}
+	}
+	if fs.Changed("topic-alias") {
+		if o.topicAlias < 1 || o.topicAlias > 65535 {
+			return nil, usageErrorf("--topic-alias %d: use 1 to 65535", o.topicAlias)
+		}
+		props.TopicAlias = uint16(o.topicAlias)
+	}
+	return p, nil
+}
+
+func runPub(ctx context.Context, a *App, o *pubOptions) error {
+	conn, err := o.conn.resolve(a)
+	if err != nil {
+		return err
+	}
+	plan, err := o.plan(a, conn.urlTopic, o.conn.fs)
+	if err != nil {
+		return err
+	}
+	client, err := mqttc.Dial(ctx, conn.cfg)
+	if err != nil {
+		return err
+	}
+	// Acks and the final DISCONNECT are waited for even after Ctrl-C, so that
+	// what was read is not lost; a second Ctrl-C quits at once.
+	q := newPubQueue(client, context.WithoutCancel(ctx))
+	if plan.lines {
+		err = publishLines(ctx, a, q, plan)
+	} else {
+		err = publishRepeated(ctx, q, plan)
+	}
+	if werr := q.finish(); werr != nil {
+		err = werr
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), conn.cfg.ConnectTimeout)
+	defer cancel()
+	_ = client.Disconnect(dctx)
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	if err == nil {
+		err = client.Err()
+	}
+	return err
+}
+
+func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
+	for i := 0; i < plan.repeat; i++ {
+		if i > 0 && plan.repeatDelay > 0 {
+			t := time.NewTimer(plan.repeatDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return context.Cause(ctx)
+			case <-t.C:
+			}
+		}
+		m := plan.msg
+		if err := q.publish(ctx, &m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishLines sends each line of stdin as a message, in order. On
+// interruption it still publishes every line already read.
+func publishLines(ctx context.Context, a *App, q *pubQueue, plan *pubPlan) error {
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(a.IO.In, 64*1024)
+		for {
+			line, err := r.ReadBytes('\n')
+			if len(line) > 0 {
+				if line[len(line)-1] == '\n' {
+					line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+				}
+				lines <- line
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				readErr <- err
+				close(lines)
+				return
+			}
+		}
+	}()
+	send := func(line []byte) error {
+		m := plan.msg
+		m.Payload = line
+		if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
+			return usageErrorf("--payload-format-indicator: line %q is not UTF-8", line)
+		}
+		return q.publish(context.WithoutCancel(ctx), &m)
+	}
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				if err := <-readErr; err != nil {
+					return fmt.Errorf("-l: read stdin: %w", err)
+				}
+				return nil
+			}
+			if err := send(line); err != nil {
+				return err
+			}
+		case <-q.failed:
+			return nil // q.finish reports the error
+		case <-ctx.Done():
+			// A line the reader already holds is published too.
+			select {
+			case line, ok := <-lines:
+				if ok {
+					if err := send(line); err != nil {
+						return err
+					}
+				}
+			default:
+			}
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// pubQueue sends publishes in order and collects their acks concurrently,
+// so up to the broker's Receive Maximum are in flight at once.
+type pubQueue struct {
+	client  mqttc.Client
+	pending chan mqttc.Pending
+	done    chan struct{}
+	failed  chan struct{} // closed at the first failed ack
+	err     error
+	sent    int
+}
+
+func newPubQueue(c mqttc.Client, waitCtx context.Context) *pubQueue {
+	q := &pubQueue{client: c, pending: make(chan mqttc.Pending, 1024), done: make(chan struct{}), failed: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		for p := range q.pending {
+			if q.err != nil {
+				continue
+			}
+			if err := p.Wait(waitCtx); err != nil {
+				q.err = err
+				close(q.failed)
+			}
+		}
+	}()
+	return q
+}
+
+func (q *pubQueue) publish(ctx context.Context, m *mqttc.Message) error {
+	select {
+	case <-q.failed:
+		return errAlreadyFailed
+	default:
+	}
+	p, err := q.client.PublishAsync(ctx, m)
+	if err != nil {
+		return err
+	}
+	q.sent++
+	q.pending <- p
+	return nil
+}
+
+var errAlreadyFailed = errors.New("an earlier publish failed")
+
+// finish waits for every ack and returns the first failure.
+func (q *pubQueue) finish() error {
+	close(q.pending)
+	<-q.done
+	return q.err
+}

@@ -1,0 +1,153 @@
+package mqttc
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/eclipse/paho.golang/packets"
+)
+
+// traceConn wraps the broker connection. It is a sync.Locker, so the packet
+// writer holds it for a whole packet and concurrent publishes never
+// interleave; with tracing on, it decodes the bytes going each way and
+// prints one line per packet, as mosquitto's -d does. Passwords and
+// authentication data are never printed.
+type traceConn struct {
+	net.Conn
+	sync.Mutex
+
+	trace   *tracer
+	in, out splitter
+
+	errMu    sync.Mutex
+	firstErr error // the first read error: why the connection ended
+}
+
+func (c *traceConn) readErr() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.firstErr
+}
+
+type tracer struct {
+	mu       sync.Mutex
+	w        io.Writer
+	clientID string
+}
+
+func (c *traceConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.errMu.Lock()
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+		c.errMu.Unlock()
+	}
+	if c.trace != nil && n > 0 {
+		c.in.feed(p[:n], func(cp *packets.ControlPacket) { c.trace.log("received", cp) })
+	}
+	return n, err
+}
+
+func (c *traceConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.trace != nil && n > 0 {
+		c.out.feed(p[:n], func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
+	}
+	return n, err
+}
+
+// splitter cuts a byte stream into MQTT packets.
+type splitter struct{ buf []byte }
+
+func (s *splitter) feed(p []byte, emit func(*packets.ControlPacket)) {
+	s.buf = append(s.buf, p...)
+	for len(s.buf) >= 2 {
+		remaining, mult, i := 0, 1, 1
+		for ; i < len(s.buf) && i <= 4; i++ {
+			remaining += int(s.buf[i]&0x7f) * mult
+			mult *= 128
+			if s.buf[i]&0x80 == 0 {
+				break
+			}
+		}
+		if i >= len(s.buf) || s.buf[i]&0x80 != 0 {
+			return // header incomplete
+		}
+		total := i + 1 + remaining
+		if len(s.buf) < total {
+			return
+		}
+		if cp, err := packets.ReadPacket(bytes.NewReader(s.buf[:total])); err == nil {
+			emit(cp)
+		}
+		s.buf = append(s.buf[:0], s.buf[total:]...)
+	}
+}
+
+func (t *tracer) log(dir string, cp *packets.ControlPacket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "Client %s %s %s\n", t.clientID, dir, describe(cp))
+}
+
+func bit(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// describe renders a packet as mosquitto -d does, without secrets.
+func describe(cp *packets.ControlPacket) string {
+	switch p := cp.Content.(type) {
+	case *packets.Connect:
+		s := fmt.Sprintf("CONNECT (v%d, c%d, k%d, u%d, p%d", p.ProtocolVersion, bit(p.CleanStart), p.KeepAlive, bit(p.UsernameFlag), bit(p.PasswordFlag))
+		if p.WillFlag {
+			s += fmt.Sprintf(", will q%d r%d '%s'", p.WillQOS, bit(p.WillRetain), p.WillTopic)
+		}
+		return s + ")"
+	case *packets.Connack:
+		return fmt.Sprintf("CONNACK (%d, %s)", p.ReasonCode, ReasonName(p.ReasonCode))
+	case *packets.Publish:
+		alias := ""
+		if p.Properties != nil && p.Properties.TopicAlias != nil {
+			alias = fmt.Sprintf(" alias %d", *p.Properties.TopicAlias)
+		}
+		return fmt.Sprintf("PUBLISH (d%d, q%d, r%d, m%d, '%s'%s, ... (%d bytes))", bit(p.Duplicate), p.QoS, bit(p.Retain), p.PacketID, p.Topic, alias, len(p.Payload))
+	case *packets.Puback:
+		return fmt.Sprintf("PUBACK (Mid: %d, RC:%d)", p.PacketID, p.ReasonCode)
+	case *packets.Pubrec:
+		return fmt.Sprintf("PUBREC (Mid: %d, RC:%d)", p.PacketID, p.ReasonCode)
+	case *packets.Pubrel:
+		return fmt.Sprintf("PUBREL (Mid: %d)", p.PacketID)
+	case *packets.Pubcomp:
+		return fmt.Sprintf("PUBCOMP (Mid: %d, RC:%d)", p.PacketID, p.ReasonCode)
+	case *packets.Subscribe:
+		var subs []string
+		for _, s := range p.Subscriptions {
+			subs = append(subs, fmt.Sprintf("%s (QoS %d)", s.Topic, s.QoS))
+		}
+		return fmt.Sprintf("SUBSCRIBE (Mid: %d, %s)", p.PacketID, strings.Join(subs, ", "))
+	case *packets.Suback:
+		return fmt.Sprintf("SUBACK (Mid: %d, %v)", p.PacketID, p.Reasons)
+	case *packets.Unsubscribe:
+		return fmt.Sprintf("UNSUBSCRIBE (Mid: %d, %s)", p.PacketID, strings.Join(p.Topics, ", "))
+	case *packets.Unsuback:
+		return fmt.Sprintf("UNSUBACK (Mid: %d, %v)", p.PacketID, p.Reasons)
+	case *packets.Disconnect:
+		return fmt.Sprintf("DISCONNECT (%d, %s)", p.ReasonCode, ReasonName(p.ReasonCode))
+	case *packets.Pingreq:
+		return "PINGREQ"
+	case *packets.Pingresp:
+		return "PINGRESP"
+	case *packets.Auth:
+		return fmt.Sprintf("AUTH (%d)", p.ReasonCode)
+	}
+	return fmt.Sprintf("packet type %d", cp.Type)
+}

@@ -1,0 +1,121 @@
+package mqttc
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dialTransport opens the byte stream to the broker: TCP, TLS over TCP, or a
+// WebSocket (subprotocol "mqtt") over either.
+func dialTransport(ctx context.Context, ep Endpoint, tlsConf *tls.Config) (net.Conn, error) {
+	if ep.Secure() {
+		if tlsConf == nil {
+			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tlsConf = tlsConf.Clone()
+		if tlsConf.ServerName == "" {
+			tlsConf.ServerName = ep.Host
+		}
+	}
+	if ep.WebSocket() {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}
+		ws, resp, err := d.DialContext(ctx, ep.String(), nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &wsConn{Conn: ws}, nil
+	}
+	var d net.Dialer
+	if ep.Secure() {
+		td := tls.Dialer{NetDialer: &d, Config: tlsConf}
+		return td.DialContext(ctx, "tcp", ep.Address())
+	}
+	return d.DialContext(ctx, "tcp", ep.Address())
+}
+
+// netHint suggests a remedy for common connection failures.
+func netHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var dnsErr *net.DNSError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "is a broker running? `mqtk broker` starts one"
+	case errors.As(err, &unknownCA):
+		return "the broker's certificate is not signed by a CA we trust: give its CA with --cafile, or --insecure to skip verification"
+	case errors.As(err, &hostErr):
+		return "the certificate is for another name: connect by that name or set --tls-server-name"
+	case errors.As(err, &invalid):
+		return "the broker's certificate is not valid; --insecure skips verification"
+	case errors.As(err, &recErr):
+		return "the broker does not speak TLS on this port"
+	case errors.As(err, &dnsErr):
+		return "check the host name"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer within --connect-timeout"
+	}
+	return ""
+}
+
+// wsConn adapts a WebSocket to the byte stream MQTT expects: every Write is
+// one binary message, and Read returns the messages' bytes in order.
+type wsConn struct {
+	*websocket.Conn
+	r  io.Reader
+	mu sync.Mutex // serialises writes
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				continue
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}

@@ -1,0 +1,425 @@
+package mqttc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
+)
+
+// v5Client is the MQTT 5 backend, on eclipse/paho.golang. paho handles the
+// session state, pings and inbound flows; publishes are written here so that
+// several can be in flight in call order (paho's own Publish blocks).
+type v5Client struct {
+	pc      *paho.Client
+	conn    *traceConn
+	session *state.State
+	addr    string
+	info    ServerInfo
+
+	aliasMu sync.Mutex
+	aliases map[uint16]string // alias -> topic already sent with it
+
+	endOnce sync.Mutex
+	ended   bool
+	endErr  error
+	closing bool
+	done    chan struct{}
+}
+
+func dialV5(ctx context.Context, cfg Config) (Client, error) {
+	addr := cfg.Endpoint.String()
+	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
+	defer cancel()
+	raw, err := dialTransport(ctx, cfg.Endpoint, cfg.TLS)
+	if err != nil {
+		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
+	}
+	conn := &traceConn{Conn: raw}
+	if cfg.Trace != nil {
+		conn.trace = &tracer{w: cfg.Trace, clientID: cfg.ClientID}
+	}
+	c := &v5Client{conn: conn, session: state.NewInMemory(), addr: addr, aliases: map[uint16]string{}, done: make(chan struct{})}
+	pcfg := paho.ClientConfig{
+		ClientID:      cfg.ClientID,
+		Conn:          conn,
+		Session:       c.session,
+		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
+		OnClientError: func(err error) { c.end(&NetError{Op: "connection", Addr: addr, Err: err}) },
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			e := &DisconnectError{Code: d.ReasonCode}
+			if d.Properties != nil {
+				e.Reason = d.Properties.ReasonString
+			}
+			// paho reports this after its shutdown, possibly after end()
+			// recorded the closed socket: the broker's reason is the better one.
+			c.endOnce.Lock()
+			if !c.closing {
+				c.endErr = e
+			}
+			c.endOnce.Unlock()
+			c.end(e)
+		},
+	}
+	if cfg.OnMessage != nil {
+		onMsg := cfg.OnMessage
+		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			onMsg(fromPaho(pr.Packet))
+			return true, nil
+		}}
+	}
+	c.pc = paho.NewClient(pcfg)
+
+	cp := &paho.Connect{
+		ClientID:   cfg.ClientID,
+		KeepAlive:  cfg.KeepAlive,
+		CleanStart: cfg.CleanStart,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: cfg.SessionExpiry},
+	}
+	if cfg.HasUsername {
+		cp.Username, cp.UsernameFlag = cfg.Username, true
+	}
+	if cfg.HasPassword {
+		cp.Password, cp.PasswordFlag = []byte(cfg.Password), true
+	}
+	if w := cfg.Will; w != nil {
+		cp.WillMessage = &paho.WillMessage{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+		cp.WillProperties = &paho.WillProperties{
+			PayloadFormat: w.Props.PayloadFormat, MessageExpiry: w.Props.MessageExpiry,
+			ContentType: w.Props.ContentType, ResponseTopic: w.Props.ResponseTopic,
+			CorrelationData: w.Props.CorrelationData, User: toPahoUser(w.Props.User),
+		}
+	}
+	ca, err := c.pc.Connect(ctx, cp)
+	if err != nil {
+		_ = raw.Close()
+		if ca != nil && ca.ReasonCode >= 0x80 {
+			ce := &ConnectError{Addr: addr, Code: ca.ReasonCode}
+			if ca.Properties != nil {
+				ce.Reason = ca.Properties.ReasonString
+			}
+			return nil, ce
+		}
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no CONNACK within %s", cfg.connectTimeout())
+		}
+		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
+	}
+	c.info = ServerInfo{
+		ProtocolVersion: 5, SessionPresent: ca.SessionPresent, ClientID: cfg.ClientID,
+		ReceiveMaximum: 65535, MaximumQoS: 2, RetainAvailable: true,
+	}
+	if p := ca.Properties; p != nil {
+		c.info.AssignedClientID = p.AssignedClientID
+		if p.AssignedClientID != "" {
+			c.info.ClientID = p.AssignedClientID
+			if conn.trace != nil {
+				conn.trace.mu.Lock()
+				conn.trace.clientID = p.AssignedClientID
+				conn.trace.mu.Unlock()
+			}
+		}
+		if p.MaximumPacketSize != nil {
+			c.info.MaximumPacketSize = *p.MaximumPacketSize
+		}
+		if p.ReceiveMaximum != nil {
+			c.info.ReceiveMaximum = *p.ReceiveMaximum
+		}
+		if p.TopicAliasMaximum != nil {
+			c.info.TopicAliasMaximum = *p.TopicAliasMaximum
+		}
+		if p.MaximumQoS != nil {
+			c.info.MaximumQoS = *p.MaximumQoS
+		}
+		c.info.RetainAvailable = p.RetainAvailable
+		c.info.ServerKeepAlive = p.ServerKeepAlive
+	}
+	go func() {
+		<-c.pc.Done()
+		cause := conn.readErr()
+		if cause == nil {
+			cause = errors.New("connection closed")
+		}
+		c.end(&NetError{Op: "connection", Addr: addr, Err: cause})
+	}()
+	return c, nil
+}
+
+// end records why the connection ended (the first reason wins) and closes done.
+func (c *v5Client) end(err error) {
+	c.endOnce.Lock()
+	defer c.endOnce.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if !c.closing {
+		c.endErr = err
+	}
+	close(c.done)
+}
+
+func (c *v5Client) Done() <-chan struct{} { return c.done }
+func (c *v5Client) Server() ServerInfo    { return c.info }
+
+func (c *v5Client) Err() error {
+	c.endOnce.Lock()
+	defer c.endOnce.Unlock()
+	return c.endErr
+}
+
+// lostErr is the error for an operation cut short by the connection ending.
+func (c *v5Client) lostErr(op string) error {
+	if err := c.Err(); err != nil {
+		var ne *NetError
+		if errors.As(err, &ne) {
+			return &NetError{Op: op, Addr: c.addr, Err: ne.Err}
+		}
+		return err
+	}
+	return &NetError{Op: op, Addr: c.addr, Err: errors.New("connection closed")}
+}
+
+func (c *v5Client) Publish(ctx context.Context, m *Message) error {
+	p, err := c.PublishAsync(ctx, m)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx)
+}
+
+func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error) {
+	if m.QoS > c.info.MaximumQoS {
+		return nil, invalidf("QoS %d is above the broker's maximum QoS %d", m.QoS, c.info.MaximumQoS)
+	}
+	if m.Retain && !c.info.RetainAvailable {
+		return nil, invalidf("the broker does not support retained messages")
+	}
+	pb := &packets.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: toPacketProps(&m.Props)}
+	if a := m.Props.TopicAlias; a != 0 {
+		if c.info.TopicAliasMaximum == 0 {
+			return nil, invalidf("the broker does not accept topic aliases (its Topic Alias Maximum is 0)")
+		}
+		if a > c.info.TopicAliasMaximum {
+			return nil, invalidf("topic alias %d is above the broker's Topic Alias Maximum %d", a, c.info.TopicAliasMaximum)
+		}
+		pb.Properties.TopicAlias = &a
+		c.aliasMu.Lock()
+		if c.aliases[a] == m.Topic {
+			pb.Topic = ""
+		} else {
+			c.aliases[a] = m.Topic
+		}
+		c.aliasMu.Unlock()
+	}
+	if max := c.info.MaximumPacketSize; max > 0 {
+		if size := packetSize(pb); size > int(max) {
+			return nil, invalidf("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
+		}
+	}
+	select {
+	case <-c.done:
+		return nil, c.lostErr("publish")
+	default:
+	}
+	if m.QoS == 0 {
+		if _, err := pb.WriteTo(c.conn); err != nil {
+			return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
+		}
+		return done{}, nil
+	}
+	ret := make(chan packets.ControlPacket, 1)
+	if err := c.session.AddToSession(ctx, pb, ret); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, c.lostErr("publish")
+	}
+	if _, err := pb.WriteTo(c.conn); err != nil {
+		return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
+	}
+	return &pending{c: c, topic: m.Topic, ret: ret}, nil
+}
+
+type done struct{}
+
+func (done) Wait(context.Context) error { return nil }
+
+type pending struct {
+	c     *v5Client
+	topic string
+	ret   chan packets.ControlPacket
+}
+
+func (p *pending) Wait(ctx context.Context) error {
+	var resp packets.ControlPacket
+	select {
+	case resp = <-p.ret:
+	case <-p.c.done:
+		// The ack may have arrived just before the end.
+		select {
+		case resp = <-p.ret:
+		default:
+			return p.c.lostErr("publish")
+		}
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &TimeoutError{Op: "publish", Topic: p.topic}
+		}
+		return ctx.Err()
+	}
+	var code byte
+	var props *packets.Properties
+	switch r := resp.Content.(type) {
+	case *packets.Puback:
+		code, props = r.ReasonCode, r.Properties
+	case *packets.Pubrec:
+		code, props = r.ReasonCode, r.Properties
+	case *packets.Pubcomp:
+		code, props = r.ReasonCode, r.Properties
+	default:
+		return p.c.lostErr("publish")
+	}
+	if code >= 0x80 {
+		e := &RejectedError{Op: "publish", Topic: p.topic, Code: code}
+		if props != nil {
+			e.Reason = props.ReasonString
+		}
+		return e
+	}
+	return nil
+}
+
+func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts SubscribeOptions) ([]byte, error) {
+	s := &paho.Subscribe{Properties: &paho.SubscribeProperties{User: toPahoUser(opts.User)}}
+	if opts.SubscriptionID > 0 {
+		id := opts.SubscriptionID
+		s.Properties.SubscriptionIdentifier = &id
+	}
+	for _, sub := range subs {
+		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{
+			Topic: sub.Filter, QoS: sub.QoS, NoLocal: sub.NoLocal,
+			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling,
+		})
+	}
+	sa, err := c.pc.Subscribe(ctx, s)
+	if sa == nil {
+		return nil, c.opErr(ctx, "subscribe", subs[0].Filter, err)
+	}
+	for i, code := range sa.Reasons {
+		if code >= 0x80 && i < len(subs) {
+			e := &RejectedError{Op: "subscribe", Topic: subs[i].Filter, Code: code}
+			if sa.Properties != nil {
+				e.Reason = sa.Properties.ReasonString
+			}
+			return sa.Reasons, e
+		}
+	}
+	return sa.Reasons, nil
+}
+
+func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	ua, err := c.pc.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	if ua == nil {
+		return c.opErr(ctx, "unsubscribe", filters[0], err)
+	}
+	for i, code := range ua.Reasons {
+		if code >= 0x80 && i < len(filters) {
+			e := &RejectedError{Op: "unsubscribe", Topic: filters[i], Code: code}
+			if ua.Properties != nil {
+				e.Reason = ua.Properties.ReasonString
+			}
+			return e
+		}
+	}
+	return nil
+}
+
+// opErr classifies a failed request that got no acknowledgement.
+func (c *v5Client) opErr(ctx context.Context, op, topic string, err error) error {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return &TimeoutError{Op: op, Topic: topic}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, paho.ErrInvalidArguments):
+		return invalidf("%v", err)
+	}
+	select {
+	case <-c.done:
+		return c.lostErr(op)
+	default:
+	}
+	return &NetError{Op: op, Addr: c.addr, Err: err}
+}
+
+func (c *v5Client) Disconnect(ctx context.Context) error {
+	c.endOnce.Lock()
+	c.closing = true
+	c.endOnce.Unlock()
+	// An error writing DISCONNECT means the connection was already gone,
+	// which is where Disconnect leaves it anyway.
+	_ = c.pc.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	select {
+	case <-c.pc.Done():
+	case <-ctx.Done():
+	}
+	c.end(nil)
+	return nil
+}
+
+func packetSize(pb *packets.Publish) int {
+	n := 0
+	for _, b := range pb.Buffers() {
+		n += len(b)
+	}
+	vbi := 1
+	for l := n; l >= 128; l /= 128 {
+		vbi++
+	}
+	return 1 + vbi + n
+}
+
+func toPacketProps(p *Properties) *packets.Properties {
+	pp := &packets.Properties{
+		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData,
+		MessageExpiry: p.MessageExpiry, PayloadFormat: p.PayloadFormat,
+	}
+	for _, u := range p.User {
+		pp.User = append(pp.User, packets.User{Key: u.Key, Value: u.Value})
+	}
+	return pp
+}
+
+func toPahoUser(us []UserProperty) paho.UserProperties {
+	var out paho.UserProperties
+	for _, u := range us {
+		out = append(out, paho.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return out
+}
+
+func fromPaho(p *paho.Publish) *Message {
+	m := &Message{
+		Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Dup: p.Duplicate(),
+		PacketID: p.PacketID, Received: time.Now(),
+	}
+	if pp := p.Properties; pp != nil {
+		m.Props = Properties{
+			ContentType: pp.ContentType, ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData,
+			MessageExpiry: pp.MessageExpiry, PayloadFormat: pp.PayloadFormat,
+		}
+		if pp.SubscriptionIdentifier != nil {
+			m.Props.SubscriptionIDs = []int{*pp.SubscriptionIdentifier}
+		}
+		for _, u := range pp.User {
+			m.Props.User = append(m.Props.User, UserProperty{Key: u.Key, Value: u.Value})
+		}
+	}
+	return m
+}

@@ -1,0 +1,25 @@
+// Package msgfmt renders received messages for `mqtk sub`.
+package msgfmt
+
+import (
+	"io"
+
+	"mqtk/internal/mqttc"
+)
+
+// Plain writes the payload, preceded by the topic and a space when verbose,
+// and followed by a newline unless noEOL, as mosquitto_sub does. The bytes of
+// the payload are written unchanged.
+func Plain(w io.Writer, m *mqttc.Message, verbose, noEOL bool) error {
+	buf := make([]byte, 0, len(m.Topic)+len(m.Payload)+2)
+	if verbose {
+		buf = append(buf, m.Topic...)
+		buf = append(buf, ' ')
+	}
+	buf = append(buf, m.Payload...)
+	if !noEOL {
+		buf = append(buf, '\n')
+	}
+	_, err := w.Write(buf)
+	return err
+}
