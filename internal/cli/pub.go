@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -266,66 +266,127 @@ func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
 }
 
 // publishLines sends each line of stdin as a message, in order. On
-// interruption it still publishes every line already read.
+// interruption it still publishes every complete line already read, and says
+// so if an incomplete last line had to be dropped.
 func publishLines(ctx context.Context, a *App, q *pubQueue, plan *pubPlan) error {
-	lines := make(chan []byte)
-	readErr := make(chan error, 1)
-	go func() {
-		r := bufio.NewReaderSize(a.IO.In, 64*1024)
-		for {
-			line, err := r.ReadBytes('\n')
-			if len(line) > 0 {
-				if line[len(line)-1] == '\n' {
-					line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
-				}
-				lines <- line
+	lr := newLineReader(a.IO.In)
+	send := func(lines [][]byte) error {
+		for _, line := range lines {
+			m := plan.msg
+			m.Payload = line
+			if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
+				return usageErrorf("--payload-format-indicator: line %q is not UTF-8", line)
 			}
-			if err != nil {
-				if err == io.EOF {
-					err = nil
-				}
-				readErr <- err
-				close(lines)
-				return
+			if err := q.publish(context.WithoutCancel(ctx), &m); err != nil {
+				return err
 			}
 		}
-	}()
-	send := func(line []byte) error {
-		m := plan.msg
-		m.Payload = line
-		if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
-			return usageErrorf("--payload-format-indicator: line %q is not UTF-8", line)
-		}
-		return q.publish(context.WithoutCancel(ctx), &m)
+		return nil
 	}
 	for {
 		select {
-		case line, ok := <-lines:
-			if !ok {
-				if err := <-readErr; err != nil {
-					return fmt.Errorf("-l: read stdin: %w", err)
-				}
-				return nil
-			}
-			if err := send(line); err != nil {
+		case <-lr.ready:
+			lines, eof, err := lr.take()
+			if err := send(lines); err != nil {
 				return err
+			}
+			if err != nil {
+				return fmt.Errorf("-l: read stdin: %w", err)
+			}
+			if eof {
+				return nil
 			}
 		case <-q.failed:
 			return nil // q.finish reports the error
 		case <-ctx.Done():
-			// A line the reader already holds is published too.
-			select {
-			case line, ok := <-lines:
-				if ok {
-					if err := send(line); err != nil {
-						return err
-					}
-				}
-			default:
+			lines, _, _ := lr.take()
+			if err := send(lines); err != nil {
+				return err
+			}
+			if n := lr.partialLen(); n > 0 {
+				return fmt.Errorf("%w: an incomplete last line of %d bytes was not sent", context.Cause(ctx), n)
 			}
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// lineReader reads stdin in the background and splits it into lines, so
+// that on interruption every complete line already read can still be sent.
+type lineReader struct {
+	mu      sync.Mutex
+	room    *sync.Cond // signalled when lines are taken
+	lines   [][]byte
+	partial []byte
+	eof     bool
+	err     error
+	ready   chan struct{} // has a value when lines or EOF are waiting
+}
+
+const maxQueuedLines = 4096 // stop reading ahead of a slow broker
+
+func newLineReader(in io.Reader) *lineReader {
+	lr := &lineReader{ready: make(chan struct{}, 1)}
+	lr.room = sync.NewCond(&lr.mu)
+	go lr.run(in)
+	return lr
+}
+
+func (lr *lineReader) run(in io.Reader) {
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := in.Read(buf)
+		lr.mu.Lock()
+		lr.partial = append(lr.partial, buf[:n]...)
+		for {
+			i := bytes.IndexByte(lr.partial, '\n')
+			if i < 0 {
+				break
+			}
+			line := bytes.TrimSuffix(lr.partial[:i], []byte{'\r'})
+			lr.lines = append(lr.lines, bytes.Clone(line))
+			lr.partial = lr.partial[i+1:]
+		}
+		if err != nil {
+			if len(lr.partial) > 0 {
+				lr.lines = append(lr.lines, lr.partial) // the last line needs no newline
+				lr.partial = nil
+			}
+			lr.eof = true
+			if err != io.EOF {
+				lr.err = err
+			}
+		}
+		for len(lr.lines) >= maxQueuedLines {
+			lr.room.Wait()
+		}
+		lr.mu.Unlock()
+		if n > 0 || err != nil {
+			select {
+			case lr.ready <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// take returns the complete lines read so far and whether input has ended.
+func (lr *lineReader) take() ([][]byte, bool, error) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lines := lr.lines
+	lr.lines = nil
+	lr.room.Broadcast()
+	return lines, lr.eof, lr.err
+}
+
+func (lr *lineReader) partialLen() int {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return len(lr.partial)
 }
 
 // pubQueue sends publishes in order and collects their acks concurrently,

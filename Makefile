@@ -1,0 +1,32 @@
+# mqtk: see README.md. `make test` is what CI runs.
+GO      ?= go
+BIN     ?= bin/mqtk
+PREFIX  ?= /usr/local
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
+
+.PHONY: build install test demo docs clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mqtk
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# A broker on a free loopback port, a subscriber, three messages, and what arrived.
+demo: build
+	@./scripts/demo.sh $(BIN)
+
+# Regenerate docs/commands, docs/man and completions/ from the command tree.
+docs:
+	$(GO) run ./cmd/docgen .
+
+clean:
+	rm -rf bin

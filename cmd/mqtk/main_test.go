@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+	"mqtk/internal/cli"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"mqtk": func() { os.Exit(cli.Main()) },
+	})
+}
+
+// waitLimit bounds every wait for a condition in the scripts; it is a
+// safety net against hangs, never a synchronisation.
+const waitLimit = 60 * time.Second
+
+// TestScripts runs the end-to-end scripts in testdata/script: the real mqtk
+// command against an in-process broker (and mosquitto, when installed).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			for _, kv := range os.Environ() {
+				if strings.HasPrefix(kv, "MQTK_") {
+					env.Setenv(strings.SplitN(kv, "=", 2)[0], "")
+				}
+			}
+			env.Setenv("NO_COLOR", "1")
+			env.Values[brokersKey{}] = map[string]*brokertest.Broker{}
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "mosquitto":
+				return haveMosquitto(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"broker":    cmdBroker,
+			"waitsub":   cmdWaitSub,
+			"mosquitto": cmdMosquitto,
+			"waitlog":   cmdWaitLog,
+			"status":    cmdStatus,
+			"genbytes":  cmdGenBytes,
+			"gencerts":  cmdGenCerts,
+		},
+	})
+}
+
+func haveMosquitto() bool {
+	for _, p := range []string{"mosquitto", "mosquitto_pub", "mosquitto_sub"} {
+		if _, err := lookMosquitto(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// lookMosquitto finds mosquitto's programs; Debian puts the broker in /usr/sbin.
+func lookMosquitto(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	p := filepath.Join("/usr/sbin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// brokersKey holds a script's in-process brokers by name.
+type brokersKey struct{}
+
+func brokers(ts *testscript.TestScript) map[string]*brokertest.Broker {
+	return ts.Value(brokersKey{}).(map[string]*brokertest.Broker)
+}
+
+// broker [-name NAME] [-user USER:PASS]... [-allow-anonymous]
+//
+//	[-deny-write FILTER]... [-deny-read FILTER]... [-max-packet N] [-tls]
+//
+// starts mqtk's broker in this process on a free 127.0.0.1 port and sets
+// $NAME_PORT and $NAME_URL (NAME defaults to BROKER). With -tls it listens
+// with TLS using the certificates from gencerts, in $WORK/certs.
+func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! broker")
+	}
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	name := fs.String("name", "BROKER", "")
+	var users, denyW, denyR multi
+	fs.Var(&users, "user", "")
+	fs.Var(&denyW, "deny-write", "")
+	fs.Var(&denyR, "deny-read", "")
+	anon := fs.Bool("allow-anonymous", false, "")
+	maxPacket := fs.Uint("max-packet", 0, "")
+	useTLS := fs.Bool("tls", false, "")
+	ts.Check(fs.Parse(args))
+
+	cfg := broker.Config{AllowAnonymous: *anon, MaximumPacketSize: uint32(*maxPacket)}
+	if len(users) > 0 {
+		cfg.Users = map[string]string{}
+		for _, u := range users {
+			user, pass, _ := strings.Cut(u, ":")
+			cfg.Users[user] = pass
+		}
+	}
+	if len(denyW)+len(denyR) > 0 {
+		for _, f := range denyW {
+			cfg.ACL = append(cfg.ACL, broker.Rule{Filter: f, Access: broker.Write, Deny: true})
+		}
+		for _, f := range denyR {
+			cfg.ACL = append(cfg.ACL, broker.Rule{Filter: f, Access: broker.Read, Deny: true})
+		}
+		cfg.ACL = append(cfg.ACL, broker.Rule{Filter: "#", Access: broker.ReadWrite})
+	}
+	if *useTLS {
+		dir := ts.MkAbs("certs")
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+		ts.Check(err)
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cfg.TLSListen = []string{"127.0.0.1:0"}
+	}
+	b, err := brokertest.New(cfg)
+	ts.Check(err)
+	ts.Defer(func() { b.Close() })
+	brokers(ts)[*name] = b
+	ts.Setenv(*name+"_PORT", strconv.Itoa(b.Port))
+	ts.Setenv(*name+"_URL", b.URL)
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+// waitsub [-name NAME] [-n COUNT] FILTER waits until the in-process broker
+// has granted COUNT (default 1) subscriptions to FILTER in total.
+func cmdWaitSub(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("waitsub", flag.ContinueOnError)
+	name := fs.String("name", "BROKER", "")
+	n := fs.Int("n", 1, "")
+	ts.Check(fs.Parse(args))
+	if fs.NArg() != 1 {
+		ts.Fatalf("usage: waitsub [-name NAME] [-n COUNT] FILTER")
+	}
+	b, ok := brokers(ts)[*name]
+	if !ok {
+		ts.Fatalf("no broker named %s", *name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	ts.Check(b.WaitSubscribed(ctx, fs.Arg(0), *n))
+}
+
+// mosquitto [CONFIG-LINE]... starts a mosquitto broker on a free 127.0.0.1
+// port with a generated config (anonymous allowed, everything logged to
+// $WORK/mosquitto.log) plus the given lines, and sets $MOSQ_PORT.
+func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
+	bin, err := lookMosquitto("mosquitto")
+	ts.Check(err)
+	port := freePort(ts)
+	logFile := ts.MkAbs("mosquitto.log")
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file %s\nlog_type all\nlog_timestamp false\n", port, logFile)
+	for _, l := range args {
+		conf += l + "\n"
+	}
+	confFile := ts.MkAbs("mosquitto.conf")
+	ts.Check(os.WriteFile(confFile, []byte(conf), 0o644))
+	cmd := exec.Command(bin, "-c", confFile)
+	cmd.Stdout, cmd.Stderr = ts.Stdout(), ts.Stderr()
+	ts.Check(cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ts.Defer(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	// Ready when it accepts a connection.
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			ts.Fatalf("mosquitto exited: %v\n%s", err, ts.ReadFile("mosquitto.log"))
+		case <-time.After(20 * time.Millisecond): // poll interval while waiting for the port
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("mosquitto did not listen on %d", port)
+		}
+	}
+	ts.Setenv("MOSQ_PORT", strconv.Itoa(port))
+}
+
+func freePort(ts *testscript.TestScript) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitlog FILE REGEXP waits until FILE (e.g. mosquitto.log) has a line
+// matching REGEXP: mosquitto logs "Sending SUBACK to ID" once a subscription
+// is in place, which is how scripts wait for a subscriber to mosquitto.
+func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitlog FILE REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		b, _ := os.ReadFile(ts.MkAbs(args[0]))
+		if re.Match(b) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s has no line matching %q:\n%s", args[0], args[1], b)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval of a condition wait
+	}
+}
+
+// status CODE PROGRAM [ARGS...] runs PROGRAM like exec and checks that it
+// exits with exactly CODE. stdout and stderr can be checked afterwards.
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: status CODE PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	prog := args[1]
+	if strings.HasPrefix(prog, "mosquitto") {
+		prog, err = lookMosquitto(prog)
+		ts.Check(err)
+	}
+	err = ts.Exec(prog, args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// genbytes FILE N writes N bytes that cycle through every byte value,
+// including NUL, \r and \n, to FILE.
+func cmdGenBytes(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: genbytes FILE N")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/256)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+// gencerts writes a test CA (certs/ca.pem), a server certificate for
+// 127.0.0.1 and localhost signed by it (certs/server.pem, server-key.pem),
+// and an unrelated CA (certs/other-ca.pem).
+func cmdGenCerts(ts *testscript.TestScript, neg bool, args []string) {
+	dir := ts.MkAbs("certs")
+	ts.Check(os.MkdirAll(dir, 0o755))
+	ca, caKey := newCA(ts, "mqtk test CA")
+	writePEM(ts, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
+	other, _ := newCA(ts, "some other CA")
+	writePEM(ts, filepath.Join(dir, "other-ca.pem"), "CERTIFICATE", other.Raw)
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	ts.Check(err)
+	writePEM(ts, filepath.Join(dir, "server.pem"), "CERTIFICATE", der)
+	kb, err := x509.MarshalECPrivateKey(key)
+	ts.Check(err)
+	writePEM(ts, filepath.Join(dir, "server-key.pem"), "EC PRIVATE KEY", kb)
+}
+
+func newCA(ts *testscript.TestScript, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	ts.Check(err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ts.Check(err)
+	cert, err := x509.ParseCertificate(der)
+	ts.Check(err)
+	return cert, key
+}
+
+func writePEM(ts *testscript.TestScript, file, typ string, der []byte) {
+	ts.Check(os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+}
