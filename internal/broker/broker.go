@@ -68,6 +68,9 @@ func Start(cfg Config) (*Server, error) {
 	if err := m.AddHook(&authHook{cfg: cfg}, nil); err != nil {
 		return nil, err
 	}
+	if err := m.AddHook(&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize}, nil); err != nil {
+		return nil, err
+	}
 	s := &Server{m: m}
 	listen := cfg.Listen
 	if len(listen) == 0 && len(cfg.TLSListen) == 0 {
@@ -162,4 +165,32 @@ func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes 
 			h.cfg.OnSubscribed(cl.ID, sub.Filter)
 		}
 	}
+}
+
+// encodeHook mends what mochi gets wrong in packets it sends:
+//   - CONNACK leaves out the Topic Alias Maximum that mochi enforces (absent
+//     means 0 to a client, so no client could use aliases) and the Maximum
+//     Packet Size (absent means unlimited, so clients would be disconnected
+//     instead of warned);
+//   - a client that sets Request Problem Information to 0 gets PUBLISH
+//     packets without their user properties, although MQTT-3.1.2-29 allows
+//     them on PUBLISH.
+type encodeHook struct {
+	mqtt.HookBase
+	topicAliasMax uint16
+	maxPacket     uint32
+}
+
+func (h *encodeHook) ID() string           { return "mqtk-encode" }
+func (h *encodeHook) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+
+func (h *encodeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish {
+		pk.Mods.DisallowProblemInfo = false
+	}
+	if pk.FixedHeader.Type == packets.Connack && cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < 0x80 {
+		pk.Properties.TopicAliasMaximum = h.topicAliasMax
+		pk.Properties.MaximumPacketSize = h.maxPacket
+	}
+	return pk
 }

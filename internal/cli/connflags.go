@@ -45,14 +45,20 @@ type connFlags struct {
 	fromEnv map[string]bool // flags whose value came from MQTK_*
 }
 
-// connFlagNames lists the shared flags; each can also be set from the
-// environment (see envName).
-var connFlagNames []string
+// connFlagNames lists the shared flags in the order they are defined; each
+// can also be set from the environment (see envName).
+func connFlagNames() []string {
+	var f connFlags
+	fs := pflag.NewFlagSet("conn", pflag.ContinueOnError)
+	fs.SortFlags = false
+	f.addFlags(fs)
+	var names []string
+	fs.VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
+	return names
+}
 
 func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	f.fs = fs
-	before := map[string]bool{}
-	fs.VisitAll(func(fl *pflag.Flag) { before[fl.Name] = true })
 
 	fs.StringVarP(&f.host, "host", "h", "localhost", "broker host")
 	fs.IntVarP(&f.port, "port", "p", 0, "broker port (default 1883, 8883 with TLS)")
@@ -82,14 +88,6 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.debug, "debug", "d", false, "print a trace of MQTT packets on stderr")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages or notices (the exit code still tells)")
 	fs.StringVar(&f.color, "color", "auto", "colour: auto (terminal and no NO_COLOR), always or never")
-
-	if connFlagNames == nil {
-		fs.VisitAll(func(fl *pflag.Flag) {
-			if !before[fl.Name] {
-				connFlagNames = append(connFlagNames, fl.Name)
-			}
-		})
-	}
 }
 
 // envName is the environment variable for a connection flag: MQTK_ and the
@@ -106,7 +104,7 @@ func envName(flag string) string {
 // environment variable, if set: a flag beats the variable.
 func (f *connFlags) applyEnv(a *App) error {
 	f.fromEnv = map[string]bool{}
-	for _, name := range connFlagNames {
+	for _, name := range connFlagNames() {
 		fl := f.fs.Lookup(name)
 		if fl == nil || fl.Changed {
 			continue

@@ -40,7 +40,7 @@ MQTK_PASSWORD). A flag on the command line beats the variable. Booleans take
 true or false.
 
 `)
-	for _, name := range connFlagNames {
+	for _, name := range connFlagNames() {
 		fmt.Fprintf(&b, "  %-28s --%s\n", envName(name), name)
 	}
 	b.WriteString(`

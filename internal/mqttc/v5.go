@@ -79,7 +79,10 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		ClientID:   cfg.ClientID,
 		KeepAlive:  cfg.KeepAlive,
 		CleanStart: cfg.CleanStart,
-		Properties: &paho.ConnectProperties{SessionExpiryInterval: cfg.SessionExpiry},
+		// Problem information (reason strings, user properties) is what lets
+		// us print why the broker rejected something; paho's zero value
+		// would ask the broker to leave it out.
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: cfg.SessionExpiry, RequestProblemInfo: true},
 	}
 	if cfg.HasUsername {
 		cp.Username, cp.UsernameFlag = cfg.Username, true
