@@ -71,6 +71,7 @@ func TestScripts(t *testing.T) {
 			"status":    cmdStatus,
 			"genbytes":  cmdGenBytes,
 			"gencerts":  cmdGenCerts,
+			"writefile": cmdWriteFile,
 		},
 	})
 }
@@ -292,6 +293,18 @@ func cmdGenBytes(ts *testscript.TestScript, neg bool, args []string) {
 		b[i] = byte(i*7 + i/256)
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+// writefile FILE TEXT writes TEXT to FILE after decoding Go escape sequences
+// (\r, \n, \x00, \\, ...), and nothing else: for input a txtar section
+// cannot hold, such as \r\n line endings or a last line without a newline.
+func cmdWriteFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: writefile FILE TEXT")
+	}
+	text, err := strconv.Unquote(`"` + strings.ReplaceAll(args[1], `"`, `\"`) + `"`)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(text), 0o644))
 }
 
 // gencerts writes a test CA (certs/ca.pem), a server certificate for

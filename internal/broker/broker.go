@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -37,6 +37,10 @@ type Config struct {
 	// ACL rules, checked in order for every publish and subscription; with
 	// no rules everything is allowed.
 	ACL []Rule
+
+	// ConnectTimeout closes a connection that sends no CONNECT in time
+	// (default 10s).
+	ConnectTimeout time.Duration
 
 	// MaximumPacketSize, if not 0, is announced in CONNACK and enforced.
 	MaximumPacketSize uint32
@@ -72,12 +76,16 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{m: m}
+	connectTimeout := cfg.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = DefaultConnectTimeout
+	}
 	listen := cfg.Listen
 	if len(listen) == 0 && len(cfg.TLSListen) == 0 {
 		listen = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))}
 	}
 	add := func(addr string, tlsConf *tls.Config, scheme string) error {
-		l := listeners.NewTCP(listeners.Config{ID: scheme + "-" + strconv.Itoa(len(s.addrs)), Address: addr, TLSConfig: tlsConf})
+		l := &tcpListener{id: scheme + "-" + strconv.Itoa(len(s.addrs)), address: addr, tls: tlsConf, connectTimeout: connectTimeout}
 		if err := m.AddListener(l); err != nil {
 			return fmt.Errorf("listen on %s: %w", addr, err)
 		}

@@ -85,9 +85,9 @@ func NewRootCmd(a *App) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "mqtk",
 		Short: "The MQTT command-line toolkit",
-		Long: `mqtk publishes, subscribes, benchmarks and clears retained messages on any
-MQTT broker, and starts a safe local broker. Its flags follow mosquitto_pub and
-mosquitto_sub: -h is the host, so help is --help.`,
+		Long: `mqtk publishes and subscribes on any MQTT broker and starts a safe local
+broker. Its flags follow mosquitto_pub and mosquitto_sub: -h is the host, so
+help is --help. Exit codes are listed by 'mqtk help exit-codes'.`,
 		Version:           versionString(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,

@@ -65,6 +65,8 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 		}},
 		{"session expiry duration", nil, []string{"-x", "1h"}, func(c *connection) string { return fmt.Sprint(*c.cfg.SessionExpiry) }},
 		{"id prefix", nil, []string{"-I", "job-"}, func(c *connection) string { return c.cfg.ClientID[:4] }},
+		{"password flag beats env file", map[string]string{"MQTK_PASSWORD_FILE": "/nonexistent"}, []string{"-u", "me", "-P", "flagpw"}, func(c *connection) string { return c.cfg.Password }},
+		{"id flag beats env prefix", map[string]string{"MQTK_ID_PREFIX": "env-"}, []string{"-i", "mine"}, func(c *connection) string { return c.cfg.ClientID }},
 		{"env bool", map[string]string{"MQTK_DEBUG": "true"}, nil, func(c *connection) string { return fmt.Sprint(c.cfg.Trace != nil) }},
 		{"will", nil, []string{"--will-topic", "w/t", "--will-payload", "gone", "--will-qos", "1", "--will-retain"}, func(c *connection) string {
 			w := c.cfg.Will
@@ -78,19 +80,21 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 			}
 			got := tc.check(c)
 			want := map[string]string{
-				"defaults":                "mqtt://localhost:1883 keepalive=60 clean=true",
-				"env host":                "mqtt://envhost:1999",
-				"flag beats env":          "mqtt://flaghost:1883",
-				"env url":                 "mqtts://h:1234 u p t",
-				"host flag beats env url": "mqtt://flaghost:1883",
-				"password from env":       "me:s3cret",
-				"password flag beats env": "flagpw",
-				"cafile turns tls on":     "mqtts://localhost:8883",
-				"disable clean session":   "clean=false expiry=4294967295",
-				"session expiry duration": "3600",
-				"id prefix":               "job-",
-				"env bool":                "true",
-				"will":                    "w/t gone q1 rtrue",
+				"defaults":                     "mqtt://localhost:1883 keepalive=60 clean=true",
+				"env host":                     "mqtt://envhost:1999",
+				"flag beats env":               "mqtt://flaghost:1883",
+				"env url":                      "mqtts://h:1234 u p t",
+				"host flag beats env url":      "mqtt://flaghost:1883",
+				"password from env":            "me:s3cret",
+				"password flag beats env":      "flagpw",
+				"cafile turns tls on":          "mqtts://localhost:8883",
+				"disable clean session":        "clean=false expiry=4294967295",
+				"session expiry duration":      "3600",
+				"id prefix":                    "job-",
+				"env bool":                     "true",
+				"password flag beats env file": "flagpw",
+				"id flag beats env prefix":     "mine",
+				"will":                         "w/t gone q1 rtrue",
 			}[tc.name]
 			if got != want {
 				t.Errorf("got %q, want %q", got, want)
@@ -116,7 +120,8 @@ func TestEnvironmentErrors(t *testing.T) {
 		{nil, []string{"--will-topic", "a/#"}, "wildcard"},
 		{nil, []string{"--tls-version", "1.0", "--cafile", "/dev/null"}, "tlsv1.2 or tlsv1.3"},
 		{nil, []string{"--insecure"}, "not mqtts://"},
-		{nil, []string{"-P", "x", "--pw-file", "y", "-u", "u"}, "conflict"},
+		{nil, []string{"-P", "x", "--pw-file", "y", "-u", "u"}, "-P/--pw and --pw-file conflict"},
+		{map[string]string{"MQTK_ID": "a", "MQTK_ID_PREFIX": "b"}, nil, "MQTK_ID and MQTK_ID_PREFIX conflict"},
 	} {
 		_, err := resolveArgs(t, tc.env, tc.args...)
 		var ue *UsageError

@@ -66,7 +66,7 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.id, "id", "i", "", "client identifier (default: mqtk- and random characters)")
 	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier prefix; the process id is appended")
 	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in seconds (0 disables)")
-	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT version: 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31)")
+	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT version: 5 (mqttv5); 311 (mqttv311) and 31 (mqttv31) are not supported yet")
 	fs.BoolVarP(&f.noClean, "disable-clean-session", "c", false, "keep the session on the broker after disconnecting (needs -i)")
 	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval: seconds or a duration such as 1h; -1 or ∞ never expires")
 	fs.StringVarP(&f.username, "username", "u", "", "user name")
@@ -138,6 +138,45 @@ func redactIf(flag, v string) string {
 // environment.
 func (f *connFlags) given(name string) bool {
 	return f.fs.Changed(name) || f.fromEnv[name]
+}
+
+// pick chooses among flags that are alternatives to each other (-i and -I;
+// -P, --pw-file and --pw-prompt): those on the command line beat those from
+// the environment, and two at the same level conflict. It returns "" when
+// none is set.
+func (f *connFlags) pick(names ...string) (string, error) {
+	for _, level := range []func(string) bool{f.fs.Changed, func(n string) bool { return f.fromEnv[n] }} {
+		var set []string
+		for _, n := range names {
+			if level(n) {
+				set = append(set, n)
+			}
+		}
+		switch len(set) {
+		case 0:
+			continue
+		case 1:
+			return set[0], nil
+		}
+		var flags []string
+		for _, n := range set {
+			fl := f.fs.Lookup(n)
+			if f.fs.Changed(n) {
+				flags = append(flags, flagName(fl))
+			} else {
+				flags = append(flags, envName(n))
+			}
+		}
+		return "", usageErrorf("%s conflict: give one", strings.Join(flags, " and "))
+	}
+	return "", nil
+}
+
+func flagName(fl *pflag.Flag) string {
+	if fl.Shorthand != "" {
+		return "-" + fl.Shorthand + "/--" + fl.Name
+	}
+	return "--" + fl.Name
 }
 
 // parseProtocol accepts mosquitto's spellings of -V.
@@ -265,15 +304,17 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 	}
 
 	// Who.
-	switch {
-	case f.given("id") && f.given("id-prefix"):
-		return nil, usageErrorf("-i/--id and -I/--id-prefix conflict")
-	case f.given("id"):
+	idFlag, err := f.pick("id", "id-prefix")
+	if err != nil {
+		return nil, err
+	}
+	switch idFlag {
+	case "id":
 		if f.id == "" {
 			return nil, usageErrorf("-i/--id is empty")
 		}
 		cfg.ClientID = f.id
-	case f.given("id-prefix"):
+	case "id-prefix":
 		cfg.ClientID = fmt.Sprintf("%s%d", f.idPrefix, os.Getpid())
 	default:
 		cfg.ClientID = "mqtk-" + randomID(12)
@@ -286,7 +327,7 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 	}
 	cfg.KeepAlive = uint16(f.keepalive)
 	cfg.CleanStart = !f.noClean
-	if f.noClean && !f.given("id") {
+	if f.noClean && idFlag != "id" {
 		return nil, usageErrorf("-c/--disable-clean-session needs a client identifier: give -i ID so the session can be found again")
 	}
 	if f.given("session-expiry") {
@@ -304,30 +345,25 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 	if f.given("username") {
 		cfg.Username, cfg.HasUsername = f.username, true
 	}
-	pwSources := 0
-	for _, n := range []string{"pw", "pw-file", "pw-prompt"} {
-		if f.fs.Changed(n) {
-			pwSources++
-		}
-	}
-	if pwSources > 1 {
-		return nil, usageErrorf("-P/--pw, --pw-file and --pw-prompt conflict: give one")
+	pwFlag, err := f.pick("pw", "pw-file", "pw-prompt")
+	if err != nil {
+		return nil, err
 	}
 	switch {
-	case f.given("pw-prompt") && f.pwPrompt:
+	case pwFlag == "pw-prompt" && f.pwPrompt:
 		pw, err := a.IO.ReadPassword("Password: ")
 		if err != nil {
 			return nil, usageErrorf("--pw-prompt needs a terminal; use --pw-file or MQTK_PASSWORD instead")
 		}
 		cfg.Password, cfg.HasPassword = pw, true
-	case f.given("pw-file"):
+	case pwFlag == "pw-file":
 		b, err := os.ReadFile(f.pwFile)
 		if err != nil {
 			return nil, usageErrorf("--pw-file: %v", err)
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
 		cfg.Password, cfg.HasPassword = strings.TrimSuffix(line, "\r"), true
-	case f.given("pw"):
+	case pwFlag == "pw":
 		cfg.Password, cfg.HasPassword = f.password, true
 	}
 	if cfg.HasPassword && !cfg.HasUsername {

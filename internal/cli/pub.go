@@ -50,9 +50,10 @@ func newPubCmd(a *App) *cobra.Command {
 line of stdin, at any QoS, as mosquitto_pub does.
 
 QoS 1 and 2 wait for the broker's PUBACK or PUBCOMP: a publish the broker
-rejects (for example "not authorized") exits 5 with the reason. Everything is
-checked before anything is sent: topic, QoS, payload sources, files, and the
-broker's Maximum Packet Size.
+rejects (for example "not authorized") exits 5 with the reason. Topic, QoS,
+payload sources and files are checked before connecting; a message larger
+than the broker's Maximum Packet Size (learnt from CONNACK) is refused before
+it is sent. All of these exit 2.
 
 With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an

@@ -47,7 +47,7 @@ exit 0).`,
 	fs.IntSliceVarP(&o.qos, "qos", "q", []int{0}, "QoS: one for all filters, or one per -t in order")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "print the topic before each payload")
 	fs.BoolVarP(&o.noEOL, "no-eol", "N", false, "do not add a newline after each payload")
-	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing this many messages")
+	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing this many messages (0: no limit)")
 	o.conn.addFlags(fs)
 	return cmd
 }
@@ -82,7 +82,7 @@ func runSub(ctx context.Context, a *App, o *subOptions) error {
 		subs[i] = mqttc.Subscription{Filter: f, QoS: byte(q)}
 	}
 	if o.count < 0 {
-		return usageErrorf("-C/--count %d: must be positive", o.count)
+		return usageErrorf("-C/--count %d: use a positive count, or 0 for no limit", o.count)
 	}
 
 	out := bufio.NewWriterSize(a.IO.Out, 64*1024)

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+	"mqtk/internal/mqttc"
+)
+
+// These tests run the real mqtk program (installed in $PATH by TestMain) and
+// send it real signals.
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return exitCode(t, err)
+	case <-time.After(waitLimit):
+		_ = cmd.Process.Kill()
+		t.Fatalf("%v did not exit", cmd.Args)
+		return -1
+	}
+}
+
+// TestBrokerExitsOnSignal: `mqtk broker` prints its address, accepts
+// clients, and exits 0 on SIGTERM or SIGINT even with a client connected
+// and a socket that never sent CONNECT.
+func TestBrokerExitsOnSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command("mqtk", "broker", "--port", "0")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(stderr).ReadString('\n')
+			if err != nil {
+				t.Fatalf("read broker output: %v", err)
+			}
+			go io.Copy(io.Discard, stderr)
+			var host string
+			var port int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "listening on mqtt://"), "127.0.0.1:%d", &port); err != nil {
+				t.Fatalf("first line %q: %v", line, err)
+			}
+			host = "127.0.0.1"
+			silent, err := net.Dial("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			c, err := mqttc.Dial(context.Background(), mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: host, Port: port}, ClientID: "stay", CleanStart: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Disconnect(context.Background())
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if code := waitExit(t, cmd); code != 0 {
+				t.Errorf("broker exited %d after %v, want 0", code, sig)
+			}
+		})
+	}
+}
+
+// TestSubExitsZeroOnSignal: Ctrl-C ends a subscription normally, exit 0,
+// with what was received printed.
+func TestSubExitsZeroOnSignal(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(b.Port), "-t", "sig/sub", "-v")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitSubscribed(ctx, "sig/sub", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "sig/sub", "-m", "before ctrl-c", "-q", "1")
+	if msg, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("pub: %v: %s", err, msg)
+	}
+	r := bufio.NewReader(stdout)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "sig/sub before ctrl-c\n" {
+		t.Fatalf("sub printed %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("sub exited %d, want 0", code)
+	}
+	if len(rest) != 0 {
+		t.Errorf("sub printed more: %q", rest)
+	}
+}
+
+// TestPubLinesSignal: `mqtk pub -l` interrupted by SIGINT has published the
+// lines it read and exits 130.
+func TestPubLinesSignal(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	got := make(chan string, 10)
+	sub, err := mqttc.Dial(context.Background(), mqttc.Config{
+		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "lines-sub", CleanStart: true,
+		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(context.Background())
+	if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "sig/lines", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "sig/lines", "-l", "-q", "1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "first\nsecond\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"first", "second"} {
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+		case <-time.After(waitLimit):
+			t.Fatalf("%q never arrived", want)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 130 {
+		t.Errorf("pub -l exited %d after SIGINT, want 130", code)
+	}
+}

@@ -1,0 +1,48 @@
+package broker
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSilentConnectionClosed: a socket that never sends CONNECT is closed
+// after the connect timeout, and Close does not wait for it.
+func TestSilentConnectionClosed(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, ConnectTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // bound against a hang only
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read from a silent connection: %d bytes, %v; want EOF from the broker closing it", n, err)
+	}
+}
+
+func TestCloseWithSilentConnection(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URLs()[0], "mqtt://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // bound against a hang only
+		t.Fatal("Close waited for a connection that never sent CONNECT")
+	}
+}
