@@ -64,14 +64,15 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"broker":    cmdBroker,
-			"waitsub":   cmdWaitSub,
-			"mosquitto": cmdMosquitto,
-			"waitlog":   cmdWaitLog,
-			"status":    cmdStatus,
-			"genbytes":  cmdGenBytes,
-			"gencerts":  cmdGenCerts,
-			"writefile": cmdWriteFile,
+			"broker":     cmdBroker,
+			"waitsub":    cmdWaitSub,
+			"mosquitto":  cmdMosquitto,
+			"waitlog":    cmdWaitLog,
+			"status":     cmdStatus,
+			"genbytes":   cmdGenBytes,
+			"gencerts":   cmdGenCerts,
+			"mutebroker": cmdMuteBroker,
+			"writefile":  cmdWriteFile,
 		},
 	})
 }

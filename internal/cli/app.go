@@ -62,7 +62,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if !a.quiet(cmd) {
 		prefix := "mqtk:"
 		if a.IO.ColorErr() {
-			prefix = color.New(color.FgRed, color.Bold).Sprint(prefix)
+			red := color.New(color.FgRed, color.Bold)
+			red.EnableColor() // the decision is ours, per stream, not fatih/color's global
+			prefix = red.Sprint(prefix)
 		}
 		fmt.Fprintln(a.IO.Err, prefix, err)
 		if code == ExitUsage && cmd != nil {

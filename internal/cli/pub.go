@@ -31,6 +31,7 @@ type pubOptions struct {
 	retain      bool
 	repeat      int
 	repeatDelay string
+	timeout     string
 
 	contentType     string
 	responseTopic   string
@@ -84,6 +85,7 @@ and exits 130.`,
 	fs.BoolVarP(&o.retain, "retain", "r", false, "ask the broker to retain the message")
 	fs.IntVar(&o.repeat, "repeat", 1, "publish the message N times")
 	fs.StringVar(&o.repeatDelay, "repeat-delay", "0", "wait this long between repeats (seconds or a duration like 500ms)")
+	fs.StringVarP(&o.timeout, "timeout", "W", "0", "give up after this long, acknowledgements included, and exit 27 (seconds or a duration; 0: never)")
 	fs.StringVar(&o.contentType, "content-type", "", "v5 content type property")
 	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response topic property")
 	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation data property")
@@ -101,6 +103,7 @@ type pubPlan struct {
 	lines       bool
 	repeat      int
 	repeatDelay time.Duration
+	timeout     time.Duration
 }
 
 // plan checks every input before anything is sent.
@@ -166,6 +169,9 @@ func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string)
 		return nil, usageErrorf("--repeat-delay: %v", err)
 	}
 	p.repeatDelay = d
+	if p.timeout, err = parseSeconds(o.timeout); err != nil {
+		return nil, usageErrorf("-W/--timeout: %v", err)
+	}
 
 	props := &p.msg.Props
 	props.ContentType = o.contentType
@@ -220,23 +226,32 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	if err != nil {
 		return err
 	}
+	// Acks are waited for even after Ctrl-C (with base), so that what was
+	// read is not lost; a second Ctrl-C quits at once. -W bounds both.
+	base := context.WithoutCancel(ctx)
+	if plan.timeout > 0 {
+		expired := fmt.Errorf("-W/--timeout %s expired: %w", plan.timeout, context.DeadlineExceeded)
+		var cancel, cancelBase context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, plan.timeout, expired)
+		defer cancel()
+		base, cancelBase = context.WithTimeoutCause(base, plan.timeout, expired)
+		defer cancelBase()
+	}
 	client, err := mqttc.Dial(ctx, conn.cfg)
 	if err != nil {
 		return err
 	}
-	// Acks and the final DISCONNECT are waited for even after Ctrl-C, so that
-	// what was read is not lost; a second Ctrl-C quits at once.
-	q := newPubQueue(client, context.WithoutCancel(ctx))
+	q := newPubQueue(client, base)
 	if plan.lines {
-		err = publishLines(ctx, a, q, plan)
+		err = publishLines(ctx, base, a, q, plan)
 	} else {
 		err = publishRepeated(ctx, q, plan)
 	}
 	if werr := q.finish(); werr != nil {
 		err = werr
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), conn.cfg.ConnectTimeout)
-	defer cancel()
+	dctx, cancelD := context.WithTimeout(context.WithoutCancel(ctx), conn.cfg.ConnectTimeout)
+	defer cancelD()
 	_ = client.Disconnect(dctx)
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -269,7 +284,7 @@ func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
 // publishLines sends each line of stdin as a message, in order. On
 // interruption it still publishes every complete line already read, and says
 // so if an incomplete last line had to be dropped.
-func publishLines(ctx context.Context, a *App, q *pubQueue, plan *pubPlan) error {
+func publishLines(ctx, base context.Context, a *App, q *pubQueue, plan *pubPlan) error {
 	lr := newLineReader(a.IO.In)
 	send := func(lines [][]byte) error {
 		for _, line := range lines {
@@ -278,7 +293,7 @@ func publishLines(ctx context.Context, a *App, q *pubQueue, plan *pubPlan) error
 			if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
 				return usageErrorf("--payload-format-indicator: line %q is not UTF-8", line)
 			}
-			if err := q.publish(context.WithoutCancel(ctx), &m); err != nil {
+			if err := q.publish(base, &m); err != nil {
 				return err
 			}
 		}

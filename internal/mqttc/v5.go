@@ -238,6 +238,9 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	}
 	ret := make(chan packets.ControlPacket, 1)
 	if err := c.session.AddToSession(ctx, pb, ret); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &TimeoutError{Op: "publish", Topic: m.Topic}
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
