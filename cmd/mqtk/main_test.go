@@ -198,7 +198,12 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 	confFile := ts.MkAbs("mosquitto.conf")
 	ts.Check(os.WriteFile(confFile, []byte(conf), 0o644))
 	cmd := exec.Command(bin, "-c", confFile)
-	cmd.Stdout, cmd.Stderr = ts.Stdout(), ts.Stderr()
+	// Its own output goes to a file: the script's stdout buffer belongs to
+	// the command that is running, not to a process that outlives it.
+	out, err := os.Create(ts.MkAbs("mosquitto.out"))
+	ts.Check(err)
+	ts.Defer(func() { out.Close() })
+	cmd.Stdout, cmd.Stderr = out, out
 	ts.Check(cmd.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
