@@ -60,34 +60,34 @@ func connFlagNames() []string {
 func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	f.fs = fs
 
-	fs.StringVarP(&f.host, "host", "h", "localhost", "broker host")
-	fs.IntVarP(&f.port, "port", "p", 0, "broker port (default 1883, 8883 with TLS)")
-	fs.StringVarP(&f.url, "url", "L", "", "broker URL: mqtt[s]://[user[:password]@]host[:port][/topic] or ws[s]://host[:port][/path]")
-	fs.StringVarP(&f.id, "id", "i", "", "client identifier (default: mqtk- and random characters)")
-	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier prefix; the process id is appended")
-	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in seconds (0 disables)")
-	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT version: 5 (mqttv5); 311 (mqttv311) and 31 (mqttv31) are not supported yet")
+	fs.StringVarP(&f.host, "host", "h", "localhost", "broker `HOST`")
+	fs.IntVarP(&f.port, "port", "p", 0, "broker `PORT` (default 1883, 8883 with TLS)")
+	fs.StringVarP(&f.url, "url", "L", "", "broker `URL`: mqtt[s]://[user[:password]@]host[:port][/topic] or ws[s]://host[:port][/path]")
+	fs.StringVarP(&f.id, "id", "i", "", "client identifier `ID` (default: mqtk- and random characters)")
+	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier `PREFIX`; the process id is appended")
+	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in `SECONDS` (0 disables)")
+	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT `VERSION`: 5 (mqttv5); 311 (mqttv311) and 31 (mqttv31) are not supported yet")
 	fs.BoolVarP(&f.noClean, "disable-clean-session", "c", false, "keep the session on the broker after disconnecting (needs -i)")
-	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval: seconds or a duration such as 1h; -1 or ∞ never expires")
-	fs.StringVarP(&f.username, "username", "u", "", "user name")
-	fs.StringVarP(&f.password, "pw", "P", "", "password (prefer --pw-file or MQTK_PASSWORD: arguments are visible to other users)")
-	fs.StringVar(&f.pwFile, "pw-file", "", "read the password from the first line of FILE")
+	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval `D`: seconds or a duration such as 1h; -1 or ∞ never expires")
+	fs.StringVarP(&f.username, "username", "u", "", "`USER` name")
+	fs.StringVarP(&f.password, "pw", "P", "", "`PASSWORD` (prefer --pw-file or MQTK_PASSWORD: arguments are visible to other users)")
+	fs.StringVar(&f.pwFile, "pw-file", "", "read the password from the first line of `FILE`")
 	fs.BoolVar(&f.pwPrompt, "pw-prompt", false, "prompt for the password without echo (terminal only)")
-	fs.StringVar(&f.tls.CAFile, "cafile", "", "PEM file of CA certificates to verify the broker (turns TLS on)")
-	fs.StringVar(&f.tls.CAPath, "capath", "", "directory of PEM CA certificates (turns TLS on)")
-	fs.StringVar(&f.tls.CertFile, "cert", "", "client certificate PEM file (turns TLS on; needs --key)")
-	fs.StringVar(&f.tls.KeyFile, "key", "", "client private key PEM file")
+	fs.StringVar(&f.tls.CAFile, "cafile", "", "PEM `FILE` of CA certificates to verify the broker (turns TLS on)")
+	fs.StringVar(&f.tls.CAPath, "capath", "", "`DIR` of PEM CA certificates (turns TLS on)")
+	fs.StringVar(&f.tls.CertFile, "cert", "", "client certificate PEM `FILE` (turns TLS on; needs --key)")
+	fs.StringVar(&f.tls.KeyFile, "key", "", "client private key PEM `FILE`")
 	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the broker's certificate or name")
-	fs.StringVar(&f.tls.Version, "tls-version", "", "minimum TLS version: tlsv1.2 (default) or tlsv1.3")
-	fs.StringVar(&f.tls.ServerName, "tls-server-name", "", "name to verify the broker's certificate against (default: the host)")
-	fs.StringVar(&f.willTopic, "will-topic", "", "topic of the will message sent if we disconnect uncleanly")
-	fs.StringVar(&f.willPayload, "will-payload", "", "payload of the will message")
-	fs.IntVar(&f.willQoS, "will-qos", 0, "QoS of the will message")
+	fs.StringVar(&f.tls.Version, "tls-version", "", "minimum TLS `VERSION`: tlsv1.2 (default) or tlsv1.3")
+	fs.StringVar(&f.tls.ServerName, "tls-server-name", "", "`NAME` to verify the broker's certificate against (default: the host)")
+	fs.StringVar(&f.willTopic, "will-topic", "", "`TOPIC` of the will message the broker sends if we vanish without DISCONNECT")
+	fs.StringVar(&f.willPayload, "will-payload", "", "`PAYLOAD` of the will message")
+	fs.IntVar(&f.willQoS, "will-qos", 0, "`QOS` of the will message")
 	fs.BoolVar(&f.willRetain, "will-retain", false, "retain the will message")
-	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting after this long")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting after `D`")
 	fs.BoolVarP(&f.debug, "debug", "d", false, "print a trace of MQTT packets on stderr")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages or notices (the exit code still tells)")
-	fs.StringVar(&f.color, "color", "auto", "colour: auto (terminal and no NO_COLOR), always or never")
+	fs.StringVar(&f.color, "color", "auto", "colour `WHEN`: auto (terminal and no NO_COLOR), always or never")
 }
 
 // envName is the environment variable for a connection flag: MQTK_ and the
@@ -208,6 +208,14 @@ func parseSeconds(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is negative", s)
 	}
 	return d, nil
+}
+
+// parseOptionalSeconds is parseSeconds with "" meaning 0 (not set).
+func parseOptionalSeconds(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return parseSeconds(s)
 }
 
 // parseExpiry reads a session or message expiry interval in whole seconds:

@@ -75,24 +75,24 @@ and exits 130.`,
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
-	fs.StringVarP(&o.topic, "topic", "t", "", "topic to publish to")
-	fs.StringVarP(&o.message, "message", "m", "", "message payload")
-	fs.StringVarP(&o.file, "file", "f", "", "send the contents of FILE as the message (any bytes)")
+	fs.StringVarP(&o.topic, "topic", "t", "", "`TOPIC` to publish to")
+	fs.StringVarP(&o.message, "message", "m", "", "`MESSAGE` payload")
+	fs.StringVarP(&o.file, "file", "f", "", "send the contents of `FILE` as the message (any bytes)")
 	fs.BoolVarP(&o.stdinFile, "stdin-file", "s", false, "send all of stdin as one message")
 	fs.BoolVarP(&o.stdinLine, "stdin-line", "l", false, "send each line of stdin as a message")
 	fs.BoolVarP(&o.null, "null-message", "n", false, "send an empty (zero-length) message")
-	fs.IntVarP(&o.qos, "qos", "q", 0, "quality of service: 0, 1 or 2")
+	fs.IntVarP(&o.qos, "qos", "q", 0, "quality of service `QOS`: 0, 1 or 2")
 	fs.BoolVarP(&o.retain, "retain", "r", false, "ask the broker to retain the message")
-	fs.IntVar(&o.repeat, "repeat", 1, "publish the message N times")
-	fs.StringVar(&o.repeatDelay, "repeat-delay", "0", "wait this long between repeats (seconds or a duration like 500ms)")
-	fs.StringVarP(&o.timeout, "timeout", "W", "0", "give up after this long, acknowledgements included, and exit 27 (seconds or a duration; 0: never)")
-	fs.StringVar(&o.contentType, "content-type", "", "v5 content type property")
-	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response topic property")
-	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation data property")
-	fs.StringVar(&o.messageExpiry, "message-expiry", "", "v5 message expiry interval (seconds or a duration like 1h)")
-	fs.StringArrayVar(&o.userProps, "user-property", nil, "v5 user property KEY=VALUE (repeatable; order and repeated keys are kept)")
+	fs.IntVar(&o.repeat, "repeat", 1, "publish the message `N` times")
+	fs.StringVar(&o.repeatDelay, "repeat-delay", "", "wait `D` between repeats (seconds, or a duration like 500ms)")
+	fs.StringVarP(&o.timeout, "timeout", "W", "", "give up after `D` (seconds or a duration), acknowledgements included, and exit 27")
+	fs.StringVar(&o.contentType, "content-type", "", "v5 content type `TYPE`")
+	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response `TOPIC`")
+	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation `DATA`")
+	fs.StringVar(&o.messageExpiry, "message-expiry", "", "v5 message expiry interval `D` (seconds, or a duration like 1h)")
+	fs.StringArrayVar(&o.userProps, "user-property", nil, "v5 user property `KEY=VALUE` (repeatable; order and repeated keys are kept)")
 	fs.BoolVar(&o.payloadFormat, "payload-format-indicator", false, "v5 payload format indicator: the payload is UTF-8 text")
-	fs.IntVar(&o.topicAlias, "topic-alias", 0, "v5 topic alias: after the first publish, later ones send only the alias")
+	fs.IntVar(&o.topicAlias, "topic-alias", 0, "v5 topic alias `N`: after the first publish, later ones send only the alias")
 	o.conn.addFlags(fs)
 	return cmd
 }
@@ -164,12 +164,11 @@ func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string)
 	if o.stdinLine && fs.Changed("repeat") {
 		return nil, usageErrorf("--repeat does not apply to -l")
 	}
-	d, err := parseSeconds(o.repeatDelay)
-	if err != nil {
+	var err error
+	if p.repeatDelay, err = parseOptionalSeconds(o.repeatDelay); err != nil {
 		return nil, usageErrorf("--repeat-delay: %v", err)
 	}
-	p.repeatDelay = d
-	if p.timeout, err = parseSeconds(o.timeout); err != nil {
+	if p.timeout, err = parseOptionalSeconds(o.timeout); err != nil {
 		return nil, usageErrorf("-W/--timeout: %v", err)
 	}
 

@@ -43,11 +43,11 @@ exit 0).`,
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
-	fs.StringArrayVarP(&o.topics, "topic", "t", nil, "topic filter to subscribe to (repeatable)")
-	fs.IntSliceVarP(&o.qos, "qos", "q", []int{0}, "QoS: one for all filters, or one per -t in order")
+	fs.StringArrayVarP(&o.topics, "topic", "t", nil, "topic `FILTER` to subscribe to (repeatable)")
+	fs.IntSliceVarP(&o.qos, "qos", "q", []int{0}, "`QOS`: one for all filters, or one per -t in order")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "print the topic before each payload")
 	fs.BoolVarP(&o.noEOL, "no-eol", "N", false, "do not add a newline after each payload")
-	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing this many messages (0: no limit)")
+	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing `N` messages (0: no limit)")
 	o.conn.addFlags(fs)
 	return cmd
 }
