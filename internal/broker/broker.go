@@ -72,6 +72,9 @@ func Start(cfg Config) (*Server, error) {
 	if err := m.AddHook(&authHook{cfg: cfg}, nil); err != nil {
 		return nil, err
 	}
+	if err := m.AddHook(&packetIDHook{pending: map[*mqtt.Client]swappedID{}}, nil); err != nil {
+		return nil, err
+	}
 	if err := m.AddHook(&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize}, nil); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,12 +16,32 @@ import (
 )
 
 type subOptions struct {
-	conn    connFlags
-	topics  []string
-	qos     []int
+	conn connFlags
+
+	topics         []string
+	qos            []int
+	filterOut      []string
+	unsubscribe    []string
+	exitOnSuback   bool
+	noLocal        bool
+	retainAsPub    bool
+	retainHandling int
+	subID          int
+
+	count        int
+	timeout      string
+	idle         string
+	noRetained   bool
+	retainedOnly bool
+
 	verbose bool
 	noEOL   bool
-	count   int
+	format  string
+	json    bool
+	pretty  bool
+
+	reconnectDelay string
+	noReconnect    bool
 }
 
 func newSubCmd(a *App) *cobra.Command {
@@ -26,15 +49,27 @@ func newSubCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sub -t FILTER [-t FILTER...] [flags]",
 		Short: "Subscribe and print messages",
-		Long: `Subscribe to one or more topic filters and print each message's payload on a
-line of its own (with -v, the topic, a space, then the payload), as
-mosquitto_sub does. Payload bytes are written unchanged.
+		Long: `Subscribe to one or more topic filters and print each message, as
+mosquitto_sub does: by default the payload on a line of its own (-v: the topic,
+a space, the payload; -N: no newline; -F: mosquitto's format language; --json:
+one JSON object per line). Payload bytes are written unchanged.
 
-mqtk sub runs until -C messages have been printed, the connection is lost
-(exit 3), or it is interrupted (Ctrl-C or SIGTERM: a clean DISCONNECT and
-exit 0).`,
+mqtk sub stops at the first of these, and its exit code says which:
+  -C N             after N printed messages                          exit 0
+  -W D             D after connecting                                exit 27
+  --idle D         when no message has arrived for D                 exit 0
+  --retained-only  at the first live message, or when no retained
+                   message has arrived for a quiet period (1s, or
+                   --idle)                                           exit 0
+  -E               once the subscriptions are acknowledged           exit 0
+  Ctrl-C, SIGTERM  a clean DISCONNECT, everything received printed   exit 0
+  connection lost  with --no-reconnect (otherwise it reconnects)     exit 3
+A filter the broker refuses exits 5; an invalid filter exits 2 before
+connecting.`,
 		Example: `  mqtk sub -t 'sensors/#' -v
-  mqtk sub -t cfg/device1 -C 1          # print one message (e.g. a retained one) and exit`,
+  mqtk sub -t cfg/device1 -C 1 -W 5          # one message, or exit 27 after 5s
+  mqtk sub -t 'site/#' --retained-only -v    # what is retained under site/, then exit
+  mqtk sub -t 'logs/#' | grep ERROR          # flushed per message in a pipe`,
 		Args:    noArgs,
 		PreRunE: o.conn.prepare(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -45,11 +80,234 @@ exit 0).`,
 	fs.SortFlags = false
 	fs.StringArrayVarP(&o.topics, "topic", "t", nil, "topic `FILTER` to subscribe to (repeatable)")
 	fs.IntSliceVarP(&o.qos, "qos", "q", []int{0}, "`QOS`: one for all filters, or one per -t in order")
+	fs.StringArrayVarP(&o.filterOut, "filter-out", "T", nil, "do not print messages whose topic matches `FILTER` (repeatable)")
+	fs.StringArrayVarP(&o.unsubscribe, "unsubscribe", "U", nil, "unsubscribe from `FILTER` first (with -c, removes it from a persistent session)")
+	fs.BoolVarP(&o.exitOnSuback, "exit-after-subscribe", "E", false, "exit once the subscriptions are acknowledged (with -c: create a durable session)")
+	fs.BoolVar(&o.noLocal, "no-local", false, "v5: do not receive our own publishes")
+	fs.BoolVar(&o.retainAsPub, "retain-as-published", false, "v5: keep the retain flag as the publisher set it")
+	fs.IntVar(&o.retainHandling, "retain-handling", 0, "v5: retained messages on subscribe: 0 always, 1 only for a new subscription, 2 never")
+	fs.IntVar(&o.subID, "subscription-identifier", 0, "v5: subscription identifier `N` (1 to 268435455)")
+	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing `N` messages (0: no limit)")
+	fs.StringVarP(&o.timeout, "timeout", "W", "", "exit 27 after `D` (seconds or a duration like 1.5s)")
+	fs.StringVar(&o.idle, "idle", "", "exit 0 when no message has arrived for `D`")
+	fs.BoolVarP(&o.noRetained, "no-retained", "R", false, "do not print retained messages stored before we subscribed")
+	fs.BoolVar(&o.retainedOnly, "retained-only", false, "print only retained messages, then exit 0")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "print the topic before each payload")
 	fs.BoolVarP(&o.noEOL, "no-eol", "N", false, "do not add a newline after each payload")
-	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing `N` messages (0: no limit)")
+	fs.StringVarP(&o.format, "format", "F", "", "print each message with mosquitto's `FORMAT` language (see mqtk sub --help)")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per message (schema in docs/json.md)")
+	fs.BoolVar(&o.pretty, "pretty", false, "indent --json output")
+	fs.StringVar(&o.reconnectDelay, "reconnect-delay", "1s", "first wait before reconnecting after a lost connection; it doubles up to 30s")
+	fs.BoolVar(&o.noReconnect, "no-reconnect", false, "exit 3 when the connection is lost instead of reconnecting")
 	o.conn.addFlags(fs)
 	return cmd
+}
+
+// subPlan is a validated subscription request.
+type subPlan struct {
+	subs        []mqttc.Subscription
+	opts        mqttc.SubscribeOptions
+	timeout     time.Duration
+	idle        time.Duration
+	reconnect   time.Duration
+	render      func(dst []byte, m *mqttc.Message) []byte
+	unsubscribe []string
+}
+
+func (o *subOptions) plan(a *App, urlTopic string) (*subPlan, error) {
+	p := &subPlan{}
+	filters := o.topics
+	if len(filters) == 0 && urlTopic != "" {
+		filters = []string{urlTopic}
+	}
+	if len(filters) == 0 && len(o.unsubscribe) == 0 {
+		return nil, usageErrorf("no topic filter: give -t FILTER")
+	}
+	if len(o.qos) != 1 && len(o.qos) != len(filters) {
+		return nil, usageErrorf("%d -q values for %d -t filters: give one for all, or one per filter", len(o.qos), len(filters))
+	}
+	if o.retainHandling < 0 || o.retainHandling > 2 {
+		return nil, usageErrorf("--retain-handling %d: use 0, 1 or 2", o.retainHandling)
+	}
+	for i, f := range filters {
+		if err := topic.ValidateFilter(f); err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		q := o.qos[0]
+		if len(o.qos) > 1 {
+			q = o.qos[i]
+		}
+		if q < 0 || q > 2 {
+			return nil, usageErrorf("-q/--qos %d: use 0, 1 or 2", q)
+		}
+		p.subs = append(p.subs, mqttc.Subscription{Filter: f, QoS: byte(q), NoLocal: o.noLocal,
+			RetainAsPublished: o.retainAsPub, RetainHandling: byte(o.retainHandling)})
+	}
+	for _, f := range append(append([]string{}, o.filterOut...), o.unsubscribe...) {
+		if err := topic.ValidateFilter(f); err != nil {
+			return nil, &UsageError{Err: err}
+		}
+	}
+	p.unsubscribe = o.unsubscribe
+	if o.subID < 0 || o.subID > 268435455 {
+		return nil, usageErrorf("--subscription-identifier %d: use 1 to 268435455", o.subID)
+	}
+	p.opts.SubscriptionID = o.subID
+	if o.count < 0 {
+		return nil, usageErrorf("-C/--count %d: use a positive count, or 0 for no limit", o.count)
+	}
+	if o.noRetained && o.retainedOnly {
+		return nil, usageErrorf("-R/--no-retained and --retained-only conflict")
+	}
+	var err error
+	if p.timeout, err = parseOptionalSeconds(o.timeout); err != nil {
+		return nil, usageErrorf("-W/--timeout: %v", err)
+	}
+	if p.idle, err = parseOptionalSeconds(o.idle); err != nil {
+		return nil, usageErrorf("--idle: %v", err)
+	}
+	if o.retainedOnly && p.idle == 0 {
+		p.idle = time.Second // the quiet period after the last retained message
+	}
+	if p.reconnect, err = parseSeconds(o.reconnectDelay); err != nil || p.reconnect <= 0 {
+		return nil, usageErrorf("--reconnect-delay %q: use a positive duration", o.reconnectDelay)
+	}
+	if p.render, err = o.renderer(a); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// renderer picks how each message is printed.
+func (o *subOptions) renderer(a *App) (func([]byte, *mqttc.Message) []byte, error) {
+	modes := 0
+	for _, set := range []bool{o.format != "", o.json, o.verbose || o.noEOL} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return nil, usageErrorf("-F, --json and -v/-N conflict: choose one output format")
+	}
+	if o.pretty && !o.json {
+		return nil, usageErrorf("--pretty goes with --json")
+	}
+	verbose, noEOL := o.verbose, o.noEOL
+	return func(dst []byte, m *mqttc.Message) []byte {
+		return msgfmt.AppendPlain(dst, m, verbose, noEOL)
+	}, nil
+}
+
+// errStop ends a subscription normally (exit 0).
+var errStop = errors.New("stop")
+
+// subRun is one `mqtk sub` invocation: the printing side, shared by every
+// connection when it reconnects.
+type subRun struct {
+	o    *subOptions
+	plan *subPlan
+
+	mu       sync.Mutex
+	out      *bufio.Writer
+	buf      []byte
+	printed  int
+	writeErr error
+	stopped  bool
+
+	stop     chan error    // the first reason to stop; nil error = exit 0
+	activity chan struct{} // a message arrived (for --idle)
+	flush    chan struct{} // output is waiting to be flushed
+}
+
+func (r *subRun) end(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endLocked(err)
+}
+
+func (r *subRun) endLocked(err error) {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	r.stop <- err
+}
+
+// onMessage prints one message; it runs on the client's delivery goroutine,
+// so the broker gets its acknowledgement only after the message is printed.
+func (r *subRun) onMessage(m *mqttc.Message) {
+	select {
+	case r.activity <- struct{}{}:
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.writeErr != nil {
+		return
+	}
+	if r.o.retainedOnly && !m.Retain {
+		r.endLocked(nil)
+		return
+	}
+	if r.o.noRetained && m.Retain {
+		return
+	}
+	for _, f := range r.o.filterOut {
+		if topic.Match(f, m.Topic) {
+			return
+		}
+	}
+	r.buf = r.plan.render(r.buf[:0], m)
+	if _, err := r.out.Write(r.buf); err != nil {
+		r.writeErr = err
+		r.endLocked(err)
+		return
+	}
+	r.printed++
+	select {
+	case r.flush <- struct{}{}:
+	default:
+	}
+	if r.o.count > 0 && r.printed >= r.o.count {
+		r.endLocked(nil)
+	}
+}
+
+// flusher writes buffered output out as soon as it can: one write per
+// message when they trickle in, fewer and larger writes when they pour in,
+// so `mqtk sub | grep` shows each message at once without a syscall per
+// message under load.
+func (r *subRun) flusher(done <-chan struct{}) {
+	for {
+		select {
+		case <-r.flush:
+			r.mu.Lock()
+			if err := r.out.Flush(); err != nil && r.writeErr == nil {
+				r.writeErr = err
+				r.endLocked(err)
+			}
+			r.mu.Unlock()
+		case <-done:
+			return
+		}
+	}
+}
+
+// idleWatch ends the run when no message has arrived for d.
+func (r *subRun) idleWatch(d time.Duration, done <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.activity:
+			t.Reset(d)
+		case <-t.C:
+			r.end(nil)
+			return
+		case <-done:
+			return
+		}
+	}
 }
 
 func runSub(ctx context.Context, a *App, o *subOptions) error {
@@ -57,75 +315,150 @@ func runSub(ctx context.Context, a *App, o *subOptions) error {
 	if err != nil {
 		return err
 	}
-	filters := o.topics
-	if len(filters) == 0 && conn.urlTopic != "" {
-		filters = []string{conn.urlTopic}
-	}
-	if len(filters) == 0 {
-		return usageErrorf("no topic filter: give -t FILTER")
-	}
-	if len(o.qos) != 1 && len(o.qos) != len(filters) {
-		return usageErrorf("%d -q values for %d -t filters: give one for all, or one per filter", len(o.qos), len(filters))
-	}
-	subs := make([]mqttc.Subscription, len(filters))
-	for i, f := range filters {
-		if err := topic.ValidateFilter(f); err != nil {
-			return &UsageError{Err: err}
-		}
-		q := o.qos[0]
-		if len(o.qos) > 1 {
-			q = o.qos[i]
-		}
-		if q < 0 || q > 2 {
-			return usageErrorf("-q/--qos %d: use 0, 1 or 2", q)
-		}
-		subs[i] = mqttc.Subscription{Filter: f, QoS: byte(q)}
-	}
-	if o.count < 0 {
-		return usageErrorf("-C/--count %d: use a positive count, or 0 for no limit", o.count)
-	}
-
-	out := bufio.NewWriterSize(a.IO.Out, 64*1024)
-	var (
-		mu       sync.Mutex
-		printed  int
-		writeErr error
-		enough   = make(chan struct{})
-	)
-	conn.cfg.OnMessage = func(m *mqttc.Message) {
-		mu.Lock()
-		defer mu.Unlock()
-		if writeErr != nil || (o.count > 0 && printed >= o.count) {
-			return
-		}
-		if writeErr = msgfmt.Plain(out, m, o.verbose, o.noEOL); writeErr == nil {
-			writeErr = out.Flush()
-		}
-		printed++
-		if writeErr != nil || (o.count > 0 && printed == o.count) {
-			close(enough)
-		}
-	}
-	client, err := mqttc.Dial(ctx, conn.cfg)
+	plan, err := o.plan(a, conn.urlTopic)
 	if err != nil {
 		return err
 	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), conn.cfg.ConnectTimeout)
-	defer cancel()
-	defer client.Disconnect(dctx)
-	if _, err := client.Subscribe(ctx, subs, mqttc.SubscribeOptions{}); err != nil {
-		return err
+	r := &subRun{
+		o: o, plan: plan,
+		out:      bufio.NewWriterSize(a.IO.Out, 64*1024),
+		stop:     make(chan error, 1),
+		activity: make(chan struct{}, 1),
+		flush:    make(chan struct{}, 1),
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go r.flusher(done)
+	conn.cfg.OnMessage = r.onMessage
+
+	err = r.session(ctx, a, conn.cfg, done)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ferr := r.out.Flush(); err == nil && r.writeErr == nil {
+		err = ferr
+	}
+	if err == nil {
+		err = r.writeErr
+	}
+	return err
+}
+
+// session connects, subscribes and waits for a reason to stop, reconnecting
+// after a lost connection unless told not to.
+func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done chan struct{}) error {
+	plan := r.plan
+	delay := plan.reconnect
+	first := true
+	for {
+		client, err := mqttc.Dial(ctx, cfg)
+		if err != nil {
+			if first || !retryable(err) || r.o.noReconnect {
+				return err
+			}
+			if !r.o.conn.quiet {
+				fmt.Fprintf(a.IO.Err, "mqtk: reconnect failed: %v; trying again in %s\n", err, delay)
+			}
+			if stopped, stopErr := r.wait(ctx, delay); stopped {
+				return stopErr
+			}
+			delay = min(2*delay, 30*time.Second)
+			continue
+		}
+		delay = plan.reconnect
+		if first && plan.timeout > 0 {
+			t := time.AfterFunc(plan.timeout, func() {
+				r.end(fmt.Errorf("-W/--timeout %s expired: %w", plan.timeout, context.DeadlineExceeded))
+			})
+			defer t.Stop()
+		}
+		if err := r.subscribe(ctx, client, first); err != nil {
+			disconnect(ctx, client, cfg)
+			return err
+		}
+		if r.o.exitOnSuback || len(plan.subs) == 0 {
+			disconnect(ctx, client, cfg)
+			return nil
+		}
+		if first && plan.idle > 0 {
+			go r.idleWatch(plan.idle, done)
+		}
+		first = false
+		select {
+		case err := <-r.stop:
+			disconnect(ctx, client, cfg)
+			return err
+		case <-ctx.Done():
+			disconnect(ctx, client, cfg)
+			if errors.Is(context.Cause(ctx), errInterrupted) {
+				return nil // Ctrl-C is how a subscription normally ends
+			}
+			return context.Cause(ctx)
+		case <-client.Done():
+		}
+		lost := client.Err()
+		if r.o.noReconnect {
+			return lost
+		}
+		if !r.o.conn.quiet {
+			fmt.Fprintf(a.IO.Err, "mqtk: %v; reconnecting in %s\n", lost, delay)
+		}
+		if stopped, stopErr := r.wait(ctx, delay); stopped {
+			return stopErr
+		}
+		cfg.CleanStart = !r.o.conn.noClean
+	}
+}
+
+// subscribe unsubscribes (-U, first connection only) and subscribes, unless
+// the broker resumed a session that already holds the subscriptions.
+func (r *subRun) subscribe(ctx context.Context, c mqttc.Client, first bool) error {
+	plan := r.plan
+	if first && len(plan.unsubscribe) > 0 {
+		if err := c.Unsubscribe(ctx, plan.unsubscribe...); err != nil {
+			return err
+		}
+	}
+	if len(plan.subs) == 0 || (!first && c.Server().SessionPresent) {
+		return nil
+	}
+	_, err := c.Subscribe(ctx, plan.subs, plan.opts)
+	return err
+}
+
+// wait sleeps d before a reconnection, unless the run ends first.
+func (r *subRun) wait(ctx context.Context, d time.Duration) (stopped bool, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-enough:
-	case <-ctx.Done(): // Ctrl-C ends a subscription normally
-	case <-client.Done():
-		return client.Err()
+	case <-t.C:
+		return false, nil
+	case err := <-r.stop:
+		return true, err
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errInterrupted) {
+			return true, nil
+		}
+		return true, context.Cause(ctx)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if writeErr != nil {
-		return writeErr
+}
+
+func disconnect(ctx context.Context, c mqttc.Client, cfg mqttc.Config) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ConnectTimeout)
+	defer cancel()
+	_ = c.Disconnect(dctx)
+}
+
+// retryable reports whether reconnecting may help: the network failed, the
+// broker went away, or it said it is busy or unavailable for now.
+func retryable(err error) bool {
+	var ne *mqttc.NetError
+	var de *mqttc.DisconnectError
+	var ce *mqttc.ConnectError
+	switch {
+	case errors.As(err, &ne), errors.As(err, &de):
+		return true
+	case errors.As(err, &ce):
+		return ce.Code == 0x88 || ce.Code == 0x89 || ce.Code == 0x9F
 	}
-	return out.Flush()
+	return false
 }

@@ -55,11 +55,11 @@ func (c *traceConn) Read(p []byte) (int, error) {
 }
 
 func (c *traceConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if c.trace != nil && n > 0 {
-		c.out.feed(p[:n], func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
+	// Traced before it is written, so that the reply is never logged first.
+	if c.trace != nil {
+		c.out.feed(p, func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
 	}
-	return n, err
+	return c.Conn.Write(p)
 }
 
 // splitter cuts a byte stream into MQTT packets.

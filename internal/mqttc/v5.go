@@ -313,6 +313,8 @@ func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling,
 		})
 	}
+	ctx, cancel := c.boundToConnection(ctx)
+	defer cancel()
 	sa, err := c.pc.Subscribe(ctx, s)
 	if sa == nil {
 		return nil, c.opErr(ctx, "subscribe", subs[0].Filter, err)
@@ -330,6 +332,8 @@ func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 }
 
 func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	ctx, cancel := c.boundToConnection(ctx)
+	defer cancel()
 	ua, err := c.pc.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
 	if ua == nil {
 		return c.opErr(ctx, "unsubscribe", filters[0], err)
@@ -346,8 +350,28 @@ func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	return nil
 }
 
+// boundToConnection returns a context that also ends when the connection
+// does: paho leaves a SUBSCRIBE or UNSUBSCRIBE waiting after a lost
+// connection.
+func (c *v5Client) boundToConnection(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // opErr classifies a failed request that got no acknowledgement.
 func (c *v5Client) opErr(ctx context.Context, op, topic string, err error) error {
+	select {
+	case <-c.done:
+		return c.lostErr(op)
+	default:
+	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &TimeoutError{Op: op, Topic: topic}
@@ -355,11 +379,6 @@ func (c *v5Client) opErr(ctx context.Context, op, topic string, err error) error
 		return ctx.Err()
 	case errors.Is(err, paho.ErrInvalidArguments):
 		return invalidf("%v", err)
-	}
-	select {
-	case <-c.done:
-		return c.lostErr(op)
-	default:
 	}
 	return &NetError{Op: op, Addr: c.addr, Err: err}
 }

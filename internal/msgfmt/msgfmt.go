@@ -23,3 +23,16 @@ func Plain(w io.Writer, m *mqttc.Message, verbose, noEOL bool) error {
 	_, err := w.Write(buf)
 	return err
 }
+
+// AppendPlain appends what Plain writes to dst.
+func AppendPlain(dst []byte, m *mqttc.Message, verbose, noEOL bool) []byte {
+	if verbose {
+		dst = append(dst, m.Topic...)
+		dst = append(dst, ' ')
+	}
+	dst = append(dst, m.Payload...)
+	if !noEOL {
+		dst = append(dst, '\n')
+	}
+	return dst
+}
