@@ -52,3 +52,22 @@ func cmdMuteBroker(ts *testscript.TestScript, neg bool, args []string) {
 	}()
 	ts.Setenv("MUTE_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 }
+
+// kick [-name NAME] CLIENTID disconnects a client from the in-process
+// broker (DISCONNECT "administrative action"), as an operator would.
+func cmdKick(ts *testscript.TestScript, neg bool, args []string) {
+	name := "BROKER"
+	if len(args) == 3 && args[0] == "-name" {
+		name, args = args[1], args[2:]
+	}
+	if len(args) != 1 {
+		ts.Fatalf("usage: kick [-name NAME] CLIENTID")
+	}
+	b, ok := brokers(ts)[name]
+	if !ok {
+		ts.Fatalf("no broker named %s", name)
+	}
+	if !b.Disconnect(args[0]) {
+		ts.Fatalf("client %s is not connected", args[0])
+	}
+}

@@ -175,3 +175,23 @@ func TestPubLinesSignal(t *testing.T) {
 		t.Errorf("pub -l exited %d after SIGINT, want 130", code)
 	}
 }
+
+// TestSubConnectionLostExits3: with --no-reconnect a lost connection exits 3.
+func TestSubConnectionLostExits3(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(b.Port), "-t", "lost/x", "-i", "lost-1", "--no-reconnect")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitSubscribed(ctx, "lost/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Disconnect("lost-1") {
+		t.Fatal("client lost-1 is not connected")
+	}
+	if code := waitExit(t, cmd); code != 3 {
+		t.Errorf("sub exited %d after losing its connection, want 3", code)
+	}
+}

@@ -205,3 +205,15 @@ func (h *encodeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 	}
 	return pk
 }
+
+// Disconnect closes a client's connection with DISCONNECT "administrative
+// action", as an operator's kick does. It reports whether the client was
+// connected.
+func (s *Server) Disconnect(clientID string) bool {
+	cl, ok := s.m.Clients.Get(clientID)
+	if !ok || cl.Closed() {
+		return false
+	}
+	_ = s.m.DisconnectClient(cl, packets.ErrAdministrativeAction)
+	return true
+}

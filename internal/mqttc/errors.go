@@ -3,6 +3,7 @@ package mqttc
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // NetError is a failure of the network or TLS: DNS, refused, unreachable,
@@ -32,11 +33,7 @@ type ConnectError struct {
 }
 
 func (e *ConnectError) Error() string {
-	s := fmt.Sprintf("connect %s: broker refused the connection: %s (0x%02x)", e.Addr, ReasonName(e.Code), e.Code)
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	return s
+	return withReason(fmt.Sprintf("connect %s: broker refused the connection", e.Addr), e.Code, e.Reason)
 }
 
 // RejectedError is an operation the broker answered with a reason code >=
@@ -49,9 +46,15 @@ type RejectedError struct {
 }
 
 func (e *RejectedError) Error() string {
-	s := fmt.Sprintf("%s %q: broker rejected it: %s (0x%02x)", e.Op, e.Topic, ReasonName(e.Code), e.Code)
-	if e.Reason != "" {
-		s += ": " + e.Reason
+	return withReason(fmt.Sprintf("%s %q: broker rejected it", e.Op, e.Topic), e.Code, e.Reason)
+}
+
+// withReason appends the reason code by name and the broker's reason string,
+// unless that only repeats the name.
+func withReason(s string, code byte, reason string) string {
+	s += fmt.Sprintf(": %s (0x%02x)", ReasonName(code), code)
+	if reason != "" && !strings.EqualFold(reason, ReasonName(code)) {
+		s += ": " + reason
 	}
 	return s
 }
@@ -63,11 +66,7 @@ type DisconnectError struct {
 }
 
 func (e *DisconnectError) Error() string {
-	s := fmt.Sprintf("broker closed the connection: %s (0x%02x)", ReasonName(e.Code), e.Code)
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	return s
+	return withReason("broker closed the connection", e.Code, e.Reason)
 }
 
 // TimeoutError is an acknowledgement that did not arrive in time.

@@ -25,6 +25,7 @@ type traceConn struct {
 
 	errMu    sync.Mutex
 	firstErr error // the first read error: why the connection ended
+	watch    disconnectWatch
 }
 
 func (c *traceConn) readErr() error {
@@ -41,13 +42,12 @@ type tracer struct {
 
 func (c *traceConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.errMu.Lock()
-		if c.firstErr == nil {
-			c.firstErr = err
-		}
-		c.errMu.Unlock()
+	c.errMu.Lock()
+	c.watch.feed(p[:n])
+	if err != nil && c.firstErr == nil {
+		c.firstErr = err
 	}
+	c.errMu.Unlock()
 	if c.trace != nil && n > 0 {
 		c.in.feed(p[:n], func(cp *packets.ControlPacket) { c.trace.log("received", cp) })
 	}
@@ -60,6 +60,68 @@ func (c *traceConn) Write(p []byte) (int, error) {
 		c.out.feed(p, func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
 	}
 	return c.Conn.Write(p)
+}
+
+// serverDisconnect is the DISCONNECT the broker sent, if it sent one.
+func (c *traceConn) serverDisconnect() *packets.Disconnect {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.watch.got
+}
+
+// disconnectWatch follows packet boundaries in the incoming stream without
+// copying it, and keeps the broker's DISCONNECT, so that the reason a
+// connection ended is known before paho reports it (paho reports it
+// asynchronously, after the connection is already marked closed).
+type disconnectWatch struct {
+	state     int // 0: type byte, 1: remaining length, 2: body
+	typ       byte
+	remaining int
+	mult      int
+	body      []byte // kept for DISCONNECT only
+	got       *packets.Disconnect
+}
+
+func (w *disconnectWatch) feed(p []byte) {
+	for len(p) > 0 {
+		switch w.state {
+		case 0:
+			w.typ, w.remaining, w.mult, w.body = p[0]>>4, 0, 1, nil
+			w.state, p = 1, p[1:]
+		case 1:
+			b := p[0]
+			p = p[1:]
+			w.remaining += int(b&0x7f) * w.mult
+			w.mult *= 128
+			if b&0x80 == 0 {
+				w.state = 2
+				if w.remaining == 0 {
+					w.done()
+				}
+			}
+		case 2:
+			n := min(len(p), w.remaining)
+			if w.typ == packets.DISCONNECT {
+				w.body = append(w.body, p[:n]...)
+			}
+			p, w.remaining = p[n:], w.remaining-n
+			if w.remaining == 0 {
+				w.done()
+			}
+		}
+	}
+}
+
+func (w *disconnectWatch) done() {
+	w.state = 0
+	if w.typ != packets.DISCONNECT {
+		return
+	}
+	d := &packets.Disconnect{Properties: &packets.Properties{}}
+	if len(w.body) > 0 {
+		_ = d.Unpack(bytes.NewBuffer(w.body))
+	}
+	w.got = d
 }
 
 // splitter cuts a byte stream into MQTT packets.

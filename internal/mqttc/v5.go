@@ -51,20 +51,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		Session:       c.session,
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
 		OnClientError: func(err error) { c.end(&NetError{Op: "connection", Addr: addr, Err: err}) },
-		OnServerDisconnect: func(d *paho.Disconnect) {
-			e := &DisconnectError{Code: d.ReasonCode}
-			if d.Properties != nil {
-				e.Reason = d.Properties.ReasonString
-			}
-			// paho reports this after its shutdown, possibly after end()
-			// recorded the closed socket: the broker's reason is the better one.
-			c.endOnce.Lock()
-			if !c.closing {
-				c.endErr = e
-			}
-			c.endOnce.Unlock()
-			c.end(e)
-		},
+
 	}
 	if cfg.OnMessage != nil {
 		onMsg := cfg.OnMessage
@@ -144,6 +131,14 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	}
 	go func() {
 		<-c.pc.Done()
+		if d := conn.serverDisconnect(); d != nil {
+			e := &DisconnectError{Code: d.ReasonCode}
+			if d.Properties != nil {
+				e.Reason = d.Properties.ReasonString
+			}
+			c.end(e)
+			return
+		}
 		cause := conn.readErr()
 		if cause == nil {
 			cause = errors.New("connection closed")
