@@ -46,12 +46,11 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
+		// Scripts start from testscript's minimal environment (PATH, HOME,
+		// TMPDIR...), so the developer's MQTK_* variables never reach mqtk.
+		// (Setting them to "" would not hide them: mqtk reads a variable
+		// that is set and empty as an empty value, e.g. an empty host.)
 		Setup: func(env *testscript.Env) error {
-			for _, kv := range os.Environ() {
-				if strings.HasPrefix(kv, "MQTK_") {
-					env.Setenv(strings.SplitN(kv, "=", 2)[0], "")
-				}
-			}
 			env.Setenv("NO_COLOR", "1")
 			env.Values[brokersKey{}] = map[string]*brokertest.Broker{}
 			return nil
@@ -72,6 +71,7 @@ func TestScripts(t *testing.T) {
 			"genbytes":   cmdGenBytes,
 			"gencerts":   cmdGenCerts,
 			"mutebroker": cmdMuteBroker,
+			"kick":       cmdKick,
 			"writefile":  cmdWriteFile,
 		},
 	})
@@ -205,8 +205,11 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(func() { out.Close() })
 	cmd.Stdout, cmd.Stderr = out, out
 	ts.Check(cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once mosquitto has exited, and waitErr then says why:
+	// both the readiness loop and the deferred kill wait on it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	ts.Defer(func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -220,8 +223,10 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 			break
 		}
 		select {
-		case err := <-exited:
-			ts.Fatalf("mosquitto exited: %v\n%s", err, ts.ReadFile("mosquitto.log"))
+		case <-exited:
+			log, _ := os.ReadFile(logFile)
+			output, _ := os.ReadFile(out.Name())
+			ts.Fatalf("mosquitto exited: %v\n%s%s", waitErr, output, log)
 		case <-time.After(20 * time.Millisecond): // poll interval while waiting for the port
 		}
 		if time.Now().After(deadline) {
