@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
 
-.PHONY: build install test demo docs clean
+.PHONY: build install test demo docs perf-sub clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
@@ -27,6 +27,11 @@ demo: build
 # Regenerate docs/commands, docs/man and completions/ from the command tree.
 docs:
 	$(GO) run ./cmd/docgen .
+
+# Can mqtk sub keep up with mosquitto_sub? Side by side on mosquitto and on
+# mqtk's broker; N, SIZE and RUNS are read from the environment.
+perf-sub: build
+	./scripts/perf-sub.sh $(BIN)
 
 clean:
 	rm -rf bin

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("NO_COLOR", "1")
 			env.Values[brokersKey{}] = map[string]*brokertest.Broker{}
+			env.Values[mosqKey{}] = &mosqHolder{}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -63,16 +65,17 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"broker":     cmdBroker,
-			"waitsub":    cmdWaitSub,
-			"mosquitto":  cmdMosquitto,
-			"waitlog":    cmdWaitLog,
-			"status":     cmdStatus,
-			"genbytes":   cmdGenBytes,
-			"gencerts":   cmdGenCerts,
-			"mutebroker": cmdMuteBroker,
-			"kick":       cmdKick,
-			"writefile":  cmdWriteFile,
+			"broker":            cmdBroker,
+			"waitsub":           cmdWaitSub,
+			"mosquitto":         cmdMosquitto,
+			"mosquitto-restart": cmdMosquittoRestart,
+			"waitlog":           cmdWaitLog,
+			"status":            cmdStatus,
+			"genbytes":          cmdGenBytes,
+			"gencerts":          cmdGenCerts,
+			"mutebroker":        cmdMuteBroker,
+			"kick":              cmdKick,
+			"writefile":         cmdWriteFile,
 		},
 	})
 }
@@ -187,8 +190,6 @@ func cmdWaitSub(ts *testscript.TestScript, neg bool, args []string) {
 // port with a generated config (anonymous allowed, everything logged to
 // $WORK/mosquitto.log) plus the given lines, and sets $MOSQ_PORT.
 func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
-	bin, err := lookMosquitto("mosquitto")
-	ts.Check(err)
 	port := freePort(ts)
 	logFile := ts.MkAbs("mosquitto.log")
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest file %s\nlog_type all\nlog_timestamp false\n", port, logFile)
@@ -197,22 +198,66 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	confFile := ts.MkAbs("mosquitto.conf")
 	ts.Check(os.WriteFile(confFile, []byte(conf), 0o644))
+	h := ts.Value(mosqKey{}).(*mosqHolder)
+	h.port = port
+	h.proc = startMosquitto(ts, confFile, port)
+	ts.Setenv("MOSQ_PORT", strconv.Itoa(port))
+}
+
+// mosquitto-restart stops the mosquitto started by 'mosquitto' with SIGTERM
+// (it saves its persistence file, if configured, as it exits) and starts it
+// again with the same configuration on the same port.
+func cmdMosquittoRestart(ts *testscript.TestScript, neg bool, args []string) {
+	h := ts.Value(mosqKey{}).(*mosqHolder)
+	if h.proc == nil {
+		ts.Fatalf("no mosquitto running")
+	}
+	h.proc.stop()
+	h.proc = startMosquitto(ts, ts.MkAbs("mosquitto.conf"), h.port)
+}
+
+type mosqKey struct{}
+
+// mosqHolder is the mosquitto a script runs.
+type mosqHolder struct {
+	port int
+	proc *mosqProc
+}
+
+type mosqProc struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once it has exited; waitErr says why
+	waitErr error
+}
+
+func (p *mosqProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(waitLimit): // a bound against a hang only
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// startMosquitto runs mosquitto with confFile and returns once it accepts
+// connections on port.
+func startMosquitto(ts *testscript.TestScript, confFile string, port int) *mosqProc {
+	bin, err := lookMosquitto("mosquitto")
+	ts.Check(err)
 	cmd := exec.Command(bin, "-c", confFile)
 	// Its own output goes to a file: the script's stdout buffer belongs to
 	// the command that is running, not to a process that outlives it.
-	out, err := os.Create(ts.MkAbs("mosquitto.out"))
+	out, err := os.OpenFile(ts.MkAbs("mosquitto.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	ts.Check(err)
 	ts.Defer(func() { out.Close() })
 	cmd.Stdout, cmd.Stderr = out, out
 	ts.Check(cmd.Start())
-	// exited is closed once mosquitto has exited, and waitErr then says why:
-	// both the readiness loop and the deferred kill wait on it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
+	p := &mosqProc{cmd: cmd, exited: make(chan struct{})}
+	go func() { p.waitErr = cmd.Wait(); close(p.exited) }()
 	ts.Defer(func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		<-p.exited
 	})
 	// Ready when it accepts a connection.
 	deadline := time.Now().Add(waitLimit)
@@ -220,20 +265,19 @@ func cmdMosquitto(ts *testscript.TestScript, neg bool, args []string) {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return p
 		}
 		select {
-		case <-exited:
-			log, _ := os.ReadFile(logFile)
+		case <-p.exited:
+			log, _ := os.ReadFile(ts.MkAbs("mosquitto.log"))
 			output, _ := os.ReadFile(out.Name())
-			ts.Fatalf("mosquitto exited: %v\n%s%s", waitErr, output, log)
+			ts.Fatalf("mosquitto exited: %v\n%s%s", p.waitErr, output, log)
 		case <-time.After(20 * time.Millisecond): // poll interval while waiting for the port
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("mosquitto did not listen on %d", port)
 		}
 	}
-	ts.Setenv("MOSQ_PORT", strconv.Itoa(port))
 }
 
 func freePort(ts *testscript.TestScript) int {

@@ -64,6 +64,8 @@ func netHint(err error) string {
 		return "the broker's certificate is not valid; --insecure skips verification"
 	case errors.As(err, &recErr):
 		return "the broker does not speak TLS on this port"
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		return "the broker closed the connection before answering CONNECT: if this port speaks TLS, use mqtts:// or --cafile"
 	case errors.As(err, &dnsErr):
 		return "check the host name"
 	case errors.Is(err, context.DeadlineExceeded):

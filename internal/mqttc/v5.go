@@ -50,7 +50,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		Conn:          conn,
 		Session:       c.session,
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
-		OnClientError: func(err error) { c.end(&NetError{Op: "connection", Addr: addr, Err: err}) },
+		OnClientError: func(err error) { c.end(&NetError{Op: "lost connection to", Addr: addr, Err: err}) },
 
 	}
 	if cfg.OnMessage != nil {
@@ -143,7 +143,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		if cause == nil {
 			cause = errors.New("connection closed")
 		}
-		c.end(&NetError{Op: "connection", Addr: addr, Err: cause})
+		c.end(&NetError{Op: "lost connection to", Addr: addr, Err: cause})
 	}()
 	return c, nil
 }
