@@ -75,6 +75,7 @@ func TestScripts(t *testing.T) {
 			"gencerts":          cmdGenCerts,
 			"mutebroker":        cmdMuteBroker,
 			"kick":              cmdKick,
+			"waitacked":         cmdWaitAcked,
 			"writefile":         cmdWriteFile,
 		},
 	})

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"flag"
 	"io"
 	"net"
 	"strconv"
@@ -70,4 +72,24 @@ func cmdKick(ts *testscript.TestScript, neg bool, args []string) {
 	if !b.Disconnect(args[0]) {
 		ts.Fatalf("client %s is not connected", args[0])
 	}
+}
+
+// waitacked [-name NAME] [-n COUNT] CLIENTID waits until the client has
+// acknowledged COUNT (default 1) QoS 1 or 2 messages from the in-process
+// broker in total.
+func cmdWaitAcked(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("waitacked", flag.ContinueOnError)
+	name := fs.String("name", "BROKER", "")
+	n := fs.Int("n", 1, "")
+	ts.Check(fs.Parse(args))
+	if fs.NArg() != 1 {
+		ts.Fatalf("usage: waitacked [-name NAME] [-n COUNT] CLIENTID")
+	}
+	b, ok := brokers(ts)[*name]
+	if !ok {
+		ts.Fatalf("no broker named %s", *name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	ts.Check(b.WaitDelivered(ctx, fs.Arg(0), *n))
 }

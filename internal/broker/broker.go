@@ -50,6 +50,9 @@ type Config struct {
 	// OnSubscribed is called after a client's subscription to a filter is
 	// granted (used by tests to wait for a subscriber without sleeping).
 	OnSubscribed func(clientID, filter string)
+	// OnDelivered is called when a client has acknowledged a QoS 1 or 2
+	// message the broker sent it (PUBACK or PUBCOMP received).
+	OnDelivered func(clientID string)
 }
 
 // Server is a running broker.
@@ -149,7 +152,13 @@ type authHook struct {
 func (h *authHook) ID() string { return "mqtk-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSubscribed
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSubscribed || b == mqtt.OnQosComplete
+}
+
+func (h *authHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if h.cfg.OnDelivered != nil {
+		h.cfg.OnDelivered(cl.ID)
+	}
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

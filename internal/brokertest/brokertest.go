@@ -22,8 +22,8 @@ type Broker struct {
 	Port int
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever a subscription is granted
-	subs    map[string]int
+	changed chan struct{}  // closed and replaced whenever an event is counted
+	events  map[string]int // "sub " + filter, "ack " + client ID
 }
 
 // New starts a broker with cfg on 127.0.0.1:0 (unless cfg names listeners).
@@ -31,16 +31,18 @@ func New(cfg broker.Config) (*Broker, error) {
 	if len(cfg.Listen) == 0 && len(cfg.TLSListen) == 0 {
 		cfg.Listen = []string{"127.0.0.1:0"}
 	}
-	b := &Broker{changed: make(chan struct{}), subs: map[string]int{}}
-	next := cfg.OnSubscribed
+	b := &Broker{changed: make(chan struct{}), events: map[string]int{}}
+	nextSub, nextAck := cfg.OnSubscribed, cfg.OnDelivered
 	cfg.OnSubscribed = func(clientID, filter string) {
-		b.mu.Lock()
-		b.subs[filter]++
-		close(b.changed)
-		b.changed = make(chan struct{})
-		b.mu.Unlock()
-		if next != nil {
-			next(clientID, filter)
+		b.count("sub " + filter)
+		if nextSub != nil {
+			nextSub(clientID, filter)
+		}
+	}
+	cfg.OnDelivered = func(clientID string) {
+		b.count("ack " + clientID)
+		if nextAck != nil {
+			nextAck(clientID)
 		}
 	}
 	s, err := broker.Start(cfg)
@@ -72,12 +74,30 @@ func Start(t testing.TB, cfg broker.Config) *Broker {
 	return b
 }
 
+func (b *Broker) count(event string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.events[event]++
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
 // WaitSubscribed blocks until n subscriptions to filter have been granted in
 // total since the broker started, or ctx ends.
 func (b *Broker) WaitSubscribed(ctx context.Context, filter string, n int) error {
+	return b.wait(ctx, "sub "+filter, n)
+}
+
+// WaitDelivered blocks until clientID has acknowledged n QoS 1 or 2
+// messages in total since the broker started, or ctx ends.
+func (b *Broker) WaitDelivered(ctx context.Context, clientID string, n int) error {
+	return b.wait(ctx, "ack "+clientID, n)
+}
+
+func (b *Broker) wait(ctx context.Context, event string, n int) error {
 	for {
 		b.mu.Lock()
-		got, ch := b.subs[filter], b.changed
+		got, ch := b.events[event], b.changed
 		b.mu.Unlock()
 		if got >= n {
 			return nil
@@ -85,7 +105,7 @@ func (b *Broker) WaitSubscribed(ctx context.Context, filter string, n int) error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d subscription(s) to %q (have %d): %w", n, filter, got, ctx.Err())
+			return fmt.Errorf("waiting for %d of %q (have %d): %w", n, event, got, ctx.Err())
 		}
 	}
 }

@@ -50,7 +50,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		Conn:          conn,
 		Session:       c.session,
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
-		OnClientError: func(err error) { c.end(&NetError{Op: "lost connection to", Addr: addr, Err: err}) },
+		OnClientError: func(err error) { c.endLost(err) },
 
 	}
 	if cfg.OnMessage != nil {
@@ -131,21 +131,30 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	}
 	go func() {
 		<-c.pc.Done()
-		if d := conn.serverDisconnect(); d != nil {
-			e := &DisconnectError{Code: d.ReasonCode}
-			if d.Properties != nil {
-				e.Reason = d.Properties.ReasonString
-			}
-			c.end(e)
-			return
-		}
-		cause := conn.readErr()
-		if cause == nil {
-			cause = errors.New("connection closed")
-		}
-		c.end(&NetError{Op: "lost connection to", Addr: addr, Err: cause})
+		c.endLost(nil)
 	}()
 	return c, nil
+}
+
+// endLost ends the client after the connection was lost: because the broker
+// sent DISCONNECT (its reason wins, whatever paho reports first), or because
+// of err or the first read error.
+func (c *v5Client) endLost(err error) {
+	if d := c.conn.serverDisconnect(); d != nil {
+		e := &DisconnectError{Code: d.ReasonCode}
+		if d.Properties != nil {
+			e.Reason = d.Properties.ReasonString
+		}
+		c.end(e)
+		return
+	}
+	if cause := c.conn.readErr(); cause != nil {
+		err = cause
+	}
+	if err == nil {
+		err = errors.New("connection closed")
+	}
+	c.end(&NetError{Op: "lost connection to", Addr: c.addr, Err: err})
 }
 
 // end records why the connection ended (the first reason wins) and closes done.
