@@ -22,6 +22,8 @@ const (
 	completionsDir  = "completions"
 	docsExitCodes   = "docs/exit-codes.md"
 	docsEnvironment = "docs/environment.md"
+	docsFormat      = "docs/format.md"
+	docsJSON        = "docs/json.md"
 )
 
 // generatedDirs are emptied and refilled by GenerateDocs.
@@ -71,12 +73,17 @@ func GenerateDocs(dir string) error {
 		return fmt.Errorf("%s: %w", docsEnvironment, err)
 	}
 
+	formatMD := verbatimMarkdown("The -F format language", formatHelp)
+	jsonMD := verbatimMarkdown("mqtk sub --json", jsonHelp)
+
 	files := []struct {
 		name string
 		gen  func(*bytes.Buffer) error
 	}{
 		{docsExitCodes, func(b *bytes.Buffer) error { _, err := b.WriteString(exitMD); return err }},
 		{docsEnvironment, func(b *bytes.Buffer) error { _, err := b.WriteString(envMD); return err }},
+		{docsFormat, func(b *bytes.Buffer) error { _, err := b.WriteString(formatMD); return err }},
+		{docsJSON, func(b *bytes.Buffer) error { _, err := b.WriteString(jsonMD); return err }},
 		{completionsDir + "/mqtk.bash", func(b *bytes.Buffer) error { return root.GenBashCompletionV2(b, true) }},
 		{completionsDir + "/_mqtk", func(b *bytes.Buffer) error { return root.GenZshCompletion(b) }},
 		{completionsDir + "/mqtk.fish", func(b *bytes.Buffer) error { return root.GenFishCompletion(b, true) }},
@@ -135,6 +142,35 @@ func helpMarkdown(title, text string, headers ...[2]string) (string, error) {
 		return "", fmt.Errorf("%d indented block(s), but %d table header(s) given", tables, len(headers))
 	}
 	return b.String(), nil
+}
+
+// verbatimMarkdown renders a help topic as a markdown page: prose as it is,
+// each indented block as a preformatted block, unchanged.
+func verbatimMarkdown(title, text string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<!-- Generated from `mqtk help` by `make docs` (internal/cli/docs.go). Do not edit. -->\n\n# %s\n\n", title)
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	in := false
+	for i, l := range lines {
+		indented := strings.HasPrefix(l, "  ")
+		if indented && !in {
+			b.WriteString("```text\n")
+			in = true
+		}
+		if !indented && in && l == "" && i+1 < len(lines) && strings.HasPrefix(lines[i+1], "  ") {
+			b.WriteString("\n") // a blank line inside a block
+			continue
+		}
+		if !indented && in {
+			b.WriteString("```\n")
+			in = false
+		}
+		b.WriteString(strings.TrimRight(l, " ") + "\n")
+	}
+	if in {
+		b.WriteString("```\n")
+	}
+	return b.String()
 }
 
 // codeList formats "A, B" as "`A`, `B`".

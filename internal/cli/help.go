@@ -17,8 +17,86 @@ func addHelpTopics(root *cobra.Command) {
 		Use:   "environment",
 		Short: "Environment variables mqtk reads",
 		Long:  environmentHelp(),
+	}, &cobra.Command{
+		Use:   "format",
+		Short: "The -F format language of mqtk sub (mosquitto_sub's)",
+		Long:  formatHelp,
+	}, &cobra.Command{
+		Use:   "json",
+		Short: "The JSON that mqtk sub --json prints",
+		Long:  jsonHelp,
 	})
 }
+
+const formatHelp = `mqtk sub -F FORMAT prints each message as FORMAT, in mosquitto_sub's format
+language, followed by a newline (none with -N). Every other byte of FORMAT is
+copied as it is. An unknown sequence is a usage error (exit 2).
+
+  %%   a literal %
+  %t   topic
+  %p   payload, raw bytes
+  %x   payload in lower-case hex
+  %X   payload in upper-case hex
+  %l   payload length in bytes
+  %q   QoS
+  %r   retain flag, 0 or 1
+  %m   packet identifier (0 at QoS 0)
+  %I   receive time, ISO 8601 (2026-11-22T10:48:30+0100)
+  %U   receive time, Unix seconds with nanoseconds (1795324710.216601839)
+  %j   the message as JSON, payload as a string (mosquitto's shape)
+  %J   the message as JSON, payload embedded as JSON (it must be JSON)
+  %A   topic alias (v5)
+  %C   content type (v5)
+  %D   correlation data (v5), raw bytes
+  %E   message expiry interval (v5): the seconds left
+  %F   payload format indicator (v5)
+  %P   user properties (v5) as key:value, space-separated, in order
+  %R   response topic (v5)
+  %S   subscription identifiers (v5), comma-separated
+  @X   strftime(3) conversion %X of the receive time (@Y-@m-@d @H:@M:@S)
+  @N   nanoseconds within the second
+  @@   a literal @
+  \n   newline; also \\ \0 \a \e \r \t \v
+
+A % may take the flag -, then 0, then a width, then . and a precision, as in
+printf: %-20t pads the topic to 20 bytes, %08l pads the length with zeros,
+%.10p cuts the payload to 10 bytes. A v5 property that is absent prints as
+nothing (or width spaces).
+
+Where mosquitto_sub loses data, mqtk keeps its shape but not the loss: in %j
+a payload with a NUL byte stays whole and one that is not UTF-8 is an array
+of byte values, and repeated user-property keys become one key with an
+array of values (%P keeps every pair in order). For machine-readable output,
+prefer --json (mqtk help json).`
+
+const jsonHelp = `mqtk sub --json prints one JSON object per message, one per line (NDJSON),
+binary-safe: nothing is ever lost or merged. Fields are only ever added, and
+they come in this order (v5 properties only when the message has them):
+
+  type                       "message"
+  topic                      string
+  qos                        0, 1 or 2
+  retain                     true or false
+  dup                        true when the broker sent the message again (DUP flag)
+  mid                        packet identifier, 0 at QoS 0
+  received                   when mqtk received it: RFC 3339, UTC, microseconds
+  payload                    the payload as text if it is valid UTF-8, else base64
+  payload_encoding           "base64", only when payload is base64
+  content_type               string
+  response_topic             string
+  correlation_data           text or base64, as payload
+  correlation_data_encoding  "base64", only when correlation_data is base64
+  message_expiry             seconds left, as the broker sent it
+  payload_format             0 or 1, the payload format indicator
+  topic_alias                number
+  subscription_ids           array of numbers
+  user_properties            array of [key, value] pairs in order; a key may repeat
+
+Example:
+
+  {"type":"message","topic":"sensors/t1","qos":1,"retain":false,"dup":false,"mid":7,"received":"2026-11-22T05:18:30.448217Z","payload":"21.5","content_type":"text/plain","user_properties":[["unit","C"],["src","a"],["src","b"]]}
+
+--pretty indents each object by two spaces (it then spans several lines).`
 
 func exitCodesHelp() string {
 	var b strings.Builder

@@ -94,9 +94,9 @@ connecting.`,
 	fs.BoolVar(&o.retainedOnly, "retained-only", false, "print only retained messages, then exit 0")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "print the topic before each payload")
 	fs.BoolVarP(&o.noEOL, "no-eol", "N", false, "do not add a newline after each payload")
-	fs.StringVarP(&o.format, "format", "F", "", "print each message with mosquitto's `FORMAT` language (see mqtk sub --help)")
-	fs.BoolVar(&o.json, "json", false, "print one JSON object per message (schema in docs/json.md)")
-	fs.BoolVar(&o.pretty, "pretty", false, "indent --json output")
+	fs.StringVarP(&o.format, "format", "F", "", "print each message as `FORMAT`, mosquitto_sub's format language (mqtk help format)")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per message, binary-safe (mqtk help json)")
+	fs.BoolVar(&o.pretty, "pretty", false, "indent --json (and -F %j/%J) output")
 	fs.StringVar(&o.reconnectDelay, "reconnect-delay", "1s", "first wait before reconnecting after a lost connection; it doubles up to 30s")
 	fs.BoolVar(&o.noReconnect, "no-reconnect", false, "exit 3 when the connection is lost instead of reconnecting")
 	o.conn.addFlags(fs)
@@ -178,23 +178,47 @@ func (o *subOptions) plan(a *App, urlTopic string) (*subPlan, error) {
 	return p, nil
 }
 
-// renderer picks how each message is printed.
+// renderer picks how each message is printed: -F, --json, or payload lines
+// (coloured on a terminal).
 func (o *subOptions) renderer(a *App) (func([]byte, *mqttc.Message) []byte, error) {
-	modes := 0
-	for _, set := range []bool{o.format != "", o.json, o.verbose || o.noEOL} {
-		if set {
-			modes++
+	switch {
+	case o.format != "" && o.json:
+		return nil, usageErrorf("-F and --json conflict: choose one output format")
+	case o.format != "" && o.verbose:
+		return nil, usageErrorf("-F and -v conflict: put %%t in the format to print the topic")
+	case o.json && (o.verbose || o.noEOL):
+		return nil, usageErrorf("--json and -v/-N conflict: --json prints one object per line")
+	case o.pretty && !o.json && o.format == "":
+		return nil, usageErrorf("--pretty goes with --json (or -F with %%j or %%J)")
+	}
+	noEOL := o.noEOL
+	if o.format != "" {
+		f, err := msgfmt.ParseFormat(o.format)
+		if err != nil {
+			return nil, &UsageError{Err: fmt.Errorf("-F: %w", err)}
 		}
+		f.Pretty = o.pretty
+		quiet, stderr := o.conn.quiet, a.IO.Err
+		return func(dst []byte, m *mqttc.Message) []byte {
+			dst, err := f.AppendErr(dst, m)
+			if err != nil && !quiet {
+				fmt.Fprintf(stderr, "mqtk: %v\n", err) // as mosquitto_sub: the line is still printed
+			}
+			if !noEOL {
+				dst = append(dst, '\n')
+			}
+			return dst
+		}, nil
 	}
-	if modes > 1 {
-		return nil, usageErrorf("-F, --json and -v/-N conflict: choose one output format")
+	if o.json {
+		pretty := o.pretty
+		return func(dst []byte, m *mqttc.Message) []byte {
+			return append(msgfmt.AppendJSON(dst, m, pretty), '\n')
+		}, nil
 	}
-	if o.pretty && !o.json {
-		return nil, usageErrorf("--pretty goes with --json")
-	}
-	verbose, noEOL := o.verbose, o.noEOL
+	verbose, colorize := o.verbose, a.IO.ColorOut()
 	return func(dst []byte, m *mqttc.Message) []byte {
-		return msgfmt.AppendPlain(dst, m, verbose, noEOL)
+		return msgfmt.Pretty(dst, m, verbose, noEOL, colorize)
 	}, nil
 }
 

@@ -51,7 +51,6 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		Session:       c.session,
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
 		OnClientError: func(err error) { c.endLost(err) },
-
 	}
 	if cfg.OnMessage != nil {
 		onMsg := cfg.OnMessage

@@ -1,4 +1,3 @@
-// Package msgfmt renders received messages for `mqtk sub`.
 package msgfmt
 
 import (
