@@ -193,7 +193,14 @@ func describe(cp *packets.ControlPacket) string {
 	case *packets.Subscribe:
 		var subs []string
 		for _, s := range p.Subscriptions {
-			subs = append(subs, fmt.Sprintf("%s (QoS %d)", s.Topic, s.QoS))
+			opts := s.QoS | s.RetainHandling<<4
+			if s.NoLocal {
+				opts |= 0x04
+			}
+			if s.RetainAsPublished {
+				opts |= 0x08
+			}
+			subs = append(subs, fmt.Sprintf("Topic: %s, QoS: %d, Options: 0x%02x", s.Topic, s.QoS, opts))
 		}
 		return fmt.Sprintf("SUBSCRIBE (Mid: %d, %s)", p.PacketID, strings.Join(subs, ", "))
 	case *packets.Suback:
