@@ -330,3 +330,19 @@ func TestPubLinesInterrupted(t *testing.T) {
 		t.Errorf("stderr: %s", stderr)
 	}
 }
+
+// TestPasswordPrompt: --pw-prompt reads the password without echo from a
+// terminal, and the password is never printed.
+func TestPasswordPrompt(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{Users: map[string]string{"alice": "hunter2"}})
+	a, _, stderr := testApp("", nil)
+	prompted := false
+	a.IO.SetTTY(true, func() ([]byte, error) { prompted = true; return []byte("hunter2"), nil })
+	code := a.Run(context.Background(), []string{"pub", "-p", fmt.Sprint(b.Port), "-t", "t", "-m", "x", "-q", "1", "-u", "alice", "--pw-prompt"})
+	if code != 0 || !prompted {
+		t.Fatalf("exit %d, prompted %v: %s", code, prompted, stderr)
+	}
+	if !strings.HasPrefix(stderr.String(), "Password: ") || strings.Contains(stderr.String(), "hunter2") {
+		t.Errorf("stderr %q", stderr)
+	}
+}
