@@ -38,9 +38,19 @@ type Config struct {
 	// no rules everything is allowed.
 	ACL []Rule
 
+	// PasswordFile is a mosquitto_passwd file; when set, every client must
+	// authenticate against it unless AllowAnonymous.
+	PasswordFile string
+	// ACLFile is a mosquitto acl_file.
+	ACLFile string
+
 	// ConnectTimeout closes a connection that sends no CONNECT in time
 	// (default 10s).
 	ConnectTimeout time.Duration
+
+	// PersistDir, if set, keeps retained messages, sessions and queued
+	// messages in a database there, across restarts.
+	PersistDir string
 
 	// MaximumPacketSize, if not 0, is announced in CONNACK and enforced.
 	MaximumPacketSize uint32
@@ -58,6 +68,7 @@ type Config struct {
 // Server is a running broker.
 type Server struct {
 	m     *mqtt.Server
+	auth  *authHook
 	addrs []string
 }
 
@@ -72,8 +83,20 @@ func Start(cfg Config) (*Server, error) {
 	caps.MaximumMessageExpiryInterval = 0 // never expire a message whose publisher set no expiry
 	caps.MaximumPacketSize = cfg.MaximumPacketSize
 	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log})
-	if err := m.AddHook(&authHook{cfg: cfg}, nil); err != nil {
+	auth, err := newAuthHook(cfg)
+	if err != nil {
 		return nil, err
+	}
+	if err := m.AddHook(auth, nil); err != nil {
+		return nil, err
+	}
+	if err := m.AddHook(&eventHook{cfg: cfg}, nil); err != nil {
+		return nil, err
+	}
+	if cfg.PersistDir != "" {
+		if err := addPersistence(m, cfg.PersistDir); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.AddHook(&packetIDHook{pending: map[*mqtt.Client]swappedID{}}, nil); err != nil {
 		return nil, err
@@ -81,7 +104,7 @@ func Start(cfg Config) (*Server, error) {
 	if err := m.AddHook(&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize}, nil); err != nil {
 		return nil, err
 	}
-	s := &Server{m: m}
+	s := &Server{m: m, auth: auth}
 	connectTimeout := cfg.ConnectTimeout
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
@@ -123,6 +146,10 @@ func Start(cfg Config) (*Server, error) {
 // URLs are the listeners' addresses as URLs, e.g. mqtt://127.0.0.1:41234.
 func (s *Server) URLs() []string { return s.addrs }
 
+// Reload reads the password and ACL files again (on SIGHUP) without
+// dropping connections. On error the previous files stay in force.
+func (s *Server) Reload() error { return s.auth.reload() }
+
 // Close disconnects every client and stops the listeners.
 func (s *Server) Close() error { return s.m.Close() }
 
@@ -142,44 +169,24 @@ type Rule struct {
 	Deny   bool
 }
 
-// authHook is mqtk's authentication and authorisation, replacing mochi's
-// ledger (whose topic matching gets corner cases wrong).
-type authHook struct {
+// eventHook reports subscriptions and completed deliveries to the Config's
+// callbacks (tests wait on them instead of sleeping).
+type eventHook struct {
 	mqtt.HookBase
 	cfg Config
 }
 
-func (h *authHook) ID() string { return "mqtk-auth" }
+func (h *eventHook) ID() string { return "mqtk-events" }
 
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSubscribed || b == mqtt.OnQosComplete
+func (h *eventHook) Provides(b byte) bool {
+	return (b == mqtt.OnSubscribed && h.cfg.OnSubscribed != nil) || (b == mqtt.OnQosComplete && h.cfg.OnDelivered != nil)
 }
 
-func (h *authHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if h.cfg.OnDelivered != nil {
-		h.cfg.OnDelivered(cl.ID)
-	}
+func (h *eventHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.cfg.OnDelivered(cl.ID)
 }
 
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	if h.cfg.Users == nil {
-		return true
-	}
-	if !pk.Connect.UsernameFlag {
-		return h.cfg.AllowAnonymous
-	}
-	want, ok := h.cfg.Users[string(pk.Connect.Username)]
-	return ok && constantTimeEqual(want, string(pk.Connect.Password))
-}
-
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return allowed(h.cfg.ACL, topic, write)
-}
-
-func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
-	if h.cfg.OnSubscribed == nil {
-		return
-	}
+func (h *eventHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	for i, sub := range pk.Filters {
 		if i < len(reasonCodes) && reasonCodes[i] < 0x80 {
 			h.cfg.OnSubscribed(cl.ID, sub.Filter)
