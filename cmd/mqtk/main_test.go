@@ -364,41 +364,98 @@ func cmdWriteFile(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // gencerts writes a test CA (certs/ca.pem), a server certificate for
-// 127.0.0.1 and localhost signed by it (certs/server.pem, server-key.pem),
-// and an unrelated CA (certs/other-ca.pem).
+// 127.0.0.1 and localhost signed by it (certs/server.pem, server-key.pem), a
+// client certificate signed by it (certs/client.pem, client-key.pem), and an
+// unrelated CA (certs/other-ca.pem).
 func cmdGenCerts(ts *testscript.TestScript, neg bool, args []string) {
-	dir := ts.MkAbs("certs")
-	ts.Check(os.MkdirAll(dir, 0o755))
-	ca, caKey := newCA(ts, "mqtk test CA")
-	writePEM(ts, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
-	other, _ := newCA(ts, "some other CA")
-	writePEM(ts, filepath.Join(dir, "other-ca.pem"), "CERTIFICATE", other.Raw)
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, err := genCerts(ts.MkAbs("certs"))
 	ts.Check(err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	ts.Check(err)
-	writePEM(ts, filepath.Join(dir, "server.pem"), "CERTIFICATE", der)
-	kb, err := x509.MarshalECPrivateKey(key)
-	ts.Check(err)
-	writePEM(ts, filepath.Join(dir, "server-key.pem"), "EC PRIVATE KEY", kb)
 }
 
-func newCA(ts *testscript.TestScript, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+// certFiles are the files genCerts writes.
+type certFiles struct {
+	ca, otherCA, serverCert, serverKey, clientCert, clientKey string
+}
+
+func writeTestCerts(t *testing.T, dir string) certFiles {
+	t.Helper()
+	c, err := genCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func genCerts(dir string) (certFiles, error) {
+	f := certFiles{
+		ca: filepath.Join(dir, "ca.pem"), otherCA: filepath.Join(dir, "other-ca.pem"),
+		serverCert: filepath.Join(dir, "server.pem"), serverKey: filepath.Join(dir, "server-key.pem"),
+		clientCert: filepath.Join(dir, "client.pem"), clientKey: filepath.Join(dir, "client-key.pem"),
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return f, err
+	}
+	ca, caKey, err := newCA("mqtk test CA")
+	if err != nil {
+		return f, err
+	}
+	other, _, err := newCA("some other CA")
+	if err != nil {
+		return f, err
+	}
+	if err := writePEM(f.ca, "CERTIFICATE", ca.Raw); err != nil {
+		return f, err
+	}
+	if err := writePEM(f.otherCA, "CERTIFICATE", other.Raw); err != nil {
+		return f, err
+	}
+	for _, leaf := range []struct {
+		cert, key string
+		tmpl      *x509.Certificate
+	}{
+		{f.serverCert, f.serverKey, &x509.Certificate{
+			SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "localhost"},
+			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}},
+		{f.clientCert, f.clientKey, &x509.Certificate{
+			SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "mqtk test client"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}},
+	} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return f, err
+		}
+		leaf.tmpl.NotBefore, leaf.tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+		leaf.tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, leaf.tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return f, err
+		}
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return f, err
+		}
+		if err := writePEM(leaf.cert, "CERTIFICATE", der); err != nil {
+			return f, err
+		}
+		if err := writePEM(leaf.key, "EC PRIVATE KEY", kb); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ts.Check(err)
+	if err != nil {
+		return nil, nil, err
+	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	ts.Check(err)
+	if err != nil {
+		return nil, nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: name},
@@ -409,12 +466,13 @@ func newCA(ts *testscript.TestScript, name string) (*x509.Certificate, *ecdsa.Pr
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	ts.Check(err)
+	if err != nil {
+		return nil, nil, err
+	}
 	cert, err := x509.ParseCertificate(der)
-	ts.Check(err)
-	return cert, key
+	return cert, key, err
 }
 
-func writePEM(ts *testscript.TestScript, file, typ string, der []byte) {
-	ts.Check(os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+func writePEM(file, typ string, der []byte) error {
+	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -22,12 +24,21 @@ const DefaultPort = 1883
 
 // Config is how a broker is set up.
 type Config struct {
-	// Listen are the TCP addresses (host:port) to accept MQTT on; empty means
-	// 127.0.0.1:1883. Port 0 picks a free port.
-	Listen []string
+	// Listen are the TCP addresses (host:port) to accept MQTT on. With
+	// Loopback, or with no listener of any kind, the broker also listens on
+	// 127.0.0.1 and [::1] (when the machine has IPv6) at Port. Port 0 picks
+	// a free port.
+	Listen   []string
+	Loopback bool
+	Port     int
 	// TLSListen are TCP addresses that accept MQTT over TLS with TLS.
 	TLSListen []string
 	TLS       *tls.Config
+	// WSListen are TCP addresses that accept MQTT over WebSocket
+	// (subprotocol mqtt, any path).
+	WSListen []string
+	// Unix are Unix domain socket paths to accept MQTT on.
+	Unix []string
 
 	// Users, when not nil, are the only accepted user names and their
 	// passwords; a client without a valid pair is refused with "bad user name
@@ -54,6 +65,23 @@ type Config struct {
 
 	// MaximumPacketSize, if not 0, is announced in CONNACK and enforced.
 	MaximumPacketSize uint32
+	// MaxConnections, if not 0, refuses clients beyond it ("server busy").
+	MaxConnections int
+	// MaxKeepalive, if not 0, caps the keep-alive a client may ask for (and
+	// replaces 0, "never"); MQTT 5 clients are told in CONNACK.
+	MaxKeepalive uint16
+	// MaxQueued bounds the messages waiting to be written to one client;
+	// beyond it messages to that client are dropped and counted (mochi's
+	// default 8192 when 0).
+	MaxQueued int
+	// MaxInflight bounds the QoS 1/2 messages stored per client (mochi's
+	// default 8192 when 0).
+	MaxInflight int
+	// SysInterval is how often $SYS topics are published (10s when 0).
+	SysInterval time.Duration
+	// Verbose logs every connect, disconnect, subscribe and publish at
+	// Info level (never payloads or passwords).
+	Verbose bool
 
 	// Logger receives the broker's log; nil discards it.
 	Logger *slog.Logger
@@ -69,6 +97,7 @@ type Config struct {
 type Server struct {
 	m     *mqtt.Server
 	auth  *authHook
+	log   *slog.Logger
 	addrs []string
 }
 
@@ -82,65 +111,134 @@ func Start(cfg Config) (*Server, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0 // never expire a message whose publisher set no expiry
 	caps.MaximumPacketSize = cfg.MaximumPacketSize
-	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log})
+	if cfg.MaxConnections > 0 {
+		caps.MaximumClients = int64(cfg.MaxConnections)
+	}
+	if cfg.MaxQueued > 0 {
+		caps.MaximumClientWritesPending = int32(cfg.MaxQueued)
+	}
+	if cfg.MaxInflight > 0 {
+		caps.MaximumInflight = uint16(min(cfg.MaxInflight, 65535))
+	}
+	sysInterval := int64(cfg.SysInterval / time.Second)
+	if sysInterval <= 0 {
+		sysInterval = 10
+	}
+	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval})
+	fail := func(err error) (*Server, error) {
+		m.Close() // releases what hooks hold, such as the persistence file
+		return nil, err
+	}
 	auth, err := newAuthHook(cfg)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if err := m.AddHook(auth, nil); err != nil {
-		return nil, err
-	}
-	if err := m.AddHook(&eventHook{cfg: cfg}, nil); err != nil {
-		return nil, err
+	for _, h := range []mqtt.Hook{
+		auth,
+		&eventHook{cfg: cfg},
+		&packetIDHook{pending: map[*mqtt.Client]swappedID{}},
+		&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize},
+		&limitsHook{maxKeepalive: cfg.MaxKeepalive},
+		&logHook{log: log, verbose: cfg.Verbose},
+	} {
+		if err := m.AddHook(h, nil); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.PersistDir != "" {
 		if err := addPersistence(m, cfg.PersistDir); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
-	if err := m.AddHook(&packetIDHook{pending: map[*mqtt.Client]swappedID{}}, nil); err != nil {
-		return nil, err
-	}
-	if err := m.AddHook(&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize}, nil); err != nil {
-		return nil, err
-	}
-	s := &Server{m: m, auth: auth}
+	s := &Server{m: m, auth: auth, log: log}
 	connectTimeout := cfg.ConnectTimeout
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
 	}
-	listen := cfg.Listen
-	if len(listen) == 0 && len(cfg.TLSListen) == 0 {
-		listen = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))}
-	}
-	add := func(addr string, tlsConf *tls.Config, scheme string) error {
-		l := &tcpListener{id: scheme + "-" + strconv.Itoa(len(s.addrs)), address: addr, tls: tlsConf, connectTimeout: connectTimeout}
-		if err := m.AddListener(l); err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s.addrs = append(s.addrs, scheme+"://"+l.Address())
-		return nil
-	}
-	for _, a := range listen {
-		if err := add(a, nil, "mqtt"); err != nil {
-			m.Close()
-			return nil, err
-		}
-	}
-	if len(cfg.TLSListen) > 0 && cfg.TLS == nil {
-		return nil, errors.New("a TLS listener needs a certificate")
-	}
-	for _, a := range cfg.TLSListen {
-		if err := add(a, cfg.TLS, "mqtts"); err != nil {
-			m.Close()
-			return nil, err
-		}
+	if err := s.listen(cfg, connectTimeout); err != nil {
+		return fail(err)
 	}
 	if err := m.Serve(); err != nil {
-		m.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
+}
+
+// listen binds every listener of cfg, refusing to expose anonymous access
+// beyond this machine.
+func (s *Server) listen(cfg Config, connectTimeout time.Duration) error {
+	type spec struct{ scheme, network, addr string }
+	var specs []spec
+	for _, a := range cfg.Listen {
+		specs = append(specs, spec{"mqtt", "tcp", a})
+	}
+	for _, a := range cfg.TLSListen {
+		specs = append(specs, spec{"mqtts", "tcp", a})
+	}
+	for _, a := range cfg.WSListen {
+		specs = append(specs, spec{"ws", "tcp", a})
+	}
+	for _, a := range cfg.Unix {
+		specs = append(specs, spec{"unix", "unix", a})
+	}
+	if len(cfg.TLSListen) > 0 && cfg.TLS == nil {
+		return errors.New("a TLS listener needs a certificate and key")
+	}
+	protected := cfg.PasswordFile != "" || cfg.Users != nil
+	for _, sp := range specs {
+		if sp.network == "tcp" && !IsLoopback(sp.addr) && !protected && !cfg.AllowAnonymous {
+			return fmt.Errorf("listen on %s: %w", sp.addr, ErrExposed)
+		}
+	}
+	add := func(sp spec) error {
+		l := &listener{id: fmt.Sprintf("%s-%d", sp.scheme, len(s.addrs)), scheme: sp.scheme, network: sp.network,
+			address: sp.addr, connectTimeout: connectTimeout}
+		if sp.scheme == "mqtts" {
+			l.tls = cfg.TLS
+		}
+		if err := s.m.AddListener(l); err != nil {
+			return fmt.Errorf("listen on %s: %w", sp.addr, err)
+		}
+		s.addrs = append(s.addrs, l.URL())
+		return nil
+	}
+	if len(specs) == 0 || cfg.Loopback {
+		// The default: loopback only, IPv4 and IPv6 on the same port.
+		if err := add(spec{"mqtt", "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))}); err != nil {
+			return err
+		}
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.addrs[len(s.addrs)-1], "mqtt://"))
+		if err := add(spec{"mqtt", "tcp", net.JoinHostPort("::1", port)}); err != nil {
+			if !errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, syscall.EAFNOSUPPORT) {
+				return err
+			}
+			s.log.Warn("no IPv6 loopback on this machine; listening on 127.0.0.1 only")
+		}
+	}
+	for _, sp := range specs {
+		if err := add(sp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrExposed is the refusal to open a listener beyond this machine to
+// anonymous clients.
+var ErrExposed = errors.New("not a loopback address, and with no password file anyone on the network could connect: give --password-file, or --allow-anonymous if that is what you want")
+
+// IsLoopback reports whether a listen address (host:port) accepts
+// connections from this machine only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // URLs are the listeners' addresses as URLs, e.g. mqtt://127.0.0.1:41234.

@@ -2,47 +2,91 @@ package broker
 
 import (
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"mqtk/internal/wsconn"
 )
 
 // DefaultConnectTimeout is how long a new connection may take to send CONNECT.
 const DefaultConnectTimeout = 10 * time.Second
 
-// tcpListener is mochi's TCP listener done our way: a connection that sends
-// no CONNECT within connectTimeout is closed (mochi would wait forever), and
-// Close closes every connection it accepted, so that shutdown never waits on
-// a socket that never spoke. mochi replaces the deadline with its keep-alive
-// deadline once CONNECT has been read.
-type tcpListener struct {
-	id, address    string
+// listener is mochi's listener done our way, for TCP, TLS, Unix sockets and
+// WebSockets alike: it binds in Init (so the address, port 0 included, is
+// known before Start returns), closes a connection that sends no CONNECT
+// within connectTimeout (mochi would wait forever), and on Close closes
+// every connection it accepted, so shutdown never waits on a socket that
+// never spoke. mochi replaces the deadline with its keep-alive deadline once
+// CONNECT has been read.
+type listener struct {
+	id             string
+	scheme         string // mqtt, mqtts, ws, wss, unix
+	network        string // tcp or unix
+	address        string
 	tls            *tls.Config
 	connectTimeout time.Duration
 
 	ln     net.Listener
+	http   *http.Server // ws and wss only
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
 }
 
-var _ listeners.Listener = (*tcpListener)(nil)
+var _ listeners.Listener = (*listener)(nil)
 
-func (l *tcpListener) ID() string       { return l.id }
-func (l *tcpListener) Protocol() string { return "tcp" }
+func (l *listener) ID() string       { return l.id }
+func (l *listener) Protocol() string { return l.scheme }
 
-func (l *tcpListener) Address() string {
+func (l *listener) Address() string {
 	if l.ln != nil {
 		return l.ln.Addr().String()
 	}
 	return l.address
 }
 
-func (l *tcpListener) Init(*slog.Logger) error {
-	ln, err := net.Listen("tcp", l.address)
+// URL is where clients connect, e.g. mqtt://127.0.0.1:1883 or unix:///run/mqtk.sock.
+func (l *listener) URL() string {
+	switch l.scheme {
+	case "unix":
+		return "unix://" + l.Address()
+	case "ws", "wss":
+		return l.scheme + "://" + l.Address() + "/mqtt"
+	}
+	return l.scheme + "://" + l.Address()
+}
+
+func (l *listener) Init(*slog.Logger) error {
+	if l.network == "unix" {
+		// A socket file left by a broker that died is in the way; anything
+		// else at that path is not ours to remove.
+		if fi, err := os.Lstat(l.address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			if c, err := net.Dial("unix", l.address); err == nil {
+				c.Close()
+				return errors.New("another broker is listening on it")
+			}
+			_ = os.Remove(l.address)
+		}
+	}
+	network := l.network
+	if host, _, err := net.SplitHostPort(l.address); err == nil && network == "tcp" {
+		// Listen where asked: Go would make 0.0.0.0 dual-stack.
+		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+			network = "tcp4"
+		} else if ip != nil {
+			network = "tcp6"
+		}
+	}
+	ln, err := net.Listen(network, l.address)
 	if err != nil {
 		return err
 	}
@@ -54,31 +98,73 @@ func (l *tcpListener) Init(*slog.Logger) error {
 	return nil
 }
 
-func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	if l.scheme == "ws" || l.scheme == "wss" {
+		l.serveWebSocket(establish)
+		return
+	}
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
+			if isTemporary(err) {
+				time.Sleep(10 * time.Millisecond) // let descriptors free up rather than spin
+				continue
+			}
 			return
 		}
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			conn.Close()
-			return
-		}
-		l.conns[conn] = struct{}{}
-		l.mu.Unlock()
-		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-		go func() {
-			_ = establish(l.id, conn) // mochi logs and closes what fails
-			l.mu.Lock()
-			delete(l.conns, conn)
-			l.mu.Unlock()
-		}()
+		go l.handle(conn, establish)
 	}
 }
 
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+// handle runs one connection through mochi; it returns when the client is gone.
+func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
+	if !l.track(conn) {
+		conn.Close()
+		return
+	}
+	defer l.untrack(conn)
+	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+	_ = establish(l.id, conn) // mochi logs and closes what fails
+}
+
+func (l *listener) serveWebSocket(establish listeners.EstablishFn) {
+	up := websocket.Upgrader{
+		Subprotocols: []string{wsconn.Subprotocol},
+		// MQTT clients in browsers connect from pages of any origin; who may
+		// connect is decided by authentication, as on the other listeners.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	l.http = &http.Server{
+		ReadHeaderTimeout: l.connectTimeout,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return // Upgrade has answered with an HTTP error
+			}
+			l.handle(wsconn.New(ws), establish)
+		}),
+		ErrorLog: nil,
+	}
+	_ = l.http.Serve(l.ln)
+}
+
+func (l *listener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *listener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -86,11 +172,24 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	_ = l.ln.Close()
+	if l.http != nil {
+		_ = l.http.Close()
+	} else {
+		_ = l.ln.Close()
+	}
 	closeClients(l.id) // DISCONNECT (server shutting down) to MQTT clients
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()
 	}
 	l.mu.Unlock()
+	if l.network == "unix" {
+		_ = os.Remove(l.address)
+	}
+}
+
+// isTemporary reports an Accept error worth retrying (out of file
+// descriptors, a connection aborted before it was accepted).
+func isTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED)
 }

@@ -1,20 +1,48 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"mqtk/internal/broker"
 )
 
 type brokerOptions struct {
-	port    int
-	verbose bool
+	config         string
+	port           int
+	listen         []string
+	ws             []string
+	tlsListen      []string
+	tlsCert        string
+	tlsKey         string
+	tlsClientCA    string
+	unix           []string
+	allowAnonymous bool
+	passwordFile   string
+	aclFile        string
+	persist        string
+	connectTimeout time.Duration
+	maxPacketSize  int
+	maxConnections int
+	maxKeepalive   int
+	maxQueued      int
+	maxInflight    int
+	sysInterval    time.Duration
+	verbose        bool
+	logFormat      string
 }
 
 func newBrokerCmd(a *App) *cobra.Command {
@@ -22,40 +50,213 @@ func newBrokerCmd(a *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "broker [flags]",
 		Short: "Run an MQTT broker on this machine",
-		Long: `Run an MQTT broker (mochi-mqtt underneath) that listens on 127.0.0.1 only and
-lets anonymous clients connect there. It prints the address it listens on to
-stderr and runs until Ctrl-C or SIGTERM, then exits 0.`,
-		Example: `  mqtk broker                 # mqtt://127.0.0.1:1883
-  mqtk broker --port 0        # a free port, printed on stderr`,
+		Long: `Run an MQTT broker (mochi-mqtt underneath) with mosquitto 2's safe defaults:
+it listens on 127.0.0.1 and [::1] only, where anonymous clients may connect.
+--listen replaces these TCP listeners; --ws, --tls-listen and --unix add to
+them.
+
+A listener on any other address does not start unless --password-file (every
+client then authenticates) or --allow-anonymous says who may connect. With a
+password file, anonymous clients are refused unless --allow-anonymous.
+Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file);
+SIGHUP reads them again without dropping connections.
+
+The startup lines on stderr say what is exposed and how it is protected. The
+broker runs until Ctrl-C or SIGTERM, then disconnects every client and exits
+0 within a second.
+
+--config FILE takes the same settings from a file, one per line, mosquitto
+style: the long flag name, a space, the value ("listen 0.0.0.0:1883",
+"password-file /etc/mqtk/passwd", "allow-anonymous true"); # starts a
+comment; a repeatable flag may appear on several lines. Flags on the command
+line beat the file.`,
+		Example: `  mqtk broker                                  # mqtt://127.0.0.1:1883 and [::1]:1883
+  mqtk broker --port 0                         # a free port, printed on stderr
+  mqtk broker --listen 0.0.0.0:1883 --password-file passwd --acl-file acl
+  mqtk broker --tls-listen 0.0.0.0:8883 --tls-cert server.pem --tls-key key.pem --password-file passwd
+  mqtk broker --ws 127.0.0.1:8080 --unix /run/mqtk.sock --persist /var/lib/mqtk
+  mqtk broker passwd passwd alice              # add or change alice's password`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.applyConfigFile(cmd.Flags()); err != nil {
+				return err
+			}
 			return runBroker(cmd.Context(), a, o)
 		},
 	}
-	cmd.Flags().IntVarP(&o.port, "port", "p", broker.DefaultPort, "port to listen on (0 picks a free one)")
-	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log connections and errors")
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&o.config, "config", "", "read settings from `FILE` (flags beat it)")
+	fs.IntVarP(&o.port, "port", "p", broker.DefaultPort, "`PORT` of the default loopback listeners (0 picks a free one)")
+	fs.StringArrayVar(&o.listen, "listen", nil, "accept MQTT on `HOST:PORT` instead of the default (repeatable)")
+	fs.StringArrayVar(&o.ws, "ws", nil, "accept MQTT over WebSocket on `HOST:PORT` (repeatable)")
+	fs.StringArrayVar(&o.tlsListen, "tls-listen", nil, "accept MQTT over TLS on `HOST:PORT` (repeatable; needs --tls-cert and --tls-key)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "server certificate PEM `FILE` (with its chain)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "server private key PEM `FILE`")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "require TLS clients to present a certificate signed by a CA in `FILE`")
+	fs.StringArrayVar(&o.unix, "unix", nil, "accept MQTT on the Unix socket `PATH` (repeatable)")
+	fs.BoolVar(&o.allowAnonymous, "allow-anonymous", false, "let clients without a user name connect on every listener")
+	fs.StringVar(&o.passwordFile, "password-file", "", "mosquitto_passwd `FILE`: clients must log in")
+	fs.StringVar(&o.aclFile, "acl-file", "", "mosquitto acl_file `FILE`: who may publish and subscribe where")
+	fs.StringVar(&o.persist, "persist", "", "keep retained messages, sessions and queued messages in `DIR` across restarts")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", broker.DefaultConnectTimeout, "close a connection that sends no CONNECT within `D`")
+	fs.IntVar(&o.maxPacketSize, "max-packet-size", 0, "largest packet accepted, in `BYTES` (0: no limit)")
+	fs.IntVar(&o.maxConnections, "max-connections", 0, "refuse clients beyond `N` connected (0: no limit)")
+	fs.IntVar(&o.maxKeepalive, "max-keepalive", 0, "cap the keep-alive clients may ask for, in `SECONDS` (0: no cap)")
+	fs.IntVar(&o.maxQueued, "max-queued", 0, "messages waiting to be written to one client before more are dropped (`N`; 0: 8192)")
+	fs.IntVar(&o.maxInflight, "max-inflight", 0, "QoS 1/2 messages stored per client (`N`; 0: 8192)")
+	fs.DurationVar(&o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D`")
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every connect, subscribe and publish (never payloads or passwords)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
 	return cmd
 }
 
-func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
-	if o.port < 0 || o.port > 65535 {
-		return usageErrorf("-p/--port %d: use 0 to 65535", o.port)
+// applyConfigFile sets every flag named in --config that the command line
+// did not set.
+func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
+	if o.config == "" {
+		return nil
 	}
-	level := slog.LevelError
+	f, err := os.Open(o.config)
+	if err != nil {
+		return usageErrorf("--config: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, _ := strings.Cut(line, " ")
+		value = strings.TrimSpace(value)
+		fl := fs.Lookup(name)
+		if fl == nil || name == "config" {
+			return usageErrorf("%s:%d: unknown setting %q (settings are the long flag names of mqtk broker)", o.config, n, name)
+		}
+		if fs.Changed(name) {
+			continue // the command line wins
+		}
+		if value == "" && fl.Value.Type() == "bool" {
+			value = "true"
+		}
+		if err := fl.Value.Set(value); err != nil {
+			return usageErrorf("%s:%d: %s: %v", o.config, n, name, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return usageErrorf("--config: %v", err)
+	}
+	return nil
+}
+
+func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
+	cfg := broker.Config{
+		Port: o.port, Loopback: len(o.listen) == 0, Listen: o.listen, WSListen: o.ws, TLSListen: o.tlsListen, Unix: o.unix,
+		AllowAnonymous: o.allowAnonymous, PasswordFile: o.passwordFile, ACLFile: o.aclFile,
+		PersistDir: o.persist, ConnectTimeout: o.connectTimeout, SysInterval: o.sysInterval,
+		MaxConnections: o.maxConnections, MaxQueued: o.maxQueued, MaxInflight: o.maxInflight,
+		Verbose: o.verbose, Logger: log,
+	}
+	if o.port < 0 || o.port > 65535 {
+		return cfg, usageErrorf("-p/--port %d: use 0 to 65535", o.port)
+	}
+	if o.maxPacketSize < 0 || o.maxKeepalive < 0 || o.maxKeepalive > 65535 || o.maxConnections < 0 || o.maxQueued < 0 || o.maxInflight < 0 {
+		return cfg, usageErrorf("limits must be positive (--max-keepalive at most 65535)")
+	}
+	cfg.MaximumPacketSize = uint32(o.maxPacketSize)
+	cfg.MaxKeepalive = uint16(o.maxKeepalive)
+	if o.connectTimeout <= 0 {
+		return cfg, usageErrorf("--connect-timeout must be positive")
+	}
+	if len(o.tlsListen) > 0 || o.tlsCert != "" || o.tlsKey != "" {
+		if len(o.tlsListen) == 0 || o.tlsCert == "" || o.tlsKey == "" {
+			return cfg, usageErrorf("--tls-listen, --tls-cert and --tls-key go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return cfg, usageErrorf("--tls-cert/--tls-key: %v", err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if o.tlsClientCA != "" {
+			pem, err := os.ReadFile(o.tlsClientCA)
+			if err != nil {
+				return cfg, usageErrorf("--tls-client-ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return cfg, usageErrorf("--tls-client-ca %s: no PEM certificate in it", o.tlsClientCA)
+			}
+			cfg.TLS.ClientCAs = pool
+			cfg.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	} else if o.tlsClientCA != "" {
+		return cfg, usageErrorf("--tls-client-ca needs --tls-listen")
+	}
+	return cfg, nil
+}
+
+func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
+	level := slog.LevelWarn
 	if o.verbose {
 		level = slog.LevelInfo
 	}
-	cfg := broker.Config{
-		Listen: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port))},
-		Logger: slog.New(slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: level})),
+	var handler slog.Handler
+	switch o.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(a.IO.Err, &slog.HandlerOptions{Level: level})
+	default:
+		return usageErrorf("--log-format %q: use text or json", o.logFormat)
 	}
-	s, err := broker.Start(cfg)
+	cfg, err := o.brokerConfig(slog.New(handler))
 	if err != nil {
 		return err
 	}
-	for _, u := range s.URLs() {
-		fmt.Fprintf(a.IO.Err, "listening on %s (loopback only, anonymous clients allowed)\n", u)
+	s, err := broker.Start(cfg)
+	if errors.Is(err, broker.ErrExposed) {
+		return &UsageError{Err: err}
 	}
-	<-ctx.Done()
-	return s.Close()
+	if err != nil {
+		return err
+	}
+	protection := "anonymous clients allowed"
+	switch {
+	case cfg.PasswordFile != "" && cfg.AllowAnonymous:
+		protection = "password file " + cfg.PasswordFile + ", anonymous clients allowed"
+	case cfg.PasswordFile != "":
+		protection = "password file " + cfg.PasswordFile + ", anonymous clients refused"
+	}
+	if cfg.ACLFile != "" {
+		protection += ", ACL file " + cfg.ACLFile
+	}
+	for _, u := range s.URLs() {
+		scope := "loopback only"
+		if strings.HasPrefix(u, "unix://") {
+			scope = "this machine"
+		} else if _, hostport, _ := strings.Cut(u, "://"); !broker.IsLoopback(strings.TrimSuffix(hostport, "/mqtt")) {
+			scope = "open to the network"
+		}
+		fmt.Fprintf(a.IO.Err, "listening on %s (%s; %s)\n", u, scope, protection)
+	}
+	if cfg.PersistDir != "" {
+		fmt.Fprintf(a.IO.Err, "persisting to %s\n", cfg.PersistDir)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := s.Reload(); err != nil {
+				fmt.Fprintf(a.IO.Err, "mqtk: reload: %v (the previous files stay in force)\n", err)
+			} else {
+				fmt.Fprintln(a.IO.Err, "reloaded the password and ACL files")
+			}
+		case <-ctx.Done():
+			return s.Close()
+		}
+	}
 }

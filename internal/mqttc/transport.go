@@ -8,11 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/gorilla/websocket"
+
+	"mqtk/internal/wsconn"
 )
 
 // dialTransport opens the byte stream to the broker: TCP, TLS over TCP, or a
@@ -28,7 +28,7 @@ func dialTransport(ctx context.Context, ep Endpoint, tlsConf *tls.Config) (net.C
 		}
 	}
 	if ep.WebSocket() {
-		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}
+		d := websocket.Dialer{Subprotocols: []string{wsconn.Subprotocol}, TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}
 		ws, resp, err := d.DialContext(ctx, ep.String(), nil)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
@@ -36,9 +36,12 @@ func dialTransport(ctx context.Context, ep Endpoint, tlsConf *tls.Config) (net.C
 		if err != nil {
 			return nil, err
 		}
-		return &wsConn{Conn: ws}, nil
+		return wsconn.New(ws), nil
 	}
 	var d net.Dialer
+	if ep.Scheme == "unix" {
+		return d.DialContext(ctx, "unix", ep.Host)
+	}
 	if ep.Secure() {
 		td := tls.Dialer{NetDialer: &d, Config: tlsConf}
 		return td.DialContext(ctx, "tcp", ep.Address())
@@ -72,52 +75,4 @@ func netHint(err error) string {
 		return "no answer within --connect-timeout"
 	}
 	return ""
-}
-
-// wsConn adapts a WebSocket to the byte stream MQTT expects: every Write is
-// one binary message, and Read returns the messages' bytes in order.
-type wsConn struct {
-	*websocket.Conn
-	r  io.Reader
-	mu sync.Mutex // serialises writes
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				continue
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *wsConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
 }

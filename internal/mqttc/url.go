@@ -10,8 +10,8 @@ import (
 // Endpoint is where a broker is: scheme, host, port and, for WebSockets, the
 // HTTP path. It never carries credentials, so it is safe to print.
 type Endpoint struct {
-	Scheme string // mqtt, mqtts, ws, wss
-	Host   string
+	Scheme string // mqtt, mqtts, ws, wss, unix
+	Host   string // the socket's path for unix
 	Port   int
 	Path   string // ws/wss only
 }
@@ -25,7 +25,13 @@ func (e Endpoint) WebSocket() bool { return e.Scheme == "ws" || e.Scheme == "wss
 // Address is host:port for dialling.
 func (e Endpoint) Address() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
 
+// UnixEndpoint is a broker on a Unix domain socket at path.
+func UnixEndpoint(path string) Endpoint { return Endpoint{Scheme: "unix", Host: path} }
+
 func (e Endpoint) String() string {
+	if e.Scheme == "unix" {
+		return "unix://" + e.Host
+	}
 	s := e.Scheme + "://" + e.Address()
 	if e.WebSocket() {
 		s += e.Path

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"mqtk/internal/mqttc"
+)
+
+// brokerProc is a `mqtk broker` process started by a test.
+type brokerProc struct {
+	cmd    *exec.Cmd
+	urls   []string
+	stderr *bufio.Reader
+}
+
+// startBroker runs `mqtk broker ARGS` and reads its startup lines: one
+// "listening on URL (...)" per listener, n of them.
+func startBroker(t *testing.T, n int, args ...string) *brokerProc {
+	t.Helper()
+	cmd := exec.Command("mqtk", append([]string{"broker"}, args...)...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &brokerProc{cmd: cmd, stderr: bufio.NewReader(pipe)}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for len(p.urls) < n {
+		line, err := p.stderr.ReadString('\n')
+		if err != nil {
+			t.Fatalf("broker %v: %v (after %q)", args, err, p.urls)
+		}
+		if rest, ok := strings.CutPrefix(line, "listening on "); ok {
+			p.urls = append(p.urls, strings.Fields(rest)[0])
+		}
+	}
+	return p
+}
+
+// stop sends SIGTERM and returns the exit code and the rest of stderr.
+func (p *brokerProc) stop(t *testing.T) (int, string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(p.stderr)
+	return waitExit(t, p.cmd), string(rest)
+}
+
+// mqtk runs the mqtk command and returns its exit code and output.
+func mqtk(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.Command("mqtk", args...).CombinedOutput()
+	return exitCode(t, err), string(out)
+}
+
+func endpoint(t *testing.T, url string) mqttc.Endpoint {
+	t.Helper()
+	if path, ok := strings.CutPrefix(url, "unix://"); ok {
+		return mqttc.UnixEndpoint(path)
+	}
+	u, err := mqttc.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Endpoint
+}
+
+// roundTrip subscribes and publishes through the broker at url and checks
+// the message arrives.
+func roundTrip(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	got := make(chan string, 1)
+	c, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: endpoint(t, url), ClientID: "rt", CleanStart: true,
+		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) }})
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	defer c.Disconnect(ctx)
+	if _, err := c.Subscribe(ctx, []mqttc.Subscription{{Filter: "rt", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, &mqttc.Message{Topic: "rt", Payload: []byte("via " + url), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "via "+url {
+			t.Errorf("%s: got %q", url, m)
+		}
+	case <-ctx.Done():
+		t.Fatalf("%s: no message", url)
+	}
+}
+
+// TestBrokerDefaults: loopback only, IPv4 and IPv6 on one port, anonymous
+// allowed; --ws and --unix add listeners; SIGTERM exits 0.
+func TestBrokerDefaults(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "mqtk.sock")
+	p := startBroker(t, 4, "--port", "0", "--ws", "127.0.0.1:0", "--unix", sock)
+	if !strings.HasPrefix(p.urls[0], "mqtt://127.0.0.1:") || !strings.HasPrefix(p.urls[1], "mqtt://[::1]:") {
+		t.Fatalf("default listeners %v, want 127.0.0.1 and [::1]", p.urls)
+	}
+	if port := strings.TrimPrefix(p.urls[0], "mqtt://127.0.0.1:"); p.urls[1] != "mqtt://[::1]:"+port {
+		t.Errorf("IPv6 listener %s is not on port %s", p.urls[1], port)
+	}
+	for _, u := range p.urls {
+		roundTrip(t, u)
+	}
+	if code, rest := p.stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM: %s", code, rest)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the Unix socket is left behind: %v", err)
+	}
+}
+
+// TestBrokerRefusesExposure: a non-loopback listener needs a password file
+// or --allow-anonymous.
+func TestBrokerRefusesExposure(t *testing.T) {
+	code, out := mqtk(t, "broker", "--listen", "0.0.0.0:0")
+	if code != 2 || !strings.Contains(out, "not a loopback address") || !strings.Contains(out, "--password-file") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	p := startBroker(t, 1, "--listen", "0.0.0.0:0", "--allow-anonymous")
+	if !strings.HasPrefix(p.urls[0], "mqtt://0.0.0.0:") {
+		t.Fatalf("listeners %v", p.urls)
+	}
+	roundTrip(t, strings.Replace(p.urls[0], "0.0.0.0", "127.0.0.1", 1))
+}
+
+// TestBrokerConfigFile: settings from --config, command-line flags win,
+// unknown settings are usage errors with file:line.
+func TestBrokerConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "broker.conf")
+	sock := filepath.Join(dir, "s.sock")
+	if err := os.WriteFile(conf, []byte("# test\nport 1\nunix "+sock+"\nmax-packet-size 100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startBroker(t, 3, "--config", conf, "--port", "0")
+	if p.urls[2] != "unix://"+sock {
+		t.Fatalf("listeners %v", p.urls)
+	}
+	// max-packet-size came from the file: a larger message is refused before it is sent.
+	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "t", "-m", strings.Repeat("x", 200), "-q", "1"); code != 2 {
+		t.Errorf("oversized publish: exit %d: %s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(bad, []byte("\nlisten-on 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := mqtk(t, "broker", "--config", bad); code != 2 || !strings.Contains(out, "bad.conf:2: unknown setting \"listen-on\"") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+}
+
+// TestBrokerVerboseLog: -v logs connects, subscriptions and publishes as
+// JSON, without payloads or passwords.
+func TestBrokerVerboseLog(t *testing.T) {
+	p := startBroker(t, 2, "--port", "0", "-v", "--log-format", "json")
+	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "log/t", "-m", "SECRET-PAYLOAD", "-q", "1", "-i", "logger", "-u", "u", "-P", "SECRET-PW"); code != 0 {
+		t.Fatalf("pub: exit %d: %s", code, out)
+	}
+	_, rest := p.stop(t)
+	for _, want := range []string{`"msg":"client connected"`, `"client":"logger"`, `"msg":"publish"`, `"topic":"log/t"`, `"bytes":14`} {
+		if !strings.Contains(rest, want) {
+			t.Errorf("log lacks %s:\n%s", want, rest)
+		}
+	}
+	if strings.Contains(rest, "SECRET") {
+		t.Errorf("log shows a payload or password:\n%s", rest)
+	}
+}
+
+// TestBrokerMaxConnections: clients beyond --max-connections are refused
+// ("server busy", exit 4).
+func TestBrokerMaxConnections(t *testing.T) {
+	p := startBroker(t, 2, "--port", "0", "--max-connections", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	first, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: endpoint(t, p.urls[0]), ClientID: "first", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Disconnect(ctx)
+	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "t", "-m", "x"); code != 4 || !strings.Contains(out, "server busy") {
+		t.Errorf("second client: exit %d: %s", code, out)
+	}
+}
+
+// TestBrokerTLSClientCA: --tls-client-ca requires a client certificate.
+func TestBrokerTLSClientCA(t *testing.T) {
+	dir := t.TempDir()
+	certs := writeTestCerts(t, dir)
+	p := startBroker(t, 3, "--port", "0", "--tls-listen", "127.0.0.1:0", "--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-client-ca", certs.ca)
+	tlsURL := p.urls[2]
+	if !strings.HasPrefix(tlsURL, "mqtts://127.0.0.1:") {
+		t.Fatalf("listeners %v", p.urls)
+	}
+	if code, out := mqtk(t, "pub", "-L", tlsURL, "--cafile", certs.ca, "-t", "t", "-m", "x"); code != 3 {
+		t.Errorf("without a client certificate: exit %d: %s", code, out)
+	}
+	if code, out := mqtk(t, "pub", "-L", tlsURL, "--cafile", certs.ca, "--cert", certs.clientCert, "--key", certs.clientKey, "-t", "t", "-m", "x", "-q", "1"); code != 0 {
+		t.Errorf("with a client certificate: exit %d: %s", code, out)
+	}
+}
+

@@ -1,0 +1,78 @@
+package broker
+
+import (
+	"log/slog"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// logHook logs what mosquitto -v logs: connects, disconnects, subscriptions
+// and publishes, with client, user and topic, never a payload or password.
+type logHook struct {
+	mqtt.HookBase
+	log     *slog.Logger
+	verbose bool
+}
+
+func (h *logHook) ID() string { return "mqtk-log" }
+
+func (h *logHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished:
+		return h.verbose
+	}
+	return false
+}
+
+func (h *logHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	h.log.Info("client connected", "client", cl.ID, "user", string(cl.Properties.Username),
+		"listener", cl.Net.Listener, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion,
+		"clean", pk.Connect.Clean, "keepalive", cl.State.Keepalive)
+}
+
+func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	args := []any{"client", cl.ID}
+	if err != nil {
+		args = append(args, "reason", err.Error())
+	}
+	h.log.Info("client disconnected", args...)
+}
+
+func (h *logHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	for i, f := range pk.Filters {
+		code := byte(0)
+		if i < len(reasonCodes) {
+			code = reasonCodes[i]
+		}
+		h.log.Info("subscribe", "client", cl.ID, "filter", f.Filter, "qos", f.Qos, "result", code)
+	}
+}
+
+func (h *logHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	for _, f := range pk.Filters {
+		h.log.Info("unsubscribe", "client", cl.ID, "filter", f.Filter)
+	}
+}
+
+func (h *logHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	h.log.Info("publish", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos,
+		"retain", pk.FixedHeader.Retain, "bytes", len(pk.Payload))
+}
+
+// limitsHook caps the keep-alive a client may ask for.
+type limitsHook struct {
+	mqtt.HookBase
+	maxKeepalive uint16
+}
+
+func (h *limitsHook) ID() string           { return "mqtk-limits" }
+func (h *limitsHook) Provides(b byte) bool { return b == mqtt.OnConnect && h.maxKeepalive > 0 }
+
+func (h *limitsHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if ka := cl.State.Keepalive; ka == 0 || ka > h.maxKeepalive {
+		cl.State.Keepalive = h.maxKeepalive
+		cl.State.ServerKeepalive = true // sent as Server Keep Alive in a v5 CONNACK
+	}
+	return nil
+}
