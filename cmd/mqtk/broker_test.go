@@ -221,3 +221,21 @@ func TestBrokerTLSClientCA(t *testing.T) {
 	}
 }
 
+
+// TestBrokerSys: $SYS/broker/... topics are there (retained, refreshed every
+// --sys-interval), and # does not match them.
+func TestBrokerSys(t *testing.T) {
+	p := startBroker(t, 2, "--port", "0", "--sys-interval", "1s")
+	code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "$SYS/broker/#", "--retained-only", "--idle", "500ms", "-v")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, topic := range []string{"version", "uptime", "clients/connected", "messages/received", "messages/dropped", "retained", "subscriptions"} {
+		if !strings.Contains(out, "$SYS/broker/"+topic+" ") {
+			t.Errorf("no $SYS/broker/%s in:\n%s", topic, out)
+		}
+	}
+	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "#", "--retained-only", "--idle", "300ms", "-v"); code != 0 || strings.Contains(out, "$SYS") {
+		t.Errorf("# matched $SYS topics (exit %d):\n%s", code, out)
+	}
+}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"log/slog"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -13,13 +14,18 @@ type logHook struct {
 	mqtt.HookBase
 	log     *slog.Logger
 	verbose bool
+
+	mu      sync.Mutex
+	dropped map[string]int64 // per client, for logging drops sparingly
 }
 
 func (h *logHook) ID() string { return "mqtk-log" }
 
 func (h *logHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished:
+	case mqtt.OnPublishDropped, mqtt.OnDisconnect:
+		return true
+	case mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished:
 		return h.verbose
 	}
 	return false
@@ -32,6 +38,12 @@ func (h *logHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.mu.Lock()
+	delete(h.dropped, cl.ID)
+	h.mu.Unlock()
+	if !h.verbose {
+		return
+	}
 	args := []any{"client", cl.ID}
 	if err != nil {
 		args = append(args, "reason", err.Error())
@@ -58,6 +70,25 @@ func (h *logHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 func (h *logHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	h.log.Info("publish", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos,
 		"retain", pk.FixedHeader.Retain, "bytes", len(pk.Payload))
+}
+
+// OnPublishDropped logs a message dropped because the client's queue was
+// full (it is counted in $SYS/broker/messages/dropped): the 1st, 10th,
+// 100th... drop for each client, so a stalled subscriber cannot flood the log.
+func (h *logHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.mu.Lock()
+	if h.dropped == nil {
+		h.dropped = map[string]int64{}
+	}
+	h.dropped[cl.ID]++
+	n := h.dropped[cl.ID]
+	h.mu.Unlock()
+	for p := int64(1); p <= n; p *= 10 {
+		if p == n {
+			h.log.Warn("message dropped: the client's queue is full", "client", cl.ID, "topic", pk.TopicName, "dropped", n)
+			return
+		}
+	}
 }
 
 // limitsHook caps the keep-alive a client may ask for.
