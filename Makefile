@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
 
-.PHONY: build install test demo docs perf-sub clean
+.PHONY: build install test demo docs perf-sub perf-conns clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
@@ -32,6 +32,11 @@ docs:
 # mqtk's broker; N, SIZE and RUNS are read from the environment.
 perf-sub: build
 	./scripts/perf-sub.sh $(BIN)
+
+# Memory per idle connection, mqtk broker against mosquitto; N and RUNS
+# from the environment.
+perf-conns: build
+	./scripts/perf-conns.sh $(BIN)
 
 clean:
 	rm -rf bin
