@@ -171,12 +171,19 @@ func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 // waitsub [-name NAME] [-n COUNT] FILTER waits until the in-process broker
 // has granted COUNT (default 1) subscriptions to FILTER in total.
 func cmdWaitSub(ts *testscript.TestScript, neg bool, args []string) {
-	fs := flag.NewFlagSet("waitsub", flag.ContinueOnError)
+	waitBrokerEvent(ts, "waitsub", "FILTER", args, (*brokertest.Broker).WaitSubscribed)
+}
+
+// waitBrokerEvent parses [-name NAME] [-n COUNT] ARG and waits, with wait,
+// until the named in-process broker has seen the event COUNT times.
+func waitBrokerEvent(ts *testscript.TestScript, cmd, arg string, args []string,
+	wait func(*brokertest.Broker, context.Context, string, int) error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	name := fs.String("name", "BROKER", "")
 	n := fs.Int("n", 1, "")
 	ts.Check(fs.Parse(args))
 	if fs.NArg() != 1 {
-		ts.Fatalf("usage: waitsub [-name NAME] [-n COUNT] FILTER")
+		ts.Fatalf("usage: %s [-name NAME] [-n COUNT] %s", cmd, arg)
 	}
 	b, ok := brokers(ts)[*name]
 	if !ok {
@@ -184,7 +191,7 @@ func cmdWaitSub(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	ts.Check(b.WaitSubscribed(ctx, fs.Arg(0), *n))
+	ts.Check(wait(b, ctx, fs.Arg(0), *n))
 }
 
 // mosquitto [CONFIG-LINE]... starts a mosquitto broker on a free 127.0.0.1

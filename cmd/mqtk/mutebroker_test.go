@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"io"
 	"net"
 	"strconv"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"mqtk/internal/brokertest"
 )
 
 // mutebroker starts, on a free 127.0.0.1 port, a broker that accepts every
@@ -78,18 +78,5 @@ func cmdKick(ts *testscript.TestScript, neg bool, args []string) {
 // acknowledged COUNT (default 1) QoS 1 or 2 messages from the in-process
 // broker in total.
 func cmdWaitAcked(ts *testscript.TestScript, neg bool, args []string) {
-	fs := flag.NewFlagSet("waitacked", flag.ContinueOnError)
-	name := fs.String("name", "BROKER", "")
-	n := fs.Int("n", 1, "")
-	ts.Check(fs.Parse(args))
-	if fs.NArg() != 1 {
-		ts.Fatalf("usage: waitacked [-name NAME] [-n COUNT] CLIENTID")
-	}
-	b, ok := brokers(ts)[*name]
-	if !ok {
-		ts.Fatalf("no broker named %s", *name)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	ts.Check(b.WaitDelivered(ctx, fs.Arg(0), *n))
+	waitBrokerEvent(ts, "waitacked", "CLIENTID", args, (*brokertest.Broker).WaitDelivered)
 }

@@ -10,16 +10,7 @@ import (
 // and followed by a newline unless noEOL, as mosquitto_sub does. The bytes of
 // the payload are written unchanged.
 func Plain(w io.Writer, m *mqttc.Message, verbose, noEOL bool) error {
-	buf := make([]byte, 0, len(m.Topic)+len(m.Payload)+2)
-	if verbose {
-		buf = append(buf, m.Topic...)
-		buf = append(buf, ' ')
-	}
-	buf = append(buf, m.Payload...)
-	if !noEOL {
-		buf = append(buf, '\n')
-	}
-	_, err := w.Write(buf)
+	_, err := w.Write(AppendPlain(make([]byte, 0, len(m.Topic)+len(m.Payload)+2), m, verbose, noEOL))
 	return err
 }
 
