@@ -1,6 +1,10 @@
 package broker
 
-import "testing"
+import (
+	"testing"
+
+	"mqtk/internal/topic"
+)
 
 func TestAllowed(t *testing.T) {
 	rules := []Rule{
@@ -19,6 +23,8 @@ func TestAllowed(t *testing.T) {
 		{"secret/x", false, true},
 		{"ro/x", false, true},
 		{"$SYS/x", true, false}, // # does not reach $ topics
+		{"#", false, true},      // a subscription to everything
+		{"$SYS/#", false, false},
 	} {
 		if got := allowed(rules, tc.topic, tc.write); got != tc.want {
 			t.Errorf("allowed(%q, write=%v) = %v, want %v", tc.topic, tc.write, got, tc.want)
@@ -26,5 +32,80 @@ func TestAllowed(t *testing.T) {
 	}
 	if !allowed(nil, "anything", true) {
 		t.Error("no rules must allow everything")
+	}
+	// A subscription must be covered by one rule: "ro/+" does not reach
+	// ro/a/b, which "ro/#" would receive.
+	if allowed([]Rule{{Filter: "ro/+", Access: Read}}, "ro/#", false) {
+		t.Error("ro/+ allowed a subscription to ro/#")
+	}
+}
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		rule, t string
+		want    bool
+	}{
+		// topic names: as topic.Match
+		{"a/#", "a", true},
+		{"a/+", "a", false},
+		{"x", "x/y", false},
+		{"+/x", "$SYS/x", false},
+		{"#", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"a/+/c", "a/b/c", true},
+		{"a//c", "a//c", true},
+		{"a/+/c", "a//c", true},
+		// subscription filters: the rule must reach all the filter can
+		{"a/#", "a/#", true},
+		{"a/#", "a/+", true},
+		{"a/#", "a/+/b/#", true},
+		{"a/+", "a/+", true},
+		{"a/+", "a/#", false},
+		{"a/+/#", "a/#", false}, // a/# receives a, a/+/# does not reach it
+		{"a/+/#", "a/+", true},
+		{"a/b", "a/+", false},
+		{"a/#", "#", false},
+		{"#", "#", true},
+		{"#", "+/x", true},
+		{"+/#", "#", true},
+		{"+", "+", true},
+		{"+", "#", false},
+		{"#", "$SYS/#", false},
+		{"+/#", "$SYS/+", false},
+		{"$SYS/#", "$SYS/#", true},
+		{"$SYS/+", "$SYS/#", false},
+		{"a/b", "a/b/#", false},
+	} {
+		if got := covers(tc.rule, tc.t); got != tc.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", tc.rule, tc.t, got, tc.want)
+		}
+	}
+}
+
+// TestCoversMatchesNames: for a topic name, covers is topic.Match.
+func TestCoversMatchesNames(t *testing.T) {
+	filters := []string{"#", "+", "a", "a/#", "a/+", "+/b", "+/+", "a/b", "a/b/#", "a/+/#", "$SYS/#", "$SYS/+", "+/#", "/", "/#", "+/", "a//b", ""}
+	names := []string{"a", "b", "a/b", "a/b/c", "a/", "/a", "/", "", "$SYS", "$SYS/x", "$SYS/x/y", "a//b", "b/b", "$a/b"}
+	for _, f := range filters {
+		for _, n := range names {
+			if got, want := covers(f, n), topic.Match(f, n); got != want {
+				t.Errorf("covers(%q, %q) = %v, topic.Match = %v", f, n, got, want)
+			}
+		}
+	}
+}
+
+func TestShareFilter(t *testing.T) {
+	for in, want := range map[string]string{
+		"$share/g/a/#": "a/#",
+		"$share/g/#":   "#",
+		"$share/g":     "$share/g",
+		"$share/g/":    "$share/g/",
+		"$shared/g/a":  "$shared/g/a",
+		"a/b":          "a/b",
+	} {
+		if got := shareFilter(in); got != want {
+			t.Errorf("shareFilter(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

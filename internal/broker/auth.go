@@ -1,41 +1,164 @@
 package broker
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // authHook is mqtk's authentication and authorisation, replacing mochi's
 // ledger (whose topic matching gets corner cases wrong).
+//
+// Authentication: with Users or a password file, a client that sends a user
+// name must give that user's password, and one that sends none is let in
+// only with AllowAnonymous; without either, every client is let in. A
+// refusal is "bad user name or password" (0x86 in MQTT 5, 0x04 in 3.1.1).
+//
+// Authorisation: a publish, subscription or delivery must pass both the
+// Config.ACL rules (if any) and the ACL file (if any; see AccessList).
 type authHook struct {
 	mqtt.HookBase
-	cfg Config
+	cfg   Config
+	log   *slog.Logger
+	files atomic.Pointer[authFiles]
+}
+
+// authFiles are the password and ACL files in force; reload replaces them
+// as a whole.
+type authFiles struct {
+	passwords *Passwords  // nil without a password file
+	acl       *AccessList // nil without an ACL file
 }
 
 func newAuthHook(cfg Config) (*authHook, error) {
-	return &authHook{cfg: cfg}, nil
+	h := &authHook{cfg: cfg, log: cfg.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	f, err := h.load()
+	if err != nil {
+		return nil, err
+	}
+	h.files.Store(f)
+	if f.acl != nil && f.acl.hasUsers() && f.passwords == nil && cfg.Users == nil {
+		h.log.Warn("the ACL file has user sections but there is no password file: any client can claim any user name", "acl_file", cfg.ACLFile)
+	}
+	return h, nil
 }
 
-// reload reads the password and ACL files again.
-func (h *authHook) reload() error { return nil }
+func (h *authHook) load() (*authFiles, error) {
+	f := &authFiles{}
+	var err error
+	if h.cfg.PasswordFile != "" {
+		if f.passwords, err = LoadPasswords(h.cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+	}
+	if h.cfg.ACLFile != "" {
+		if f.acl, err = LoadAccessList(h.cfg.ACLFile); err != nil {
+			return nil, fmt.Errorf("ACL file: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// reload reads the password and ACL files again. Connected clients stay
+// connected; the new rules apply to their next publish, subscription and
+// delivery. If either file cannot be read or parsed, both previous ones
+// stay in force and the error is returned.
+func (h *authHook) reload() error {
+	f, err := h.load()
+	if err != nil {
+		return err
+	}
+	h.files.Store(f)
+	return nil
+}
 
 func (h *authHook) ID() string { return "mqtk-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	if h.cfg.Users == nil {
+	f := h.files.Load()
+	if !h.authenticate(f, pk) {
+		h.log.Info("connection refused: bad user name or password", "client", cl.ID, "user", string(pk.Connect.Username), "remote", cl.Net.Remote)
+		return false
+	}
+	// mochi publishes a will without an ACL check; mosquitto drops a will
+	// its client may not publish, and so does mqtk (deciding at connect).
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && !h.permit(f, cl, cl.Properties.Will.TopicName, true) {
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		h.log.Info("will dropped: not authorized to publish to its topic", "client", cl.ID, "topic", cl.Properties.Will.TopicName)
+	}
+	return true
+}
+
+func (h *authHook) authenticate(f *authFiles, pk packets.Packet) bool {
+	if h.cfg.Users == nil && f.passwords == nil {
 		return true
 	}
 	if !pk.Connect.UsernameFlag {
 		return h.cfg.AllowAnonymous
 	}
-	want, ok := h.cfg.Users[string(pk.Connect.Username)]
-	return ok && constantTimeEqual(want, string(pk.Connect.Password))
+	user := string(pk.Connect.Username)
+	if want, ok := h.cfg.Users[user]; ok {
+		return constantTimeEqual(want, string(pk.Connect.Password))
+	}
+	if f.passwords == nil {
+		return false
+	}
+	// Verify even without a password, so that the answer takes as long.
+	ok := f.passwords.Verify(user, pk.Connect.Password)
+	return ok && pk.Connect.PasswordFlag
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return allowed(h.cfg.ACL, topic, write)
+	ok := h.permit(h.files.Load(), cl, topic, write)
+	switch {
+	case ok:
+	case write:
+		h.log.Info("publish denied: not authorized", "client", cl.ID, "user", string(cl.Properties.Username), "topic", topic)
+	default:
+		// A refused subscription is logged with its SUBACK code; a
+		// filtered delivery is routine.
+		h.log.Debug("read denied: not authorized", "client", cl.ID, "user", string(cl.Properties.Username), "topic", topic)
+	}
+	return ok
+}
+
+func (h *authHook) permit(f *authFiles, cl *mqtt.Client, topic string, write bool) bool {
+	if !write {
+		topic = shareFilter(topic)
+	}
+	if !allowed(h.cfg.ACL, topic, write) {
+		return false
+	}
+	return f.acl == nil || f.acl.Allowed(cl.ID, string(cl.Properties.Username), topic, write)
+}
+
+// OnPacketEncode words mochi's refusal of bad credentials as MQTT intends:
+// in 3.1.1 mochi maps it to 0x05 "not authorized" where 0x04 is "bad user
+// name or password"; in 5 its reason string only repeats the reason code,
+// so it is replaced by a hint when the client sent no user name.
+func (h *authHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack {
+		return pk
+	}
+	switch {
+	case cl.Properties.ProtocolVersion < 5 && pk.ReasonCode == packets.Err3NotAuthorized.Code:
+		pk.ReasonCode = packets.ErrMalformedUsernameOrPassword.Code // 0x04, "bad user name or password" in 3.1.1
+	case cl.Properties.ProtocolVersion == 5 && pk.ReasonCode == packets.ErrBadUsernameOrPassword.Code:
+		pk.Properties.ReasonString = ""
+		if len(cl.Properties.Username) == 0 {
+			pk.Properties.ReasonString = "this broker needs a user name and password"
+		}
+	}
+	return pk
 }

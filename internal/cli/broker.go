@@ -108,6 +108,7 @@ line beat the file.`,
 	fs.DurationVar(&o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D`")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every connect, subscribe and publish (never payloads or passwords)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
+	cmd.AddCommand(newBrokerPasswdCmd(a))
 	return cmd
 }
 

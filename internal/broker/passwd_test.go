@@ -1,0 +1,336 @@
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Lines written by the real mosquitto_passwd 2.0.11 (-H sha512 for carol).
+const (
+	aliceSecret = `alice:$7$101$YB/TmLpsIXkcPAdn$kcdjeR0dTvuNMj5oaMUrf82rKSStVTH6hbXHz2kNfcd6SQbo+X5VUkkkqcErdMOocdzgPLgjP3AWI4yZf9xs9Q==`
+	bobPW       = `bob:$7$101$9mzhJaTSxLw7228O$IZrCQU2HxgP4M4HHDA5DIhOiTKp1apq/Xr0KAvBTTNMlg7nIf83qmKdl6GunLBXAzzYejlf/N252g/gjzB14hA==`  // "p:w d"
+	carolSHA512 = `carol:$6$tUaH0ipXumWFNCdN$TDC5Vcew58ifvqW7GGU4Bi5lDtKiDr1sX+hzrDDAHl8gFfhuRZkEypLZWQv5iA3MSIPyfi5PIJ6YtVoLAgFB5Q==`    // "h€llo w"
+	daveUTF8    = `dave:$7$101$1HjZ7wxhPhWbMAvy$dqL5Bx/Ab9MiCtb45KvnByMm9AwUvCIny4UwoQIOo8zZOooKJ8gJxM3v/jCNo2aGziHEvPzlCua7catXmmBFSA==` // "h€llo w"
+	// One iteration, and blanks around user and hash, which mosquitto trims.
+	spaced = "  spaced  :  $7$1$DHEz3mLw6ehWivfc$+M+eITewz0621jQyTbqOgEb61l/EUPHu2OCz8CVRDJ0ZQRMYVQ/YDkzlhcvOtrHuEoTC95503KkRaSQLujDhJQ==  " // it1's hash, "pw"
+)
+
+func TestParsePasswords(t *testing.T) {
+	file := strings.Join([]string{
+		"# users of the test broker",
+		aliceSecret,
+		"",
+		"   \t",
+		bobPW + "\r", // CRLF
+		carolSHA512,
+		daveUTF8,
+		spaced,
+		"#no:tacomment",
+	}, "\n")
+	p, err := ParsePasswords("pw", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.users) != 5 {
+		t.Errorf("%d users, want 5", len(p.users))
+	}
+	for _, tc := range []struct {
+		user, password string
+		want           bool
+	}{
+		{"alice", "secret", true},
+		{"alice", "Secret", false},
+		{"alice", "secret ", false},
+		{"alice", "", false},
+		{"bob", "p:w d", true},
+		{"carol", "h€llo w", true},
+		{"carol", "h€llo", false},
+		{"dave", "h€llo w", true},
+		{"spaced", "pw", true},
+		{"  spaced  ", "pw", false},
+		{"nobody", "secret", false},
+		{"#no", "tacomment", false},
+	} {
+		if got := p.Verify(tc.user, []byte(tc.password)); got != tc.want {
+			t.Errorf("Verify(%q, %q) = %v, want %v", tc.user, tc.password, got, tc.want)
+		}
+	}
+}
+
+func TestParsePasswordsErrors(t *testing.T) {
+	salt, sum := "YB/TmLpsIXkcPAdn", "kcdjeR0dTvuNMj5oaMUrf82rKSStVTH6hbXHz2kNfcd6SQbo+X5VUkkkqcErdMOocdzgPLgjP3AWI4yZf9xs9Q=="
+	for _, tc := range []struct {
+		file, want string
+	}{
+		{"# ok\nalice\n", "pw:2: no ':' between user name and password hash"},
+		{" : $7$101$" + salt + "$" + sum, "pw:1: empty user name"},
+		{aliceSecret + "\n\n" + aliceSecret, `pw:3: user "alice" is already listed on line 1`},
+		{"alice:", `pw:1: user "alice": no password hash`},
+		{"alice:secret", `pw:1: user "alice": not a $7$ or $6$ password hash`},
+		{"alice:$7$101$" + salt, "three fields"},
+		{"alice:$7$101$" + salt + "$" + sum + "$", "three fields"},
+		{"alice:$7$x$" + salt + "$" + sum, `iteration count "x" is not a number`},
+		{"alice:$7$-1$" + salt + "$" + sum, `iteration count "-1" is not a number`},
+		{"alice:$7$0$" + salt + "$" + sum, "iteration count 0 is out of range"},
+		{"alice:$7$99999999999$" + salt + "$" + sum, "out of range"},
+		{"alice:$7$101$" + "l7hZhcwEkYynYHObQ3Xv2g==" + "$" + sum, "the salt is not 12 bytes"}, // 16 bytes: mosquitto refuses it too
+		{"alice:$7$101$!!!$" + sum, "the salt is not 12 bytes"},
+		{"alice:$7$101$" + salt + "$" + sum[:20], "the hash is not 64 bytes"},
+		{"alice:$6$" + salt, "two fields"},
+		{"alice:$5$" + salt + "$" + sum, "not a $7$ or $6$"},
+	} {
+		_, err := ParsePasswords("pw", []byte(tc.file))
+		var pe *ParseError
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want a ParseError containing %q", tc.file, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), sum[:10]) {
+			t.Errorf("%q: the error shows the hash: %v", tc.file, err)
+		}
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	h1, err := HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := HashPassword("correct horse")
+	if h1 == h2 {
+		t.Error("two hashes of a password are equal: the salt is not random")
+	}
+	if !regexp.MustCompile(`^\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==$`).MatchString(h1) {
+		t.Errorf("hash %q is not in mosquitto_passwd's form", h1)
+	}
+	p, err := ParsePasswords("pw", []byte("u:"+h1+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verify("u", []byte("correct horse")) || p.Verify("u", []byte("correct horse!")) {
+		t.Error("the hash does not verify its own password only")
+	}
+}
+
+func TestEditPasswordLines(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, user, hash, want string
+		existed                    bool
+	}{
+		{"append to empty", "", "u", "H", "u:H\n", false},
+		{"append keeps others", "# c\na:1\n", "u", "H", "# c\na:1\nu:H\n", false},
+		{"append after missing newline", "a:1", "u", "H", "a:1\nu:H\n", false},
+		{"replace in place", "a:1\nu:old\nb:2\n", "u", "H", "a:1\nu:H\nb:2\n", true},
+		{"replace spaced, drop duplicates", " u :old\r\na:1\nu:older\n", "u", "H", "u:H\r\na:1\n", true},
+		{"comment is not a user", "#u:x\n", "u", "H", "#u:x\nu:H\n", false},
+		{"prefix is not the user", "uu:1\n", "u", "H", "uu:1\nu:H\n", false},
+		{"delete", "a:1\nu:old\nb:2", "u", "", "a:1\nb:2", true},
+		{"delete missing", "a:1\n", "u", "", "a:1\n", false},
+	} {
+		var out []byte
+		var existed bool
+		if tc.hash == "" {
+			out, existed = DeletePasswordLine([]byte(tc.in), tc.user)
+		} else {
+			out, existed = SetPasswordLine([]byte(tc.in), tc.user, tc.hash)
+		}
+		if string(out) != tc.want || existed != tc.existed {
+			t.Errorf("%s: got %q, %v; want %q, %v", tc.name, out, existed, tc.want, tc.existed)
+		}
+	}
+}
+
+// TestMosquittoPasswdFiles parses what the installed mosquitto_passwd
+// writes, in both of its formats.
+func TestMosquittoPasswdFiles(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		t.Skip("mosquitto_passwd is not installed")
+	}
+	path := filepath.Join(t.TempDir(), "pw")
+	users := map[string]string{"pbkdf2": "pass word", "sha512": "ünïcode:colon", "other": "x"}
+	for _, args := range [][]string{
+		{"-b", "-c", path, "pbkdf2", users["pbkdf2"]},
+		{"-H", "sha512", "-b", path, "sha512", users["sha512"]},
+		{"-b", path, "other", users["other"]},
+	} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd %v: %v: %s", args, err, out)
+		}
+	}
+	p, err := LoadPasswords(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u, pw := range users {
+		if !p.Verify(u, []byte(pw)) {
+			t.Errorf("%s: password does not verify", u)
+		}
+		if p.Verify(u, []byte(pw+"x")) {
+			t.Errorf("%s: a wrong password verifies", u)
+		}
+	}
+}
+
+// TestMosquittoAcceptsHashPassword starts the real mosquitto with a
+// password file that HashPassword wrote, and connects with mosquitto_pub.
+func TestMosquittoAcceptsHashPassword(t *testing.T) {
+	dir := t.TempDir()
+	h, err := HashPassword("s3cret pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("# mqtk\nalice:"+h+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkMosquittoLogin(t, pw, "alice", "s3cret pass")
+}
+
+// checkMosquittoLogin starts mosquitto with password file pw and checks
+// that user can publish with password, and not with a wrong one.
+func checkMosquittoLogin(t *testing.T, pw, user, password string) {
+	t.Helper()
+	port := startMosquitto(t, "allow_anonymous false", "password_file "+pw)
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("mosquitto_pub is not installed")
+	}
+	run := func(pass string) error {
+		cmd := exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-V", "5", "-q", "1",
+			"-u", user, "-P", pass, "-t", "mqtk/test", "-m", "x")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	if err := run(password); err != nil {
+		t.Errorf("mosquitto refused the right password: %v", err)
+	}
+	if err := run(password + "x"); err == nil {
+		t.Error("mosquitto accepted a wrong password")
+	}
+}
+
+// startMosquitto runs the real broker with conf on a free loopback port,
+// and returns once it accepts connections. It skips the test if mosquitto
+// is not installed.
+func startMosquitto(t *testing.T, conf ...string) int {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
+			t.Skip("mosquitto is not installed")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	for attempt := 0; ; attempt++ {
+		port, log, err := runMosquitto(t, bin, conf)
+		if err == nil {
+			return port
+		}
+		if attempt < 3 && strings.Contains(log, "Address already in use") {
+			continue // another process took the free port first
+		}
+		t.Fatalf("mosquitto did not start: %v\n%s", err, log)
+	}
+}
+
+func runMosquitto(t *testing.T, bin string, conf []string) (port int, log string, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	lines := append([]string{fmt.Sprintf("listener %d 127.0.0.1", port), "log_dest stderr", "log_type all"}, conf...)
+	if os.Geteuid() == 0 {
+		lines = append(lines, "user root") // else it drops to "mosquitto", who cannot read the test's files
+	}
+	cf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(cf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", cf)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-drained
+		cmd.Wait()
+	})
+	// mosquitto says "running" once it listens; its log is the signal,
+	// then a connection proves it.
+	var b strings.Builder
+	running := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		found := false
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+			if !found && strings.Contains(sc.Text(), " running") {
+				found = true
+				running <- true
+			}
+		}
+		if !found {
+			running <- false
+		}
+		io.Copy(io.Discard, stderr)
+		close(drained)
+	}()
+	select {
+	case ok := <-running:
+		if !ok {
+			<-drained
+			return 0, b.String(), errors.New("mosquitto exited")
+		}
+	case <-time.After(30 * time.Second): // a bound against hangs, not a synchronisation
+		return 0, "", errors.New("mosquitto did not say it was running")
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return 0, "", err
+	}
+	c.Close()
+	return port, "", nil
+}
+
+func FuzzParsePasswd(f *testing.F) {
+	for _, s := range []string{aliceSecret, carolSHA512, spaced, "# c\n\na:b\n", "a:$7$1$$", "a:$6$$", ":", "\n#\n:x", "a:$7$1$YB/TmLpsIXkcPAdn$" + strings.Repeat("A", 86) + "=="} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePasswords("fuzz", data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.Line < 1 {
+				t.Fatalf("error without a line: %v", err)
+			}
+			return
+		}
+		for u, h := range p.users {
+			if h.iterations <= 1000 {
+				p.Verify(u, []byte("x"))
+			}
+		}
+		p.Verify("not there", nil)
+	})
+}
