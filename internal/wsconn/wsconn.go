@@ -21,7 +21,7 @@ func New(ws *websocket.Conn) net.Conn { return &conn{Conn: ws} }
 type conn struct {
 	*websocket.Conn
 	r  io.Reader
-	mu sync.Mutex // serialises writes
+	mu sync.Mutex // serialises writes, and write deadlines with them
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -55,6 +55,14 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// SetWriteDeadline may be called while another goroutine writes (mochi
+// refreshes deadlines from its reader); gorilla's is not safe for that.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *conn) SetDeadline(t time.Time) error {
