@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,10 +96,11 @@ type Config struct {
 
 // Server is a running broker.
 type Server struct {
-	m     *mqtt.Server
-	auth  *authHook
-	log   *slog.Logger
-	addrs []string
+	m         *mqtt.Server
+	closeOnce sync.Once
+	auth      *authHook
+	log       *slog.Logger
+	addrs     []string
 }
 
 // Start binds every listener and begins serving. It returns once the
@@ -149,6 +151,9 @@ func Start(cfg Config) (*Server, error) {
 		if err := addPersistence(m, cfg.PersistDir); err != nil {
 			return fail(err)
 		}
+	} else if err := m.AddHook(newQueueOrder(), nil); err != nil {
+		// A resumed session's queue in publish order (persistence does it too).
+		return fail(err)
 	}
 	s := &Server{m: m, auth: auth, log: log}
 	connectTimeout := cfg.ConnectTimeout
@@ -248,8 +253,13 @@ func (s *Server) URLs() []string { return s.addrs }
 // dropping connections. On error the previous files stay in force.
 func (s *Server) Reload() error { return s.auth.reload() }
 
-// Close disconnects every client and stops the listeners.
-func (s *Server) Close() error { return s.m.Close() }
+// Close disconnects every client and stops the listeners. Calling it again
+// does nothing (mochi's own Close panics the second time).
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.m.Close() })
+	return err
+}
 
 // Access is what an ACL rule grants or denies.
 type Access int

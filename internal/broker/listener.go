@@ -35,11 +35,12 @@ type listener struct {
 	tls            *tls.Config
 	connectTimeout time.Duration
 
-	ln     net.Listener
-	http   *http.Server // ws and wss only
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	ln      net.Listener
+	http    *http.Server // ws and wss only
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closed  bool
+	handled sync.WaitGroup // connections still inside mochi
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -122,6 +123,7 @@ func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		conn.Close()
 		return
 	}
+	defer l.handled.Done()
 	defer l.untrack(conn)
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 	_ = establish(l.id, conn) // mochi logs and closes what fails
@@ -155,6 +157,7 @@ func (l *listener) track(c net.Conn) bool {
 		return false
 	}
 	l.conns[c] = struct{}{}
+	l.handled.Add(1) // under mu, so never concurrent with Close's Wait
 	return true
 }
 
@@ -183,6 +186,9 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		_ = c.Close()
 	}
 	l.mu.Unlock()
+	// Only then may mochi wait for its clients: no connection enters it now
+	// (mochi's own WaitGroup.Add would race with its Wait).
+	l.handled.Wait()
 	if l.network == "unix" {
 		_ = os.Remove(l.address)
 	}
