@@ -1,19 +1,15 @@
 package broker
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"mqtk/internal/mosquittotest"
 )
 
 // Lines written by the real mosquitto_passwd 2.0.11 (-H sha512 for carol).
@@ -194,123 +190,7 @@ func TestMosquittoAcceptsHashPassword(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("# mqtk\nalice:"+h+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkMosquittoLogin(t, pw, "alice", "s3cret pass")
-}
-
-// checkMosquittoLogin starts mosquitto with password file pw and checks
-// that user can publish with password, and not with a wrong one.
-func checkMosquittoLogin(t *testing.T, pw, user, password string) {
-	t.Helper()
-	port := startMosquitto(t, "allow_anonymous false", "password_file "+pw)
-	pub, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Skip("mosquitto_pub is not installed")
-	}
-	run := func(pass string) error {
-		cmd := exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-V", "5", "-q", "1",
-			"-u", user, "-P", pass, "-t", "mqtk/test", "-m", "x")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		return nil
-	}
-	if err := run(password); err != nil {
-		t.Errorf("mosquitto refused the right password: %v", err)
-	}
-	if err := run(password + "x"); err == nil {
-		t.Error("mosquitto accepted a wrong password")
-	}
-}
-
-// startMosquitto runs the real broker with conf on a free loopback port,
-// and returns once it accepts connections. It skips the test if mosquitto
-// is not installed.
-func startMosquitto(t *testing.T, conf ...string) int {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
-			t.Skip("mosquitto is not installed")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
-	for attempt := 0; ; attempt++ {
-		port, log, err := runMosquitto(t, bin, conf)
-		if err == nil {
-			return port
-		}
-		if attempt < 3 && strings.Contains(log, "Address already in use") {
-			continue // another process took the free port first
-		}
-		t.Fatalf("mosquitto did not start: %v\n%s", err, log)
-	}
-}
-
-func runMosquitto(t *testing.T, bin string, conf []string) (port int, log string, err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	lines := append([]string{fmt.Sprintf("listener %d 127.0.0.1", port), "log_dest stderr", "log_type all"}, conf...)
-	if os.Geteuid() == 0 {
-		lines = append(lines, "user root") // else it drops to "mosquitto", who cannot read the test's files
-	}
-	cf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(cf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", cf)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	drained := make(chan struct{})
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-drained
-		cmd.Wait()
-	})
-	// mosquitto says "running" once it listens; its log is the signal,
-	// then a connection proves it.
-	var b strings.Builder
-	running := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		found := false
-		for sc.Scan() {
-			b.WriteString(sc.Text() + "\n")
-			if !found && strings.Contains(sc.Text(), " running") {
-				found = true
-				running <- true
-			}
-		}
-		if !found {
-			running <- false
-		}
-		io.Copy(io.Discard, stderr)
-		close(drained)
-	}()
-	select {
-	case ok := <-running:
-		if !ok {
-			<-drained
-			return 0, b.String(), errors.New("mosquitto exited")
-		}
-	case <-time.After(30 * time.Second): // a bound against hangs, not a synchronisation
-		return 0, "", errors.New("mosquitto did not say it was running")
-	}
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return 0, "", err
-	}
-	c.Close()
-	return port, "", nil
+	mosquittotest.CheckLogin(t, pw, "alice", "s3cret pass")
 }
 
 func FuzzParsePasswd(f *testing.F) {

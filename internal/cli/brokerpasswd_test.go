@@ -1,21 +1,17 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"mqtk/internal/broker"
+	"mqtk/internal/mosquittotest"
 )
 
 // runPasswd runs `broker passwd` with args as cobra would.
@@ -73,7 +69,7 @@ func TestBrokerPasswdCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPassword(t, path, "bob", "no newline")
-	checkMosquitto(t, path, "bob", "no newline")
+	mosquittotest.CheckLogin(t, path, "bob", "no newline")
 }
 
 func TestBrokerPasswdKeepsOtherLines(t *testing.T) {
@@ -202,84 +198,5 @@ func TestBrokerPasswdUsageErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed command created the file: %v", err)
-	}
-}
-
-// checkMosquitto starts the real mosquitto with the password file and
-// connects as user with mosquitto_pub, if both are installed.
-func checkMosquitto(t *testing.T, pwFile, user, password string) {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-	}
-	pub, perr := exec.LookPath("mosquitto_pub")
-	if _, err := os.Stat(bin); err != nil || perr != nil {
-		t.Log("mosquitto or mosquitto_pub is not installed: not checked against mosquitto")
-		return
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nlog_dest stderr\nallow_anonymous false\npassword_file %s\n", port, pwFile)
-	if os.Geteuid() == 0 {
-		conf += "user root\n" // else it drops to "mosquitto", who cannot read the test's files
-	}
-	cf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", cf)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	running, drained := make(chan bool, 1), make(chan struct{})
-	go func() { // mosquitto says "running" once it listens
-		sc, found := bufio.NewScanner(stderr), false
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if !found && strings.Contains(sc.Text(), " running") {
-				found = true
-				running <- true
-			}
-		}
-		if !found {
-			running <- false
-		}
-		close(drained)
-	}()
-	defer func() {
-		cmd.Process.Kill()
-		<-drained
-		cmd.Wait()
-	}()
-	select {
-	case ok := <-running:
-		if !ok {
-			<-drained
-			t.Fatalf("mosquitto exited:\n%s", log.String())
-		}
-	case <-time.After(30 * time.Second): // a bound against hangs, not a synchronisation
-		t.Fatal("mosquitto did not start")
-	}
-	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
-		t.Fatal(err)
-	} else {
-		c.Close()
-	}
-	for _, tc := range []struct {
-		password string
-		ok       bool
-	}{{password, true}, {password + "x", false}} {
-		out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-V", "5", "-q", "1",
-			"-u", user, "-P", tc.password, "-t", "mqtk/test", "-m", "x").CombinedOutput()
-		if (err == nil) != tc.ok {
-			t.Errorf("mosquitto_pub with the %v password: %v: %s", map[bool]string{true: "right", false: "wrong"}[tc.ok], err, out)
-		}
 	}
 }
