@@ -42,3 +42,8 @@ wait "$sub_pid"
 echo
 echo "what the subscriber received:"
 sort "$tmp/received" | sed 's/^/  /'
+
+# A short benchmark of mqtk's own broker, started in-process on a free port.
+echo
+echo "\$ mqtk bench --embedded --qos 0,1 --duration 1s --warmup 0.2s --rate 5000"
+"$mqtk" bench --embedded --qos 0,1 --duration 1s --warmup 0.2s --rate 5000 --no-progress

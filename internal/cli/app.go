@@ -108,6 +108,7 @@ help is --help. Exit codes are listed by 'mqtk help exit-codes'.`,
 	root.AddCommand(
 		newPubCmd(a),
 		newSubCmd(a),
+		newBenchCmd(a),
 		newBrokerCmd(a),
 		newVersionCmd(a),
 	)

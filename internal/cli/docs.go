@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra/doc"
 
+	"mqtk/internal/bench"
 	"mqtk/internal/term"
 )
 
@@ -24,6 +25,7 @@ const (
 	docsEnvironment = "docs/environment.md"
 	docsFormat      = "docs/format.md"
 	docsJSON        = "docs/json.md"
+	docsBenchOutput = "docs/bench-output.md"
 )
 
 // generatedDirs are emptied and refilled by GenerateDocs.
@@ -75,6 +77,7 @@ func GenerateDocs(dir string) error {
 
 	formatMD := verbatimMarkdown("The -F format language", formatHelp)
 	jsonMD := verbatimMarkdown("mqtk sub --json", jsonHelp)
+	benchMD := verbatimMarkdown("mqtk bench: report, NDJSON, CSV and --assert", bench.Doc)
 
 	files := []struct {
 		name string
@@ -84,6 +87,7 @@ func GenerateDocs(dir string) error {
 		{docsEnvironment, func(b *bytes.Buffer) error { _, err := b.WriteString(envMD); return err }},
 		{docsFormat, func(b *bytes.Buffer) error { _, err := b.WriteString(formatMD); return err }},
 		{docsJSON, func(b *bytes.Buffer) error { _, err := b.WriteString(jsonMD); return err }},
+		{docsBenchOutput, func(b *bytes.Buffer) error { _, err := b.WriteString(benchMD); return err }},
 		{completionsDir + "/mqtk.bash", func(b *bytes.Buffer) error { return root.GenBashCompletionV2(b, true) }},
 		{completionsDir + "/_mqtk", func(b *bytes.Buffer) error { return root.GenZshCompletion(b) }},
 		{completionsDir + "/mqtk.fish", func(b *bytes.Buffer) error { return root.GenFishCompletion(b, true) }},

@@ -80,7 +80,7 @@ func generatedFiles(t *testing.T, root string) []string {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{docsExitCodes, docsEnvironment, docsFormat, docsJSON} {
+	for _, name := range []string{docsExitCodes, docsEnvironment, docsFormat, docsJSON, docsBenchOutput} {
 		if _, err := os.Stat(filepath.Join(root, name)); err == nil || !os.IsNotExist(err) {
 			names = append(names, name)
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"mqtk/internal/bench"
 )
 
 // addHelpTopics adds `mqtk help exit-codes` and `mqtk help environment`.
@@ -25,6 +27,10 @@ func addHelpTopics(root *cobra.Command) {
 		Use:   "json",
 		Short: "The JSON that mqtk sub --json prints",
 		Long:  jsonHelp,
+	}, &cobra.Command{
+		Use:   "bench-output",
+		Short: "The report, NDJSON, CSV and --assert of mqtk bench",
+		Long:  bench.Doc,
 	})
 }
 

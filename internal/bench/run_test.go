@@ -1,0 +1,275 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"mqtk/internal/bench"
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+	"mqtk/internal/mqttc"
+)
+
+// fakeBroker is a broker at the mqttc.Client level that drops, duplicates
+// and reorders what it forwards, on purpose, to check that a run counts
+// exactly that. Every publish is acknowledged at once.
+type fakeBroker struct {
+	mu   sync.Mutex
+	subs []func(*mqttc.Message)
+	n    map[string]int // publishes seen per topic
+	held map[string]*mqttc.Message
+	// drop, dup and swap decide the fate of the k-th publish (from 0) on a
+	// topic; swap holds it back and delivers it after the next one.
+	drop, dup, swap func(k int) bool
+}
+
+func (f *fakeBroker) dial(_ context.Context, cfg mqttc.Config) (mqttc.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cfg.OnMessage != nil {
+		f.subs = append(f.subs, cfg.OnMessage)
+	}
+	return &fakeClient{f: f, done: make(chan struct{})}, nil
+}
+
+func (f *fakeBroker) publish(m *mqttc.Message) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := f.n[m.Topic]
+	f.n[m.Topic]++
+	deliver := func(m *mqttc.Message) {
+		for _, s := range f.subs {
+			c := *m
+			c.Payload = append([]byte(nil), m.Payload...)
+			c.Received = time.Now()
+			s(&c)
+		}
+	}
+	switch {
+	case f.drop(k):
+		return
+	case f.swap(k) && f.held[m.Topic] == nil:
+		c := *m
+		c.Payload = append([]byte(nil), m.Payload...)
+		f.held[m.Topic] = &c
+		return
+	}
+	deliver(m)
+	if h := f.held[m.Topic]; h != nil {
+		delete(f.held, m.Topic)
+		deliver(h)
+	}
+	if f.dup(k) {
+		deliver(m)
+	}
+}
+
+type fakeClient struct {
+	f    *fakeBroker
+	done chan struct{}
+	once sync.Once
+}
+
+type acked struct{}
+
+func (acked) Wait(context.Context) error { return nil }
+
+func (c *fakeClient) Publish(ctx context.Context, m *mqttc.Message) error {
+	c.f.publish(m)
+	return nil
+}
+func (c *fakeClient) PublishAsync(ctx context.Context, m *mqttc.Message) (mqttc.Pending, error) {
+	c.f.publish(m)
+	return acked{}, nil
+}
+func (c *fakeClient) Subscribe(context.Context, []mqttc.Subscription, mqttc.SubscribeOptions) ([]byte, error) {
+	return []byte{0}, nil
+}
+func (c *fakeClient) Unsubscribe(context.Context, ...string) error { return nil }
+func (c *fakeClient) Disconnect(context.Context) error {
+	c.once.Do(func() { close(c.done) })
+	return nil
+}
+func (c *fakeClient) Server() mqttc.ServerInfo { return mqttc.ServerInfo{ProtocolVersion: 5} }
+func (c *fakeClient) Done() <-chan struct{}    { return c.done }
+func (c *fakeClient) Err() error               { return nil }
+
+func options(qos byte) bench.Options {
+	return bench.Options{
+		Config: bench.Config{
+			Publishers: 3, Subscribers: 2, Messages: 1000, Size: 64, Inflight: 4,
+			Topic: "bench/%i", QoS: []byte{qos},
+		},
+		QoS: qos, ClientID: "t", DrainIdle: 200 * time.Millisecond,
+	}
+}
+
+func TestRunCountsLossDuplicatesAndReorder(t *testing.T) {
+	f := &fakeBroker{
+		n: map[string]int{}, held: map[string]*mqttc.Message{},
+		drop: func(k int) bool { return k%10 == 3 },  // 100 of 1000 per publisher
+		dup:  func(k int) bool { return k%25 == 0 },  // 40
+		swap: func(k int) bool { return k%50 == 20 }, // 20, each delivered after its successor
+	}
+	o := options(1)
+	o.Dial = f.dial
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pubs, subs = 3, 2
+	want := bench.Result{
+		Sent: 3000, Acked: 3000,
+		Received:   (1000 - 100) * pubs * subs,
+		Lost:       100 * pubs * subs,
+		Duplicates: 40 * pubs * subs,
+		OutOfOrder: 20 * pubs * subs,
+	}
+	got := bench.Result{Sent: res.Sent, Acked: res.Acked, Received: res.Received, Lost: res.Lost, Duplicates: res.Duplicates, OutOfOrder: res.OutOfOrder}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counts\n got %+v\nwant %+v", got, want)
+	}
+	if res.E2E.Count != int64(res.Received) {
+		t.Errorf("e2e samples %d, want one per distinct delivery (%d)", res.E2E.Count, res.Received)
+	}
+	if res.Ack.Count != 3000 {
+		t.Errorf("ack samples %d, want 3000", res.Ack.Count)
+	}
+	if res.Connect.Count != pubs+subs {
+		t.Errorf("connect samples %d, want %d", res.Connect.Count, pubs+subs)
+	}
+}
+
+// A message from another run (a retained leftover) or warm-up is not counted.
+func TestRunIgnoresForeignAndWarmup(t *testing.T) {
+	f := &fakeBroker{n: map[string]int{}, held: map[string]*mqttc.Message{},
+		drop: func(int) bool { return false }, dup: func(int) bool { return false }, swap: func(int) bool { return false }}
+	o := options(0)
+	o.Dial = func(ctx context.Context, cfg mqttc.Config) (mqttc.Client, error) {
+		c, err := f.dial(ctx, cfg)
+		if cfg.OnMessage != nil {
+			foreign := make([]byte, 64)
+			bench.Header{Run: 1, Publisher: 0, Seq: 0}.Put(foreign)
+			cfg.OnMessage(&mqttc.Message{Topic: "bench/0", Payload: foreign, Received: time.Now()})
+			cfg.OnMessage(&mqttc.Message{Topic: "bench/0", Payload: []byte("not a bench message"), Received: time.Now()})
+		}
+		return c, err
+	}
+	o.Warmup = 20 * time.Millisecond
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received != 2*3000 || res.Duplicates != 0 || res.Lost != 0 || res.Sent != 3000 {
+		t.Errorf("got sent %d received %d dup %d lost %d; want 3000, 6000, 0, 0", res.Sent, res.Received, res.Duplicates, res.Lost)
+	}
+}
+
+func TestRunRefusedConnection(t *testing.T) {
+	o := options(0)
+	refused := &mqttc.ConnectError{Code: 0x87}
+	o.Dial = func(context.Context, mqttc.Config) (mqttc.Client, error) { return nil, refused }
+	if _, err := bench.Run(context.Background(), o); !errors.Is(err, refused) {
+		t.Fatalf("Run = %v, want the connect error", err)
+	}
+}
+
+// End to end against the in-process broker: every QoS, nothing lost.
+func TestRunEmbeddedBroker(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	u, err := mqttc.ParseURL(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, qos := range []byte{0, 1, 2} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			o := options(qos)
+			o.Messages = 300
+			o.DrainIdle = 5 * time.Second
+			o.Base = mqttc.Config{Endpoint: u.Endpoint, KeepAlive: 30}
+			o.ClientID = fmt.Sprintf("e2e-%d", qos)
+			if qos == 0 {
+				o.Rate = 3000 // QoS 0 has no flow control: a flood would be dropped by design
+			}
+			res, err := bench.Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := uint64(3 * 300)
+			if res.Sent != want || res.Acked != want || res.Received != 2*want || res.Lost != 0 || res.Duplicates != 0 {
+				t.Errorf("sent %d acked %d received %d lost %d dup %d; want %d, %d, %d, 0, 0",
+					res.Sent, res.Acked, res.Received, res.Lost, res.Duplicates, want, want, 2*want)
+			}
+			if len(res.Errors) != 0 {
+				t.Errorf("errors: %v", res.Errors)
+			}
+			if qos > 0 && res.Ack.Count != int64(want) {
+				t.Errorf("ack samples %d, want %d", res.Ack.Count, want)
+			}
+		})
+	}
+}
+
+// A cancelled run returns promptly with what it measured, marked interrupted.
+func TestRunInterrupted(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	u, err := mqttc.ParseURL(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options(1)
+	o.Messages = 0
+	o.Duration = time.Hour
+	o.Base = mqttc.Config{Endpoint: u.Endpoint}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.Progress = func(p bench.Progress) {
+		if p.Sent > 100 {
+			cancel()
+		}
+	}
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Sent < 100 {
+		t.Errorf("interrupted %v, sent %d; want an interrupted result with what was sent", res.Interrupted, res.Sent)
+	}
+}
+
+// never is an acknowledgement that does not come.
+type never struct{}
+
+func (never) Wait(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+type muteClient struct{ fakeClient }
+
+func (c *muteClient) PublishAsync(context.Context, *mqttc.Message) (mqttc.Pending, error) {
+	return never{}, nil
+}
+
+// A broker that stops acknowledging ends the run after StallTimeout, with
+// the stall counted, instead of hanging it.
+func TestRunStalledBroker(t *testing.T) {
+	defer func(d time.Duration) { bench.StallTimeout = d }(bench.StallTimeout)
+	bench.StallTimeout = 300 * time.Millisecond
+	o := options(1)
+	o.Subscribers = 0
+	o.Dial = func(context.Context, mqttc.Config) (mqttc.Client, error) {
+		return &muteClient{fakeClient{done: make(chan struct{})}}, nil
+	}
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each publisher fills its window of 4 and waits.
+	if res.Sent != 3*4 || res.Acked != 0 {
+		t.Errorf("sent %d acked %d; want 12 and 0", res.Sent, res.Acked)
+	}
+	if res.Errors["stalled: nothing moved for 300ms"] != 1 {
+		t.Errorf("errors %v; want the stall counted", res.Errors)
+	}
+}

@@ -1,0 +1,362 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"mqtk/internal/bench"
+	"mqtk/internal/broker"
+	"mqtk/internal/mqttc"
+	"mqtk/internal/topic"
+)
+
+type benchOptions struct {
+	conn connFlags
+
+	qos         string
+	publishers  int
+	subscribers int
+	messages    int
+	duration    string
+	rate        float64
+	size        int
+	inflight    int
+	topic       string
+	warmup      string
+	retain      bool
+	json        bool
+	csv         string
+	noProgress  bool
+	asserts     []string
+	embedded    bool
+}
+
+func newBenchCmd(a *App) *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "Measure publish throughput and latency per QoS",
+		Long: `Benchmark a broker: publishers send timestamped, numbered messages while
+subscribers in the same process receive them, for each QoS level in turn.
+Each level runs the same load through the phases connect, subscribe, warm-up
+(not counted), measure and drain (a bounded wait for acknowledgements and
+deliveries still on their way; what never arrives is lost).
+
+Without --rate every publisher sends as fast as its window of --inflight
+unacknowledged messages allows (closed loop). With --rate the messages leave
+on a fixed schedule and latency is measured from the scheduled time, so a
+stalled broker shows as latency instead of hiding it (open loop).
+
+The report names what each figure measures: ack latency is from the publish
+being written to its PUBACK (QoS 1) or PUBCOMP (QoS 2); end-to-end latency is
+from the send time in the message to its delivery to a subscriber; connect
+latency is from dialling to CONNACK. Percentiles come from HdrHistograms
+merged across clients (3 significant digits), never from averages.
+--json and --csv are described in 'mqtk help bench-output'.
+
+--assert checks a figure for CI, e.g. --assert 'qos1.e2e.p99<20ms' or
+--assert 'lost==0'; the report is printed either way and a failed assertion
+exits 1. Ctrl-C prints the partial report, marked interrupted, and exits 130.`,
+		Example: `  mqtk bench --embedded                         # our own broker, in-process
+  mqtk bench -h broker.local --qos 1 --publishers 4 --inflight 32
+  mqtk bench --qos 0 --rate 1000 --duration 30s --json > run.ndjson
+  mqtk bench --qos 1 --assert 'qos1.e2e.p99<20ms' --assert 'lost==0'`,
+		Args:    noArgs,
+		PreRunE: o.conn.prepare(a),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBench(cmd.Context(), a, o, cmd.Flags())
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVarP(&o.qos, "qos", "q", "0,1,2", "QoS `LIST`: one run per level, in order, with the same load")
+	fs.IntVar(&o.publishers, "publishers", 10, "publishing clients `N`")
+	fs.IntVar(&o.subscribers, "subscribers", 1, "subscribing clients `N`, each receiving every message (0: publish only)")
+	fs.IntVar(&o.messages, "messages", 0, "measure `N` messages per publisher instead of a duration")
+	fs.StringVar(&o.duration, "duration", "3s", "measure for `D` per QoS level (seconds or a duration)")
+	fs.Float64Var(&o.rate, "rate", 0, "total messages per second `R` across publishers, on a fixed schedule (0: as fast as possible)")
+	fs.IntVar(&o.size, "size", 100, fmt.Sprintf("payload `BYTES` (at least %d, the header each message carries)", bench.HeaderSize))
+	fs.IntVar(&o.inflight, "inflight", 10, "QoS 1/2 messages in flight per publisher `N` (also capped by the broker's Receive Maximum)")
+	fs.StringVarP(&o.topic, "topic", "t", "mqtk/bench/%i", "topic `PATTERN`: %i is the publisher index, %c its client id")
+	fs.StringVar(&o.warmup, "warmup", "0.5s", "publish for `D` before measuring (not counted)")
+	fs.BoolVarP(&o.retain, "retain", "r", false, "publish retained messages (cleared after each level)")
+	fs.BoolVar(&o.json, "json", false, "print NDJSON: a config line, then a result line per QoS level")
+	fs.StringVar(&o.csv, "csv", "", "also write the results as CSV to `FILE`")
+	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress line on stderr")
+	fs.StringArrayVar(&o.asserts, "assert", nil, "fail (exit 1) unless `EXPR` holds, e.g. 'qos1.e2e.p99<20ms' (repeatable)")
+	fs.BoolVar(&o.embedded, "embedded", false, "benchmark mqtk's own broker, started in-process on a free loopback port")
+	o.conn.addFlags(fs)
+	return cmd
+}
+
+// benchPlan is a validated benchmark.
+type benchPlan struct {
+	opts    bench.Options
+	levels  []byte
+	asserts []bench.Assertion
+}
+
+func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benchPlan, error) {
+	p := &benchPlan{}
+	for _, f := range strings.Split(o.qos, ",") {
+		q, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || q < 0 || q > 2 {
+			return nil, usageErrorf("--qos %q: give a list of 0, 1 and 2, such as 0,1,2", o.qos)
+		}
+		p.levels = append(p.levels, byte(q))
+	}
+	if o.publishers < 1 {
+		return nil, usageErrorf("--publishers %d: at least 1", o.publishers)
+	}
+	if o.subscribers < 0 {
+		return nil, usageErrorf("--subscribers %d: 0 or more", o.subscribers)
+	}
+	if o.size < bench.HeaderSize || o.size > 256<<20 {
+		return nil, usageErrorf("--size %d: from %d (the header each message carries) to 268435456 bytes", o.size, bench.HeaderSize)
+	}
+	if o.inflight < 1 || o.inflight > 65535 {
+		return nil, usageErrorf("--inflight %d: from 1 to 65535", o.inflight)
+	}
+	if o.rate < 0 {
+		return nil, usageErrorf("--rate %g: 0 (as fast as possible) or more", o.rate)
+	}
+	var dur time.Duration
+	if fs.Changed("messages") {
+		if fs.Changed("duration") {
+			return nil, usageErrorf("--messages and --duration conflict: give one or the other")
+		}
+		if o.messages < 1 {
+			return nil, usageErrorf("--messages %d: at least 1", o.messages)
+		}
+	} else {
+		d, err := parseSeconds(o.duration)
+		if err != nil || d <= 0 {
+			return nil, usageErrorf("--duration %q: give a positive number of seconds or a duration like 10s", o.duration)
+		}
+		dur = d
+	}
+	warmup, err := parseSeconds(o.warmup)
+	if err != nil {
+		return nil, usageErrorf("--warmup: %v", err)
+	}
+	if _, err := bench.Topic(o.topic, 0, "x"); err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	if t, _ := bench.Topic(o.topic, 0, "x"); topic.ValidateName(t) != nil {
+		return nil, usageErrorf("--topic %q: %v", o.topic, topic.ValidateName(t))
+	}
+	for _, s := range o.asserts {
+		as, err := bench.ParseAssertion(s)
+		if err != nil {
+			return nil, &UsageError{Err: err}
+		}
+		// Check it against the shape of the results it will see.
+		var shape []bench.Result
+		for _, q := range p.levels {
+			r := bench.Result{QoS: q}
+			if q > 0 {
+				r.Ack.Count = 1
+			}
+			if o.subscribers > 0 {
+				r.E2E.Count = 1
+			}
+			r.Connect.Count = 1
+			shape = append(shape, r)
+		}
+		if _, _, err := as.Check(shape); err != nil {
+			return nil, usageErrorf("--assert %q: %v", s, err)
+		}
+		p.asserts = append(p.asserts, as)
+	}
+
+	// The connection: the embedded broker's, or the flags'.
+	if o.embedded {
+		for _, f := range []string{"host", "port", "url"} {
+			if o.conn.given(f) {
+				return nil, usageErrorf("--embedded and --%s conflict: the embedded broker is on a free loopback port", f)
+			}
+		}
+	}
+	if o.conn.given("disable-clean-session") || o.conn.given("session-expiry") {
+		return nil, usageErrorf("bench clients use clean sessions: drop -c/--disable-clean-session and -x/--session-expiry")
+	}
+	conn, err := o.conn.resolve(a)
+	if err != nil {
+		return nil, err
+	}
+	base := "mqtk-bench-" + randomID(6)
+	switch {
+	case o.conn.given("id"):
+		base = o.conn.id
+	case o.conn.given("id-prefix"):
+		base = fmt.Sprintf("%s%d", o.conn.idPrefix, os.Getpid())
+	}
+	p.opts = bench.Options{
+		Config: bench.Config{
+			Embedded: o.embedded, Protocol: mqttc.VersionName(conn.cfg.ProtocolVersion), QoS: p.levels,
+			Publishers: o.publishers, Subscribers: o.subscribers, Messages: o.messages, Duration: dur,
+			Rate: o.rate, Size: o.size, Inflight: o.inflight, Topic: o.topic, Warmup: warmup,
+			Retain: o.retain, Version: versionString(),
+		},
+		Base:     conn.cfg,
+		ClientID: base,
+	}
+	return p, nil
+}
+
+func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Changed(string) bool }) error {
+	p, err := o.plan(a, fs)
+	if err != nil {
+		return err
+	}
+	var csvFile *os.File
+	if o.csv != "" {
+		if csvFile, err = os.Create(o.csv); err != nil {
+			return usageErrorf("--csv: %v", err)
+		}
+		defer csvFile.Close()
+	}
+	if o.embedded {
+		b, err := broker.Start(broker.Config{Listen: []string{"127.0.0.1:0"}})
+		if err != nil {
+			return fmt.Errorf("start the embedded broker: %w", err)
+		}
+		defer b.Close()
+		u, err := mqttc.ParseURL(b.URLs()[0])
+		if err != nil {
+			return err
+		}
+		p.opts.Base.Endpoint = u.Endpoint
+	}
+	p.opts.Broker = p.opts.Base.Endpoint.String()
+
+	if o.json {
+		if err := bench.WriteJSONConfig(a.IO.Out, p.opts.Config); err != nil {
+			return err
+		}
+	}
+	prog := newProgressLine(a.IO.Err, a.IO.ErrTTY && !o.noProgress && !o.conn.quiet)
+	var results []bench.Result
+	var runErr error
+	for _, q := range p.levels {
+		opts := p.opts
+		opts.QoS = q
+		opts.Progress = prog.show
+		res, err := bench.Run(ctx, opts)
+		prog.clear()
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Interrupted = true
+			} else {
+				runErr = err
+				break
+			}
+		}
+		results = append(results, res)
+		if o.json {
+			if err := bench.WriteJSONResult(a.IO.Out, res); err != nil {
+				return err
+			}
+		}
+		if res.Interrupted {
+			break
+		}
+	}
+	if !o.json && len(results) > 0 {
+		if err := bench.WriteTable(a.IO.Out, results); err != nil {
+			return err
+		}
+	}
+	if csvFile != nil {
+		if err := bench.WriteCSV(csvFile, results); err != nil {
+			return fmt.Errorf("--csv: %w", err)
+		}
+		if err := csvFile.Close(); err != nil {
+			return fmt.Errorf("--csv: %w", err)
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	failed := 0
+	for _, as := range p.asserts {
+		ok, detail, err := as.Check(results)
+		if err != nil {
+			detail, ok = err.Error(), false
+		}
+		if !ok {
+			failed++
+			if !o.conn.quiet {
+				fmt.Fprintf(a.IO.Err, "mqtk: assertion failed: %s\n", detail)
+			}
+		}
+	}
+	if failed > 0 {
+		return &assertError{failed: failed, total: len(p.asserts)}
+	}
+	return nil
+}
+
+// assertError is a benchmark whose --assert did not hold: exit 1.
+type assertError struct{ failed, total int }
+
+func (e *assertError) Error() string {
+	return fmt.Sprintf("%d of %d assertions failed", e.failed, e.total)
+}
+
+// progressLine keeps one updating line on a terminal's stderr.
+type progressLine struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    bool
+	shown bool
+}
+
+func newProgressLine(w io.Writer, on bool) *progressLine { return &progressLine{w: w, on: on} }
+
+func (l *progressLine) show(p bench.Progress) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := fmt.Sprintf("\r\033[Kqos %d  %-9s", p.QoS, p.Phase)
+	if p.Phase != bench.PhaseConnect && p.Phase != bench.PhaseSubscribe {
+		line += fmt.Sprintf("  sent %s  received %s  %s msg/s", groupDigits(p.Sent), groupDigits(p.Received), groupDigits(uint64(p.Rate)))
+	}
+	fmt.Fprint(l.w, line)
+	l.shown = true
+}
+
+func (l *progressLine) clear() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.shown {
+		fmt.Fprint(l.w, "\r\033[K")
+		l.shown = false
+	}
+}
+
+// groupDigits writes n with thousands separators: 1,204.
+func groupDigits(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
