@@ -1,6 +1,7 @@
 package mqttc
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -16,9 +17,21 @@ import (
 // interleave; with tracing on, it decodes the bytes going each way and
 // prints one line per packet, as mosquitto's -d does. Passwords and
 // authentication data are never printed.
+//
+// paho writes a packet as several buffers (fixed header, variable header,
+// properties, payload), each a Write of its own: on a TCP connection with
+// Nagle off that is one syscall and one segment each. Writes made while the
+// lock is held are therefore gathered and written at Unlock, as one. Every
+// packet paho or this package writes goes through packets.ControlPacket's
+// WriteTo, which holds the lock; a Write without it goes straight through.
 type traceConn struct {
 	net.Conn
-	sync.Mutex
+	r *bufio.Reader // reads go through it
+
+	mu       sync.Mutex
+	batching bool   // the lock is held: Write appends to batch
+	batch    []byte // the packet being gathered
+	wErr     error  // the first write error; every later write fails with it
 
 	trace   *tracer
 	in, out splitter
@@ -40,8 +53,18 @@ type tracer struct {
 	clientID string
 }
 
+// newTraceConn wraps conn; tr may be nil (no tracing).
+func newTraceConn(conn net.Conn, tr *tracer) *traceConn {
+	return &traceConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), trace: tr}
+}
+
+// readBuffer is how much one read from the socket may bring in. paho reads
+// a packet in three or more small reads (type, length, body); served from
+// this buffer, one syscall brings in many packets.
+const readBuffer = 32 << 10
+
 func (c *traceConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.r.Read(p)
 	c.errMu.Lock()
 	c.watch.feed(p[:n])
 	if err != nil && c.firstErr == nil {
@@ -54,12 +77,65 @@ func (c *traceConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxBatch is how much a packet's writes are gathered up to; a larger
+// payload is written on its own rather than copied.
+const maxBatch = 64 << 10
+
+func (c *traceConn) Lock() {
+	c.mu.Lock()
+	c.batching = true
+}
+
+func (c *traceConn) Unlock() {
+	c.flush()
+	c.batching = false
+	if cap(c.batch) > maxBatch {
+		c.batch = nil
+	}
+	c.mu.Unlock()
+}
+
+func (c *traceConn) flush() {
+	if len(c.batch) > 0 && c.wErr == nil {
+		if _, err := c.Conn.Write(c.batch); err != nil {
+			c.wErr = err
+		}
+	}
+	c.batch = c.batch[:0]
+}
+
+// writeErr is the error of the first write that failed, including one
+// gathered and written at Unlock, after the writer's Write had returned.
+func (c *traceConn) writeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wErr
+}
+
 func (c *traceConn) Write(p []byte) (int, error) {
 	// Traced before it is written, so that the reply is never logged first.
 	if c.trace != nil {
 		c.out.feed(p, func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
 	}
-	return c.Conn.Write(p)
+	if !c.batching {
+		return c.Conn.Write(p)
+	}
+	if c.wErr != nil {
+		return 0, c.wErr
+	}
+	if len(c.batch)+len(p) <= maxBatch {
+		c.batch = append(c.batch, p...)
+		return len(p), nil
+	}
+	c.flush()
+	if c.wErr != nil {
+		return 0, c.wErr
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.wErr = err
+	}
+	return n, err
 }
 
 // serverDisconnect is the DISCONNECT the broker sent, if it sent one.

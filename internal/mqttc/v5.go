@@ -40,10 +40,11 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	if err != nil {
 		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
 	}
-	conn := &traceConn{Conn: raw}
+	var tr *tracer
 	if cfg.Trace != nil {
-		conn.trace = &tracer{w: cfg.Trace, clientID: cfg.ClientID}
+		tr = &tracer{w: cfg.Trace, clientID: cfg.ClientID}
 	}
+	conn := newTraceConn(raw, tr)
 	c := &v5Client{conn: conn, session: state.NewInMemory(), addr: addr, aliases: map[uint16]string{}, done: make(chan struct{})}
 	pcfg := paho.ClientConfig{
 		ClientID:      cfg.ClientID,
@@ -234,7 +235,7 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	default:
 	}
 	if m.QoS == 0 {
-		if _, err := pb.WriteTo(c.conn); err != nil {
+		if err := c.write(pb); err != nil {
 			return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
 		}
 		return done{}, nil
@@ -249,10 +250,19 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		}
 		return nil, c.lostErr("publish")
 	}
-	if _, err := pb.WriteTo(c.conn); err != nil {
+	if err := c.write(pb); err != nil {
 		return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
 	}
 	return &pending{c: c, topic: m.Topic, ret: ret}, nil
+}
+
+// write sends one packet; the error includes one that happened when the
+// gathered packet was written (see traceConn).
+func (c *v5Client) write(pb *packets.Publish) error {
+	if _, err := pb.WriteTo(c.conn); err != nil {
+		return err
+	}
+	return c.conn.writeErr()
 }
 
 type done struct{}
