@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
 
-.PHONY: build install test demo docs perf-sub perf-conns clean
+.PHONY: build install test demo docs perf-sub perf-conns perf-bench perf-broker clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
@@ -37,6 +37,16 @@ perf-sub: build
 # from the environment.
 perf-conns: build
 	./scripts/perf-conns.sh $(BIN)
+
+# Can mqtk bench drive mosquitto to its limit, and what does it cost? RUNS
+# and DURATION from the environment.
+perf-bench: build
+	./scripts/perf-bench.sh $(BIN)
+
+# mqtk's broker against mosquitto under the same mqtk bench loads: QoS 0
+# 1->1 and 1->10, QoS 1, p99 at 1,000 msg/s, and beside a stalled subscriber.
+perf-broker: build
+	./scripts/perf-broker.sh $(BIN)
 
 clean:
 	rm -rf bin

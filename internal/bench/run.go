@@ -394,8 +394,9 @@ func (r *run) moved(pubs []*publisher, subs []*subscriber) uint64 {
 
 // run publishes until the measured phase is over: closed-loop with up to
 // Inflight unacknowledged messages, or open-loop on a schedule with Rate.
-// Acknowledgements are collected by a goroutine of their own, which ends
-// when ctx does or when every publish it was given has been answered.
+// With a window above one, acknowledgements are collected by a goroutine of
+// their own, which ends when ctx does or when every publish it was given has
+// been answered; with a window of one the publisher waits itself.
 func (p *publisher) run(ctx context.Context) {
 	r, o := p.r, p.r.o
 	window := 1
@@ -408,34 +409,16 @@ func (p *publisher) run(ctx context.Context) {
 	for k := range bufs {
 		bufs[k] = make([]byte, o.Size)
 	}
-	type inflight struct {
-		p        mqttc.Pending
-		written  int64
-		measured bool
-	}
 	var acks chan inflight
 	slots := make(chan struct{}, window)
-	if o.QoS > 0 {
+	if window > 1 {
 		acks = make(chan inflight, window)
 		r.acks.Add(1)
 		go func() {
 			defer r.acks.Done()
 			for f := range acks {
-				err := f.p.Wait(ctx)
-				at := r.now()
+				p.collect(ctx, f)
 				<-slots
-				if err != nil {
-					if ctx.Err() == nil {
-						r.errs.add(errorKind("publish", err))
-					} else if f.measured && !r.stop.Load() {
-						r.errs.add("publish not acknowledged by the end of the drain")
-					}
-					continue
-				}
-				if f.measured {
-					p.ack.Record(time.Duration(at - f.written))
-					p.acked.Add(1)
-				}
 			}
 		}()
 		defer close(acks)
@@ -508,11 +491,41 @@ func (p *publisher) run(ctx context.Context) {
 			warmSeq++
 			p.warm.Store(warmSeq)
 		}
-		if acks != nil {
+		switch {
+		case acks != nil:
 			acks <- inflight{p: pending, written: written, measured: measured}
-		} else {
+		case o.QoS > 0: // a window of one: no hand-over to a collector
+			p.collect(ctx, inflight{p: pending, written: written, measured: measured})
+			<-slots
+		default:
 			<-slots
 		}
+	}
+}
+
+// inflight is a publish awaiting its acknowledgement.
+type inflight struct {
+	p        mqttc.Pending
+	written  int64
+	measured bool
+}
+
+// collect waits for f's acknowledgement and records it.
+func (p *publisher) collect(ctx context.Context, f inflight) {
+	r := p.r
+	err := f.p.Wait(ctx)
+	at := r.now()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.errs.add(errorKind("publish", err))
+		} else if f.measured && !r.stop.Load() {
+			r.errs.add("publish not acknowledged by the end of the drain")
+		}
+		return
+	}
+	if f.measured {
+		p.ack.Record(time.Duration(at - f.written))
+		p.acked.Add(1)
 	}
 }
 

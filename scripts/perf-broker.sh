@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# make perf-broker: mqtk's broker against mosquitto, the same load from the
+# same load generator (mqtk bench), side by side in one run.
+#
+# Both brokers run as separate processes on loopback with their defaults
+# (mosquitto: a listener and allow_anonymous; mqtk: `mqtk broker --port`).
+# Each scenario runs RUNS times, alternating brokers, and the medians and the
+# ratio mqtk/mosquitto are printed:
+#   qos0-1to1     QoS 0, 1 publisher -> 1 subscriber, as fast as possible: deliveries/s
+#   qos0-1to10    QoS 0, 1 publisher -> 10 subscribers: deliveries/s (all subscribers)
+#   qos1-1to1     QoS 1, 1 publisher (window 100) -> 1 subscriber: deliveries/s
+#   p99-1000      QoS 1 at 1,000 msg/s, 1 -> 1: end-to-end p99 (ms)
+#   p99-stalled   the same with a second subscriber that stops reading: the
+#                 healthy subscriber's end-to-end p99 (ms)
+#
+#   RUNS=3 DURATION=5s scripts/perf-broker.sh [path/to/mqtk]
+set -euo pipefail
+mqtk=$(realpath "${1:-bin/mqtk}")
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5s}
+mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+[ -x "$mosquitto" ] || { echo "perf-broker: needs mosquitto (apt-get install mosquitto)" >&2; exit 2; }
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "perf-broker: nothing listens on $1" >&2; exit 1; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A port
+port[mosquitto]=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto]}" > "$tmp/m.conf"
+"$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
+pids+=($!)
+port[mqtk]=$(free_port)
+"$mqtk" broker --port "${port[mqtk]}" 2>"$tmp/mqtk.log" &
+pids+=($!)
+wait_port "${port[mosquitto]}"
+wait_port "${port[mqtk]}"
+
+# stall PORT: a subscriber to the bench topics that never reads its socket.
+stall() {
+  python3 - "$1" <<'EOF' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+cid = b"perf-stalled"
+s.sendall(bytes([0x10, 12 + len(cid), 0, 4]) + b"MQTT" + bytes([4, 2, 0, 60, 0, len(cid)]) + cid)
+f = b"mqtk/bench/#"
+s.sendall(bytes([0x82, 5 + len(f), 0, 1, 0, len(f)]) + f + bytes([1]))
+time.sleep(3600)  # and never read again
+EOF
+  stall_pid=$!
+}
+
+# scenario NAME METRIC BENCH-ARGS...: one run against each broker.
+scenario() {
+  local name=$1 metric=$2; shift 2
+  for b in mosquitto mqtk; do
+    local stall_pid=
+    if [ "$name" = p99-stalled ]; then stall "${port[$b]}"; fi
+    "$mqtk" bench -p "${port[$b]}" --no-progress --json --duration "$DURATION" --warmup 1s "$@" > "$tmp/out.json"
+    [ -n "$stall_pid" ] && kill "$stall_pid" 2>/dev/null && wait "$stall_pid" 2>/dev/null || true
+    python3 - "$metric" < "$tmp/out.json" >> "$tmp/$name.$b" <<'EOF'
+import json, sys
+metric = sys.argv[1]
+for line in sys.stdin:
+    r = json.loads(line)
+    if r["type"] != "result":
+        continue
+    if metric == "p99":
+        print(r["e2e_latency_us"]["p99"] / 1000)
+    else:
+        print(r[metric])
+EOF
+    printf '  %-12s %-9s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
+      "$(python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][-1]["lost"])' < "$tmp/out.json")"
+  done
+}
+
+echo "# perf-broker: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, RUNS=$RUNS DURATION=$DURATION, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
+for run in $(seq 1 "$RUNS"); do
+  echo "run $run"
+  scenario qos0-1to1 receive_rate --qos 0 --publishers 1 --subscribers 1
+  scenario qos0-1to10 receive_rate --qos 0 --publishers 1 --subscribers 10
+  scenario qos1-1to1 receive_rate --qos 1 --publishers 1 --subscribers 1 --inflight 100
+  scenario p99-1000 p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000
+  scenario p99-stalled p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000
+done
+
+echo "median of $RUNS runs:"
+printf '  %-12s %14s %14s %8s\n' scenario mosquitto mqtk ratio
+for name in qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-stalled; do
+  a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
+  printf '  %-12s %14s %14s %8.2f\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)"
+done
