@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
 
-.PHONY: build install test demo docs perf-sub perf-conns perf-bench perf-broker clean
+.PHONY: build install test demo docs perf-sub perf-conns perf-bench perf-broker perf-shutdown perf-retain-clear clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
@@ -47,6 +47,17 @@ perf-bench: build
 # 1->1 and 1->10, QoS 1, p99 at 1,000 msg/s, and beside a stalled subscriber.
 perf-broker: build
 	./scripts/perf-broker.sh $(BIN)
+
+# Time from SIGTERM to exit of mqtk broker --persist with 1,000 clients, a
+# stalled subscriber, silent sockets and queued messages; N and RUNS from
+# the environment.
+perf-shutdown: build
+	./scripts/perf-shutdown.sh $(BIN)
+
+# How long mqtk retain-clear takes to clear N retained topics, on mosquitto
+# and on mqtk's broker; N, RUNS and QUIET from the environment.
+perf-retain-clear: build
+	./scripts/perf-retain-clear.sh $(BIN)
 
 clean:
 	rm -rf bin

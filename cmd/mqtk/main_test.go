@@ -77,6 +77,8 @@ func TestScripts(t *testing.T) {
 			"kick":              cmdKick,
 			"waitacked":         cmdWaitAcked,
 			"writefile":         cmdWriteFile,
+			"retainfill":        cmdRetainFill,
+			"retainbroker":      cmdRetainBroker,
 		},
 	})
 }

@@ -109,6 +109,7 @@ help is --help. Exit codes are listed by 'mqtk help exit-codes'.`,
 		newPubCmd(a),
 		newSubCmd(a),
 		newBenchCmd(a),
+		newRetainClearCmd(a),
 		newBrokerCmd(a),
 		newVersionCmd(a),
 	)

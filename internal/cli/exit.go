@@ -27,7 +27,7 @@ var exitCodes = []struct {
 	Meaning string
 }{
 	{ExitOK, "success"},
-	{ExitError, "unexpected error"},
+	{ExitError, "a failure without a code of its own: a failed bench --assert, a topic retain-clear found retained again or a confirmation declined, an unexpected error"},
 	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts"},
 	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost"},
 	{ExitRefused, "the broker refused the connection (CONNACK reason >= 0x80, printed by name, e.g. \"not authorized\")"},

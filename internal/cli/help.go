@@ -118,9 +118,9 @@ warning with exit 0.`)
 
 func environmentHelp() string {
 	var b strings.Builder
-	b.WriteString(`Every connection flag of pub and sub can also come from the environment, as
-MQTK_ and the flag's long name in capitals with - as _ (the password is
-MQTK_PASSWORD). A flag on the command line beats the variable. Booleans take
+	b.WriteString(`Every connection flag of pub, sub, bench and retain-clear can also come from
+the environment, as MQTK_ and the flag's long name in capitals with - as _
+(the password is MQTK_PASSWORD). A flag on the command line beats the variable. Booleans take
 true or false.
 
 `)
@@ -130,6 +130,7 @@ true or false.
 	b.WriteString(`
 Also read:
   NO_COLOR                     when set and not empty, no colour (unless --color always)
-  HTTPS_PROXY, NO_PROXY        used for wss:// connections`)
+  HTTPS_PROXY, NO_PROXY        used for wss:// connections
+  GOGC                         garbage collection target; bench and broker use 400 unless set`)
 	return b.String()
 }
