@@ -59,6 +59,10 @@ type Config struct {
 	// ConnectTimeout closes a connection that sends no CONNECT in time
 	// (default 10s).
 	ConnectTimeout time.Duration
+	// WriteTimeout closes a connection when a write to it makes no
+	// progress in time: a client that stopped reading (default
+	// DefaultWriteTimeout).
+	WriteTimeout time.Duration
 
 	// PersistDir, if set, keeps retained messages, sessions and queued
 	// messages in a database there, across restarts.
@@ -101,6 +105,7 @@ type Server struct {
 	auth      *authHook
 	log       *slog.Logger
 	addrs     []string
+	listeners []*listener
 }
 
 // Start binds every listener and begins serving. It returns once the
@@ -113,6 +118,29 @@ func Start(cfg Config) (*Server, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0 // never expire a message whose publisher set no expiry
 	caps.MaximumPacketSize = cfg.MaximumPacketSize
+	// As mosquitto's max_topic_alias: each alias a client sets pins a topic
+	// name for the connection's life (mochi's default allows 65535).
+	caps.TopicAliasMaximum = 10
+	caps.Compatibilities = mqtt.Compatibilities{
+		// SUBACK says 0x87 "not authorized" (MQTT 5), as mosquitto does,
+		// not 0x80 "unspecified error": clients (paho) report it by name.
+		ObscureNotAuthorized: false,
+		// Having sent DISCONNECT, close the connection [MQTT-3.14.4-2], as
+		// mosquitto does, rather than wait (up to the keep-alive) for the
+		// client to close it.
+		PassiveClientDisconnect: false,
+		// Response Information only when asked for [MQTT-3.1.2-28] (mqtk
+		// sets none).
+		AlwaysReturnResponseInfo: false,
+		// $SYS counters count from this start, as mosquitto's do (the
+		// store keeps none).
+		RestoreSysInfoOnRestart: false,
+		// PUBACK, PUBREC, PUBREL and PUBCOMP carry no copy of the user
+		// properties of the packet they answer, as from mosquitto; with
+		// them mochi also writes its reason code 0x01 on PUBACK, which is
+		// not a PUBACK reason code [MQTT-3.4.2-1].
+		NoInheritedPropertiesOnAck: true,
+	}
 	if cfg.MaxConnections > 0 {
 		caps.MaximumClients = int64(cfg.MaxConnections)
 	}
@@ -141,7 +169,13 @@ func Start(cfg Config) (*Server, error) {
 		&packetIDHook{pending: map[*mqtt.Client]swappedID{}},
 		&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize},
 		&limitsHook{maxKeepalive: cfg.MaxKeepalive},
+		&writeTimeoutHook{log: log, timeout: writeTimeout(cfg)},
 		&logHook{log: log, verbose: cfg.Verbose},
+		newInboundHook(),
+		&sessionHook{m: m},
+		newAliasHook(m, caps.TopicAliasMaximum),
+		&subscribeHook{m: m},
+		newRetainedHook(),
 	} {
 		if err := m.AddHook(h, nil); err != nil {
 			return fail(err)
@@ -154,6 +188,13 @@ func Start(cfg Config) (*Server, error) {
 	} else if err := m.AddHook(newQueueOrder(), nil); err != nil {
 		// A resumed session's queue in publish order (persistence does it too).
 		return fail(err)
+	}
+	// After the queue order: flowHook needs it in place, and mqtt3Hook
+	// clears the CONNACK flag it reads; dupHook after flowHook.
+	for _, h := range []mqtt.Hook{newFlowHook(), newDupHook(), &mqtt3Hook{}} {
+		if err := m.AddHook(h, nil); err != nil {
+			return fail(err)
+		}
 	}
 	s := &Server{m: m, auth: auth, log: log}
 	connectTimeout := cfg.ConnectTimeout
@@ -197,7 +238,7 @@ func (s *Server) listen(cfg Config, connectTimeout time.Duration) error {
 	}
 	add := func(sp spec) error {
 		l := &listener{id: fmt.Sprintf("%s-%d", sp.scheme, len(s.addrs)), scheme: sp.scheme, network: sp.network,
-			address: sp.addr, connectTimeout: connectTimeout}
+			address: sp.addr, connectTimeout: connectTimeout, writeTimeout: writeTimeout(cfg)}
 		if sp.scheme == "mqtts" {
 			l.tls = cfg.TLS
 		}
@@ -205,6 +246,7 @@ func (s *Server) listen(cfg Config, connectTimeout time.Duration) error {
 			return fmt.Errorf("listen on %s: %w", sp.addr, err)
 		}
 		s.addrs = append(s.addrs, l.URL())
+		s.listeners = append(s.listeners, l)
 		return nil
 	}
 	if len(specs) == 0 || cfg.Loopback {
@@ -253,12 +295,26 @@ func (s *Server) URLs() []string { return s.addrs }
 // dropping connections. On error the previous files stay in force.
 func (s *Server) Reload() error { return s.auth.reload() }
 
-// Close disconnects every client and stops the listeners. Calling it again
-// does nothing (mochi's own Close panics the second time).
+// Close disconnects every client and stops the listeners, within
+// shutdownGrace of writing to clients whatever state they are in. Calling it
+// again does nothing (mochi's own Close panics the second time).
 func (s *Server) Close() error {
 	var err error
-	s.closeOnce.Do(func() { err = s.m.Close() })
+	s.closeOnce.Do(func() {
+		by := time.Now().Add(shutdownGrace) // one instant for all listeners
+		for _, l := range s.listeners {
+			l.stop(by)
+		}
+		err = s.m.Close()
+	})
 	return err
+}
+
+func writeTimeout(cfg Config) time.Duration {
+	if cfg.WriteTimeout > 0 {
+		return cfg.WriteTimeout
+	}
+	return DefaultWriteTimeout
 }
 
 // Access is what an ACL rule grants or denies.

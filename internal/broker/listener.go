@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,8 +26,9 @@ const DefaultConnectTimeout = 10 * time.Second
 // known before Start returns), closes a connection that sends no CONNECT
 // within connectTimeout (mochi would wait forever), and on Close closes
 // every connection it accepted, so shutdown never waits on a socket that
-// never spoke. mochi replaces the deadline with its keep-alive deadline once
-// CONNECT has been read.
+// never spoke. mochi replaces the (read) deadline with its keep-alive
+// deadline once CONNECT has been read. Every connection is a deadlineConn:
+// a write that makes no progress within writeTimeout closes it.
 type listener struct {
 	id             string
 	scheme         string // mqtt, mqtts, ws, wss, unix
@@ -34,13 +36,17 @@ type listener struct {
 	address        string
 	tls            *tls.Config
 	connectTimeout time.Duration
+	writeTimeout   time.Duration
 
 	ln      net.Listener
 	http    *http.Server // ws and wss only
+	log     *slog.Logger
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	conns   map[*deadlineConn]struct{}
 	closed  bool
 	handled sync.WaitGroup // connections still inside mochi
+	stopBy  atomic.Int64   // see stop
+	abort   *time.Timer    // see stop
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -66,7 +72,8 @@ func (l *listener) URL() string {
 	return l.scheme + "://" + l.Address()
 }
 
-func (l *listener) Init(*slog.Logger) error {
+func (l *listener) Init(log *slog.Logger) error {
+	l.log = log
 	if l.network == "unix" {
 		// A socket file left by a broker that died is in the way; anything
 		// else at that path is not ours to remove.
@@ -95,7 +102,7 @@ func (l *listener) Init(*slog.Logger) error {
 		ln = tls.NewListener(ln, l.tls)
 	}
 	l.ln = ln
-	l.conns = map[net.Conn]struct{}{}
+	l.conns = map[*deadlineConn]struct{}{}
 	return nil
 }
 
@@ -118,15 +125,21 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 }
 
 // handle runs one connection through mochi; it returns when the client is gone.
-func (l *listener) handle(conn net.Conn, establish listeners.EstablishFn) {
+func (l *listener) handle(nc net.Conn, establish listeners.EstablishFn) {
+	conn := newDeadlineConn(nc, l.writeTimeout, &l.stopBy)
 	if !l.track(conn) {
-		conn.Close()
+		nc.Close()
 		return
 	}
 	defer l.handled.Done()
 	defer l.untrack(conn)
-	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-	_ = establish(l.id, conn) // mochi logs and closes what fails
+	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout)) // the read deadline
+	_ = establish(l.id, conn)                              // mochi closes what fails
+	if conn.timedOut.Load() && conn.reported.CompareAndSwap(false, true) {
+		// Before a session was established (writing CONNACK), so no
+		// hook has said so.
+		l.log.Warn("closed the connection: write timeout", "remote", nc.RemoteAddr().String(), "timeout", l.writeTimeout)
+	}
 }
 
 func (l *listener) serveWebSocket(establish listeners.EstablishFn) {
@@ -150,7 +163,7 @@ func (l *listener) serveWebSocket(establish listeners.EstablishFn) {
 	_ = l.http.Serve(l.ln)
 }
 
-func (l *listener) track(c net.Conn) bool {
+func (l *listener) track(c *deadlineConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -161,10 +174,36 @@ func (l *listener) track(c net.Conn) bool {
 	return true
 }
 
-func (l *listener) untrack(c net.Conn) {
+func (l *listener) untrack(c *deadlineConn) {
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
+}
+
+// stop starts the shutdown of the listener's connections (Server.Close
+// calls it on every listener before mochi closes them one listener after
+// another): from now on writes must be done by the instant by, and any
+// still under way then is cut off by closing its connection. Without it,
+// the DISCONNECT mochi sends each client on shutdown would wait for a
+// stalled client's pending write, up to the write timeout.
+func (l *listener) stop(by time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopLocked(by)
+}
+
+func (l *listener) stopLocked(by time.Time) {
+	if l.abort != nil {
+		return
+	}
+	l.stopBy.Store(by.UnixNano())
+	l.abort = time.AfterFunc(time.Until(by), func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for c := range l.conns {
+			c.abortWrite()
+		}
+	})
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {
@@ -174,7 +213,10 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	l.closed = true
+	l.stopLocked(time.Now().Add(shutdownGrace)) // unless Server.Close has
+	abort := l.abort
 	l.mu.Unlock()
+	defer abort.Stop()
 	if l.http != nil {
 		_ = l.http.Close()
 	} else {

@@ -91,7 +91,11 @@ func (h *logHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// limitsHook caps the keep-alive a client may ask for.
+// limitsHook caps the keep-alive a client may ask for. An MQTT 5 client
+// asking for more (or for 0, none) is told the cap in CONNACK's Server Keep
+// Alive. An MQTT 3 client cannot be told: as mosquitto 2 does, it is
+// refused with "identifier rejected", rather than accepted and then
+// disconnected for an idleness it was entitled to.
 type limitsHook struct {
 	mqtt.HookBase
 	maxKeepalive uint16
@@ -102,8 +106,14 @@ func (h *limitsHook) Provides(b byte) bool { return b == mqtt.OnConnect && h.max
 
 func (h *limitsHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if ka := cl.State.Keepalive; ka == 0 || ka > h.maxKeepalive {
+		if cl.Properties.ProtocolVersion < 5 {
+			// mochi sends no CONNACK for a hook's refusal.
+			_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack},
+				ReasonCode: packets.Err3ClientIdentifierNotValid.Code})
+			return packets.ErrClientIdentifierNotValid
+		}
 		cl.State.Keepalive = h.maxKeepalive
-		cl.State.ServerKeepalive = true // sent as Server Keep Alive in a v5 CONNACK
+		cl.State.ServerKeepalive = true // sent as Server Keep Alive in CONNACK
 	}
 	return nil
 }
