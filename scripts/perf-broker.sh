@@ -65,18 +65,10 @@ scenario() {
     if [ "$name" = p99-stalled ]; then stall "${port[$b]}"; fi
     "$mqtk" bench -p "${port[$b]}" --no-progress --json --duration "$DURATION" --warmup 1s "$@" > "$tmp/out.json"
     [ -n "$stall_pid" ] && kill "$stall_pid" 2>/dev/null && wait "$stall_pid" 2>/dev/null || true
-    python3 - "$metric" < "$tmp/out.json" >> "$tmp/$name.$b" <<'EOF'
+    python3 -c '
 import json, sys
-metric = sys.argv[1]
-for line in sys.stdin:
-    r = json.loads(line)
-    if r["type"] != "result":
-        continue
-    if metric == "p99":
-        print(r["e2e_latency_us"]["p99"] / 1000)
-    else:
-        print(r[metric])
-EOF
+r = [r for r in map(json.loads, sys.stdin) if r["type"] == "result"][-1]
+print(r["e2e_latency_us"]["p99"] / 1000 if sys.argv[1] == "p99" else r[sys.argv[1]])' "$metric" < "$tmp/out.json" >> "$tmp/$name.$b"
     printf '  %-12s %-9s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
       "$(python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][-1]["lost"])' < "$tmp/out.json")"
   done

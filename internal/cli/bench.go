@@ -246,7 +246,9 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 	}
 	// The load generator's heap is small (histograms, bitsets, a window of
 	// payloads); collecting less often leaves more CPU for the broker.
-	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	if _, set := a.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	prog := newProgressLine(a.IO.Err, a.IO.ErrTTY && !o.noProgress && !o.conn.quiet)
 	var results []bench.Result
 	var runErr error
