@@ -473,17 +473,29 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion // inherit client protocol version for decoding
 	pk.FixedHeader = *fh
-	p := make([]byte, pk.FixedHeader.Remaining)
-	n, err := io.ReadFull(cl.Net.bconn, p)
+	// mqtk: a packet larger than 64 KiB is read into memory that grows
+	// with what actually arrives, not allocated whole from the length a
+	// client declares (up to 256 MB, pinned until a timeout when the rest
+	// never comes). And p is this packet's own, so it is decoded without
+	// the copy mochi made of every packet.
+	var p []byte
+	var n int
+	if rem := pk.FixedHeader.Remaining; rem <= 64<<10 {
+		p = make([]byte, rem)
+		n, err = io.ReadFull(cl.Net.bconn, p)
+	} else {
+		var b bytes.Buffer
+		b.Grow(64 << 10)
+		var m int64
+		m, err = io.CopyN(&b, cl.Net.bconn, int64(rem))
+		p, n = b.Bytes(), int(m)
+	}
 	if err != nil {
 		return pk, err
 	}
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
-
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
