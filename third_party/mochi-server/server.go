@@ -407,7 +407,9 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
 
-	go cl.WriteLoop()
+	// mqtk: the writer of queued packets starts once CONNACK is written
+	// (below); started here, it could write a message routed to a resumed
+	// session before the CONNACK [MQTT-3.2.0-1].
 	defer cl.Stop(nil)
 
 	pk, err := s.readConnectionPacket(cl)
@@ -461,6 +463,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	if err != nil {
 		return fmt.Errorf("ack connection packet: %w", err)
 	}
+	go cl.WriteLoop() // mqtk: only now, see above
 
 	s.loop.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
 
