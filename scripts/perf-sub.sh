@@ -38,7 +38,9 @@ run_broker() { # name -> sets port, starts the broker
       printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nuser root\n' "$port" > "$tmp/m.conf"
       "$mosquitto" -c "$tmp/m.conf" 2>"$tmp/broker.log" & ;;
     mqtk)
-      "$mqtk" broker --port "$port" 2>"$tmp/broker.log" & ;;
+      # As mosquitto above (max_queued_messages 0): room for every message
+      # published while a subscriber reconnects to its session.
+      "$mqtk" broker --port "$port" --max-inflight 65535 --max-queued 65535 2>"$tmp/broker.log" & ;;
   esac
   broker_pid=$!
   pids+=("$broker_pid")
