@@ -175,7 +175,6 @@ func Start(cfg Config) (*Server, error) {
 		&sessionHook{m: m},
 		newAliasHook(m, caps.TopicAliasMaximum),
 		&subscribeHook{m: m},
-		newRetainedHook(),
 	} {
 		if err := m.AddHook(h, nil); err != nil {
 			return fail(err)

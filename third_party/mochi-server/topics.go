@@ -523,6 +523,11 @@ func (x *TopicsIndex) trim(n *particle) {
 
 // Messages returns a slice of any retained messages which match a filter.
 func (x *TopicsIndex) Messages(filter string) []packets.Packet {
+	// mqtk: under the lock RetainMessage holds while it sets a topic's
+	// retainPath, which scanMessages reads; without it the race detector
+	// flags the pair and a torn read of the string can crash the broker.
+	x.root.Lock()
+	defer x.root.Unlock()
 	return x.scanMessages(filter, 0, nil, []packets.Packet{})
 }
 
