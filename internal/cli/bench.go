@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -321,37 +320,19 @@ func (e *assertError) Error() string {
 	return fmt.Sprintf("%d of %d assertions failed", e.failed, e.total)
 }
 
-// progressLine keeps one updating line on a terminal's stderr.
-type progressLine struct {
-	mu    sync.Mutex
-	w     io.Writer
-	on    bool
-	shown bool
+// progressLine is bench's progress on a terminal's stderr.
+type progressLine struct{ statusLine }
+
+func newProgressLine(w io.Writer, on bool) *progressLine {
+	return &progressLine{statusLine{w: w, on: on}}
 }
 
-func newProgressLine(w io.Writer, on bool) *progressLine { return &progressLine{w: w, on: on} }
-
 func (l *progressLine) show(p bench.Progress) {
-	if !l.on {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	line := fmt.Sprintf("\r\033[Kqos %d  %-9s", p.QoS, p.Phase)
+	line := fmt.Sprintf("qos %d  %-9s", p.QoS, p.Phase)
 	if p.Phase != bench.PhaseConnect && p.Phase != bench.PhaseSubscribe {
 		line += fmt.Sprintf("  sent %s  received %s  %s msg/s", groupDigits(p.Sent), groupDigits(p.Received), groupDigits(uint64(p.Rate)))
 	}
-	fmt.Fprint(l.w, line)
-	l.shown = true
-}
-
-func (l *progressLine) clear() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.shown {
-		fmt.Fprint(l.w, "\r\033[K")
-		l.shown = false
-	}
+	l.draw(line)
 }
 
 // groupDigits writes n with thousands separators: 1,204.

@@ -475,11 +475,10 @@ func plural(n int, one, many string) string {
 // at most 10 times a second, once a run has lasted half a second.
 type retainProgress struct {
 	mu     sync.Mutex
-	w      io.Writer
+	line   statusLine
 	on     bool
 	under  string
 	cur    retain.Progress
-	shown  bool
 	paused bool
 	start  time.Time
 	done   chan struct{}
@@ -487,7 +486,7 @@ type retainProgress struct {
 }
 
 func newRetainProgress(w io.Writer, on bool, under string) *retainProgress {
-	p := &retainProgress{w: w, on: on, under: under, start: time.Now(), done: make(chan struct{})}
+	p := &retainProgress{line: statusLine{w: w, on: true}, on: on, under: under, start: time.Now(), done: make(chan struct{})}
 	if on {
 		go p.loop()
 	}
@@ -530,29 +529,20 @@ func (p *retainProgress) draw() {
 	default:
 		return
 	}
-	fmt.Fprint(p.w, "\r\033[K"+line)
-	p.shown = true
-}
-
-func (p *retainProgress) clearLocked() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
-	}
+	p.line.draw(line)
 }
 
 // println prints a line of its own, clearing the progress line first.
 func (p *retainProgress) println(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.clearLocked()
-	fmt.Fprintln(p.w, s)
+	p.line.println(s)
 }
 
 func (p *retainProgress) pause() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.clearLocked()
+	p.line.clear()
 	p.paused = true
 }
 
@@ -568,5 +558,5 @@ func (p *retainProgress) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.paused = true
-	p.clearLocked()
+	p.line.clear()
 }

@@ -306,7 +306,7 @@ func TestQuoteList(t *testing.T) {
 // a run has lasted half a second, and cleared before any other line.
 func TestRetainProgress(t *testing.T) {
 	var b bytes.Buffer
-	p := &retainProgress{w: &b, on: true, under: "under 's/#'", start: time.Now(), done: make(chan struct{})}
+	p := &retainProgress{line: statusLine{w: &b, on: true}, on: true, under: "under 's/#'", start: time.Now(), done: make(chan struct{})}
 	p.set(retain.Progress{Phase: retain.Collecting, Pass: 1, Done: 12})
 	p.draw()
 	if b.Len() != 0 {
