@@ -26,9 +26,7 @@ trap cleanup EXIT
 here=$(cd "$(dirname "$0")" && pwd)
 (cd "$here/.." && go build -o "$tmp/closedloop" ./scripts/closedloop)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "perf-bench: nothing listens on $1" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
 field() { python3 -c 'import json,sys; print([r for r in map(json.loads, sys.stdin) if r["type"]=="result"][int(sys.argv[2])][sys.argv[1]])' "$1" "${2:-0}"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

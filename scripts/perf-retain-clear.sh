@@ -26,9 +26,7 @@ trap cleanup EXIT
 here=$(cd "$(dirname "$0")" && pwd)
 (cd "$here/.." && go build -o "$tmp/retainfill" ./scripts/retainfill)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "perf-retain-clear: nothing listens on $1" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
 quiet_s=$(python3 -c 'import sys; s=sys.argv[1]; print(float(s[:-2])/1000 if s.endswith("ms") else float(s.rstrip("s")))' "$QUIET")
 
 echo "# perf-retain-clear: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, N=$N RUNS=$RUNS QUIET=$QUIET"

@@ -28,9 +28,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 go build -o "$tmp/hardstate" ./scripts/hardstate
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "perf-shutdown: nothing listens on $1" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
 
 echo "# perf-shutdown: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, N=$N SILENT=$SILENT QUEUED=$QUEUED STALLED=$STALLED RUNS=$RUNS"
 : > "$tmp/times"

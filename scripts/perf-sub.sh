@@ -22,14 +22,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "perf-sub: nothing listens on $1" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
 
 # N lines of SIZE bytes each: the messages.
 head -c $((N * SIZE)) /dev/zero | tr '\0' 'x' | fold -w "$SIZE" > "$tmp/lines"
 [ "$(wc -l < "$tmp/lines")" -eq "$N" ] || echo >> "$tmp/lines"
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 run_broker() { # name -> sets port, starts the broker
   port=$(free_port)
