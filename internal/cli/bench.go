@@ -147,11 +147,12 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 	if err != nil {
 		return nil, usageErrorf("--warmup: %v", err)
 	}
-	if _, err := bench.Topic(o.topic, 0, "x"); err != nil {
+	t, err := bench.Topic(o.topic, 0, "x")
+	if err != nil {
 		return nil, &UsageError{Err: err}
 	}
-	if t, _ := bench.Topic(o.topic, 0, "x"); topic.ValidateName(t) != nil {
-		return nil, usageErrorf("--topic %q: %v", o.topic, topic.ValidateName(t))
+	if err := topic.ValidateName(t); err != nil {
+		return nil, usageErrorf("--topic %q: %v", o.topic, err)
 	}
 	for _, s := range o.asserts {
 		as, err := bench.ParseAssertion(s)
