@@ -91,6 +91,10 @@ func TestMQTT_3_3_1_12_NonRetainedKeepsRetained(t *testing.T) {
 		p.pub("keep/a", "live", 1, false)
 		p.pub("keep/b", "live", 1, false)
 		p.pub("keep/c", "", 1, false)
+		// mochi acknowledges a PUBLISH before it routes it: wait until it
+		// has handled them all, so that none reaches the subscription
+		// made next as a live message.
+		p.sync()
 
 		s, _ := connect(t, addr, v, "sub")
 		s.mustSubscribe(sub("keep/#", 1))
