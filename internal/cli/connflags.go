@@ -394,6 +394,10 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 		cfg.Will = &mqttc.Message{Topic: f.willTopic, Payload: []byte(f.willPayload), QoS: byte(f.willQoS), Retain: f.willRetain}
 	}
 
+	if err := f.resolveTransport(cfg); err != nil {
+		return nil, err
+	}
+
 	if f.connectTimeout <= 0 {
 		return nil, usageErrorf("--connect-timeout must be positive")
 	}

@@ -15,9 +15,12 @@ import (
 	"mqtk/internal/wsconn"
 )
 
-// dialTransport opens the byte stream to the broker: TCP, TLS over TCP, or a
-// WebSocket (subprotocol "mqtt") over either.
-func dialTransport(ctx context.Context, ep Endpoint, tlsConf *tls.Config) (net.Conn, error) {
+// dialTransport opens the byte stream to the broker described by cfg: TCP,
+// TLS over TCP, a WebSocket (subprotocol "mqtt") over either, or a Unix
+// socket. Every protocol backend dials through here, so transports work the
+// same whatever the MQTT version.
+func dialTransport(ctx context.Context, cfg Config) (net.Conn, error) {
+	ep, tlsConf := cfg.Endpoint, cfg.TLS
 	if ep.Secure() {
 		if tlsConf == nil {
 			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -36,7 +36,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	addr := cfg.Endpoint.String()
 	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
 	defer cancel()
-	raw, err := dialTransport(ctx, cfg.Endpoint, cfg.TLS)
+	raw, err := dialTransport(ctx, cfg)
 	if err != nil {
 		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
 	}
