@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"mqtk/internal/broker"
 	"mqtk/internal/brokertest"
 	"mqtk/internal/cli"
+	"mqtk/internal/proxytest"
 )
 
 func TestMain(m *testing.M) {
@@ -61,6 +63,10 @@ func TestScripts(t *testing.T) {
 			switch cond {
 			case "mosquitto":
 				return haveMosquitto(), nil
+			case "mosquitto-websockets": // built WITH_WEBSOCKETS
+				return mosquittoAccepts("listener "+strconv.Itoa(freePortNumber())+" 127.0.0.1", "protocol websockets"), nil
+			case "mosquitto-unix": // 2.0 or later, built WITH_UNIX_SOCKETS
+				return mosquittoAccepts("listener 0 " + filepath.Join(os.TempDir(), "mqtk-probe.sock")), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -79,6 +85,10 @@ func TestScripts(t *testing.T) {
 			"writefile":         cmdWriteFile,
 			"retainfill":        cmdRetainFill,
 			"retainbroker":      cmdRetainBroker,
+			"tlsfront":          cmdTLSFront,
+			"proxy":             cmdProxy,
+			"freeport":          cmdFreePort,
+			"v3front":           cmdV3Front,
 		},
 	})
 }
@@ -114,10 +124,13 @@ func brokers(ts *testscript.TestScript) map[string]*brokertest.Broker {
 // broker [-name NAME] [-user USER:PASS]... [-allow-anonymous]
 //
 //	[-deny-write FILTER]... [-deny-read FILTER]... [-max-packet N] [-tls]
+//	[-ws] [-unix PATH]
 //
 // starts mqtk's broker in this process on a free 127.0.0.1 port and sets
 // $NAME_PORT and $NAME_URL (NAME defaults to BROKER). With -tls it listens
-// with TLS using the certificates from gencerts, in $WORK/certs.
+// with TLS using the certificates from gencerts, in $WORK/certs. -ws adds a
+// WebSocket listener on another free port and sets $NAME_WS_URL
+// (ws://127.0.0.1:PORT/mqtt) and $NAME_WS_PORT; -unix adds a Unix socket.
 func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! broker")
@@ -131,6 +144,8 @@ func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
 	anon := fs.Bool("allow-anonymous", false, "")
 	maxPacket := fs.Uint("max-packet", 0, "")
 	useTLS := fs.Bool("tls", false, "")
+	useWS := fs.Bool("ws", false, "")
+	unixPath := fs.String("unix", "", "")
 	ts.Check(fs.Parse(args))
 
 	cfg := broker.Config{AllowAnonymous: *anon, MaximumPacketSize: uint32(*maxPacket)}
@@ -157,10 +172,23 @@ func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
 		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		cfg.TLSListen = []string{"127.0.0.1:0"}
 	}
+	if *useWS {
+		cfg.WSListen = []string{"127.0.0.1:0"}
+	}
+	if *unixPath != "" {
+		cfg.Unix = []string{ts.MkAbs(*unixPath)}
+	}
 	b, err := brokertest.New(cfg)
 	ts.Check(err)
 	ts.Defer(func() { b.Close() })
 	brokers(ts)[*name] = b
+	for _, u := range b.URLs() {
+		if strings.HasPrefix(u, "ws://") {
+			ts.Setenv(*name+"_WS_URL", u)
+			_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(u, "ws://"), "/mqtt"))
+			ts.Setenv(*name+"_WS_PORT", port)
+		}
+	}
 	ts.Setenv(*name+"_PORT", strconv.Itoa(b.Port))
 	ts.Setenv(*name+"_URL", b.URL)
 }
@@ -295,6 +323,44 @@ func freePort(ts *testscript.TestScript) int {
 	ts.Check(err)
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func freePortNumber() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freeport VAR... sets each VAR to a free 127.0.0.1 port, for listeners in
+// a mosquitto configuration.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	for _, v := range args {
+		ts.Setenv(v, strconv.Itoa(freePort(ts)))
+	}
+}
+
+// mosquittoAccepts reports whether mosquitto's configuration parser accepts
+// lines: it reads them followed by an unknown option, and fails on that
+// option only if it took the lines. Nothing is opened.
+func mosquittoAccepts(lines ...string) bool {
+	bin, err := lookMosquitto("mosquitto")
+	if err != nil {
+		return false
+	}
+	f, err := os.CreateTemp("", "mqtk-probe-*.conf")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	_, err = f.WriteString(strings.Join(lines, "\n") + "\nmqtk_probe_unknown_option x\n")
+	if f.Close() != nil || err != nil {
+		return false
+	}
+	out, _ := exec.Command(bin, "-c", f.Name()).CombinedOutput()
+	return strings.Contains(string(out), "mqtk_probe_unknown_option")
 }
 
 // waitlog FILE REGEXP waits until FILE (e.g. mosquitto.log) has a line
@@ -484,4 +550,98 @@ func newCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 
 func writePEM(file, typ string, der []byte) error {
 	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+// tlsfront [-name NAME] [-alpn PROTO,...] [-client-ca FILE] HOST:PORT accepts
+// TLS on a free 127.0.0.1 port with the server certificate from gencerts and
+// relays each connection to HOST:PORT, as a TLS terminator in front of a
+// broker does (wss:// in front of `broker -ws`). It sets $NAME_PORT (NAME
+// defaults to TLSFRONT) and, once each handshake is done, appends a line
+// "alpn=PROTO client=COMMON-NAME" to $WORK/NAME.log. With -alpn it requires
+// one of those protocols; with -client-ca, a client certificate signed by it.
+func cmdTLSFront(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("tlsfront", flag.ContinueOnError)
+	name := fs.String("name", "TLSFRONT", "")
+	alpn := fs.String("alpn", "", "")
+	clientCA := fs.String("client-ca", "", "")
+	ts.Check(fs.Parse(args))
+	if neg || fs.NArg() != 1 {
+		ts.Fatalf("usage: tlsfront [-name NAME] [-alpn PROTO,...] [-client-ca FILE] HOST:PORT")
+	}
+	dir := ts.MkAbs("certs")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+	ts.Check(err)
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if *alpn != "" {
+		conf.NextProtos = strings.Split(*alpn, ",")
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if cs.NegotiatedProtocol == "" {
+				return errors.New("tlsfront: ALPN required")
+			}
+			return nil
+		}
+	}
+	if *clientCA != "" {
+		pem, err := os.ReadFile(ts.MkAbs(*clientCA))
+		ts.Check(err)
+		conf.ClientCAs = x509.NewCertPool()
+		conf.ClientCAs.AppendCertsFromPEM(pem)
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	logf := scriptLog(ts, *name+".log")
+	startProxy(ts, *name+"_PORT", proxytest.Options{Kind: "tls", TLS: conf, Target: fs.Arg(0), OnTLS: func(cs tls.ConnectionState) {
+		client := ""
+		if len(cs.PeerCertificates) > 0 {
+			client = cs.PeerCertificates[0].Subject.CommonName
+		}
+		logf("alpn=%s client=%s", cs.NegotiatedProtocol, client)
+	}})
+}
+
+// proxy [-name NAME] [-user USER:PASS] [-target HOST:PORT] socks5|http starts
+// a SOCKS5 or HTTP CONNECT proxy (internal/proxytest) on a free 127.0.0.1
+// port and sets $NAME_ADDR to its HOST:PORT (NAME defaults to PROXY). It
+// demands USER:PASS if given, and sends every tunnel to -target if given
+// (so a script can name the broker broker.test); each tunnel it opens
+// appends "tunnel ADDRESS-ASKED-FOR" to $WORK/NAME.log before relaying.
+func cmdProxy(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	name := fs.String("name", "PROXY", "")
+	user := fs.String("user", "", "")
+	target := fs.String("target", "", "")
+	ts.Check(fs.Parse(args))
+	if neg || fs.NArg() != 1 {
+		ts.Fatalf("usage: proxy [-name NAME] [-user USER:PASS] [-target HOST:PORT] socks5|http")
+	}
+	logf := scriptLog(ts, *name+".log")
+	o := proxytest.Options{Kind: fs.Arg(0), Target: *target, OnTunnel: func(asked string) { logf("tunnel %s", asked) }}
+	o.User, o.Password, _ = strings.Cut(*user, ":")
+	startProxy(ts, *name+"_ADDR", o)
+}
+
+// startProxy starts a proxytest proxy for the script and sets envVar to its
+// address (…_ADDR) or port (…_PORT).
+func startProxy(ts *testscript.TestScript, envVar string, o proxytest.Options) {
+	p, err := proxytest.New(o)
+	ts.Check(err)
+	ts.Defer(func() { p.Close() })
+	if strings.HasSuffix(envVar, "_PORT") {
+		ts.Setenv(envVar, strconv.Itoa(p.Port))
+	} else {
+		ts.Setenv(envVar, p.Addr)
+	}
+}
+
+// scriptLog creates $WORK/name and returns a function that appends a line to
+// it, safe to call from several goroutines.
+func scriptLog(ts *testscript.TestScript, name string) func(format string, args ...any) {
+	f, err := os.Create(ts.MkAbs(name))
+	ts.Check(err)
+	ts.Defer(func() { f.Close() })
+	var mu sync.Mutex
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(f, format+"\n", args...)
+	}
 }

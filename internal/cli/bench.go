@@ -238,6 +238,16 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 		p.opts.Base.Endpoint = u.Endpoint
 	}
 	p.opts.Broker = p.opts.Base.Endpoint.String()
+	if p.opts.Base.Fallback != nil && !o.embedded {
+		// Without -V, one connection first finds the version the broker
+		// speaks: the config line then says which one ran, and no client's
+		// connect latency includes a refused MQTT 5 attempt.
+		v, err := probeVersion(ctx, p.opts.Base, p.opts.ClientID+"-probe")
+		if err != nil {
+			return err
+		}
+		p.opts.Config.Protocol = mqttc.VersionName(v)
+	}
 
 	if o.json {
 		if err := bench.WriteJSONConfig(a.IO.Out, p.opts.Config); err != nil {
@@ -312,6 +322,18 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 		return &assertError{failed: failed, total: len(p.asserts)}
 	}
 	return nil
+}
+
+// probeVersion connects once with cfg and returns the protocol version the
+// broker accepted; with cfg.Fallback, later connections use it directly.
+func probeVersion(ctx context.Context, cfg mqttc.Config, clientID string) (int, error) {
+	cfg.ClientID, cfg.CleanStart, cfg.OnMessage = clientID, true, nil
+	c, err := mqttc.Dial(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	disconnect(ctx, c, cfg)
+	return c.Server().ProtocolVersion, nil
 }
 
 // assertError is a benchmark whose --assert did not hold: exit 1.

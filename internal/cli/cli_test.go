@@ -17,6 +17,7 @@ import (
 	"mqtk/internal/broker"
 	"mqtk/internal/brokertest"
 	"mqtk/internal/mqttc"
+	"mqtk/internal/proxytest"
 	"mqtk/internal/term"
 )
 
@@ -29,6 +30,12 @@ func testApp(in string, env map[string]string) (*App, *bytes.Buffer, *bytes.Buff
 func resolveArgs(t *testing.T, env map[string]string, args ...string) (*connection, error) {
 	t.Helper()
 	a, _, _ := testApp("", env)
+	return resolveWith(t, a, args...)
+}
+
+// resolveWith is resolveArgs with a given App.
+func resolveWith(t *testing.T, a *App, args ...string) (*connection, error) {
+	t.Helper()
 	var f connFlags
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	f.addFlags(fs)
@@ -246,10 +253,12 @@ func TestPubProperties(t *testing.T) {
 	}
 }
 
-// TestSecretsStayOut checks that a password appears neither in the packet
-// trace nor in errors.
+// TestSecretsStayOut checks that a password, the broker's or a proxy's,
+// appears neither in the packet trace nor in errors.
 func TestSecretsStayOut(t *testing.T) {
 	b := brokertest.Start(t, broker.Config{Users: map[string]string{"alice": "hunter2"}})
+	socks := proxytest.Start(t, proxytest.Options{Kind: "socks5", User: "bob", Password: "hunter5"})
+	httpProxy := proxytest.Start(t, proxytest.Options{Kind: "http", User: "bob", Password: "hunter5"})
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -257,6 +266,12 @@ func TestSecretsStayOut(t *testing.T) {
 		{[]string{"-u", "alice", "-P", "hunter2"}, 0},
 		{[]string{"-u", "alice", "-P", "hunter3"}, 4},
 		{[]string{"-L", fmt.Sprintf("mqtt://alice:hunter3@127.0.0.1:%d/t", b.Port)}, 4},
+		{[]string{"-u", "alice", "-P", "hunter2", "--proxy", "socks5://bob:hunter5@" + socks.Addr}, 0},
+		{[]string{"-u", "alice", "-P", "hunter2", "--proxy", "http://bob:hunter5@" + httpProxy.Addr}, 0},
+		{[]string{"-u", "alice", "-P", "hunter3", "--proxy", "http://bob:hunter5@" + httpProxy.Addr}, 4},
+		{[]string{"-u", "alice", "-P", "hunter2", "--proxy", "socks5://bob:hunter6@" + socks.Addr}, 3},
+		{[]string{"-u", "alice", "-P", "hunter2", "--proxy", "http://bob:hunter6@" + httpProxy.Addr}, 3},
+		{[]string{"-u", "alice", "-P", "hunter2", "--proxy", "http://bob:hunter6@127.0.0.1:x"}, 2},
 	} {
 		a, _, stderr := testApp("", nil)
 		args := append([]string{"pub", "-d", "-h", "127.0.0.1", "-t", "t", "-m", "x", "-q", "1"}, tc.args...)
@@ -269,8 +284,11 @@ func TestSecretsStayOut(t *testing.T) {
 		if code != tc.code {
 			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, stderr)
 		}
-		if !strings.Contains(stderr.String(), "sending CONNECT") {
+		if (tc.code == 0 || tc.code == 4) && !strings.Contains(stderr.String(), "sending CONNECT") {
 			t.Errorf("%v: no packet trace: %s", tc.args, stderr)
+		}
+		if tc.code == 3 && !strings.Contains(stderr.String(), "check the user name and password in --proxy") {
+			t.Errorf("%v: want the proxy's refusal: %s", tc.args, stderr)
 		}
 		if strings.Contains(stderr.String(), "hunter") {
 			t.Errorf("%v: password in output: %s", tc.args, stderr)

@@ -40,6 +40,9 @@ type connFlags struct {
 	debug          bool
 	quiet          bool
 	color          string
+	unix           string   // transportflags.go
+	wsHeaders      []string // transportflags.go
+	proxy          string   // transportflags.go
 
 	fs      *pflag.FlagSet
 	fromEnv map[string]bool // flags whose value came from MQTK_*
@@ -63,10 +66,13 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.host, "host", "h", "localhost", "broker `HOST`")
 	fs.IntVarP(&f.port, "port", "p", 0, "broker `PORT` (default 1883, 8883 with TLS)")
 	fs.StringVarP(&f.url, "url", "L", "", "broker `URL`: mqtt[s]://[user[:password]@]host[:port][/topic] or ws[s]://host[:port][/path]")
+	fs.StringVar(&f.unix, "unix", "", "connect to a broker on the Unix domain socket `PATH` (instead of -L or -h/-p)")
+	fs.StringArrayVar(&f.wsHeaders, "ws-header", nil, "add the HTTP header `\"NAME: VALUE\"` to the WebSocket handshake (ws://, wss://; repeatable)")
+	fs.StringVar(&f.proxy, "proxy", "", "connect through the proxy `URL`: socks5://, socks5h:// (the proxy resolves names) or http:// (CONNECT), with user:password@ if needed (ws://, wss://: default HTTP_PROXY/HTTPS_PROXY)")
 	fs.StringVarP(&f.id, "id", "i", "", "client identifier `ID` (default: mqtk- and random characters)")
 	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier `PREFIX`; the process id is appended")
 	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in `SECONDS` (0 disables)")
-	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT `VERSION`: 5 (mqttv5); 311 (mqttv311) and 31 (mqttv31) are not supported yet")
+	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT `VERSION`: 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31); without -V, 5 and then 3.1.1 if the broker refuses 5")
 	fs.BoolVarP(&f.noClean, "disable-clean-session", "c", false, "keep the session on the broker after disconnecting (needs -i)")
 	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval `D`: seconds or a duration such as 1h; -1 or ∞ never expires")
 	fs.StringVarP(&f.username, "username", "u", "", "`USER` name")
@@ -80,6 +86,7 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the broker's certificate or name")
 	fs.StringVar(&f.tls.Version, "tls-version", "", "minimum TLS `VERSION`: tlsv1.2 (default) or tlsv1.3")
 	fs.StringVar(&f.tls.ServerName, "tls-server-name", "", "`NAME` to verify the broker's certificate against (default: the host)")
+	fs.StringSliceVar(&f.tls.ALPN, "tls-alpn", nil, "offer the ALPN `PROTOCOL` in the TLS handshake (repeatable or comma-separated, preferred first)")
 	fs.StringVar(&f.willTopic, "will-topic", "", "`TOPIC` of the will message the broker sends if we vanish without DISCONNECT")
 	fs.StringVar(&f.willPayload, "will-payload", "", "`PAYLOAD` of the will message")
 	fs.IntVar(&f.willQoS, "will-qos", 0, "`QOS` of the will message")
@@ -192,6 +199,70 @@ func parseProtocol(s string) (int, error) {
 	return 0, fmt.Errorf("-V %q: use 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31)", s)
 }
 
+// v5OnlyKey marks, in a flag's annotations, an option that needs MQTT 5.
+const v5OnlyKey = "mqtk_v5_only"
+
+// markV5Only notes that the named flags of fs need MQTT 5: with -V 311 or
+// 31 they are a usage error, and without -V they keep mqtk from falling
+// back to MQTT 3.1.1.
+func markV5Only(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		if err := fs.SetAnnotation(n, v5OnlyKey, []string{"true"}); err != nil {
+			panic(err) // a flag name misspelt in the code
+		}
+	}
+}
+
+// v5OnlyGiven names the options given that need MQTT 5, as they were given.
+func (f *connFlags) v5OnlyGiven() []string {
+	var names []string
+	if f.given("session-expiry") {
+		if f.fs.Changed("session-expiry") {
+			names = append(names, "-x/--session-expiry")
+		} else {
+			names = append(names, envName("session-expiry"))
+		}
+	}
+	f.fs.Visit(func(fl *pflag.Flag) {
+		if _, ok := fl.Annotations[v5OnlyKey]; ok {
+			names = append(names, flagName(fl))
+		}
+	})
+	return names
+}
+
+// resolveVersion sets the protocol version in cfg: the one -V names, or,
+// without -V, MQTT 5 with a fallback to 3.1.1 that a notice reports.
+// Options that need MQTT 5 are refused with -V 311 or 31, and keep mqtk
+// from falling back without -V.
+func (f *connFlags) resolveVersion(a *App, cfg *mqttc.Config) error {
+	v5Only := f.v5OnlyGiven()
+	if f.given("protocol-version") {
+		if cfg.ProtocolVersion != mqttc.V5 && len(v5Only) > 0 {
+			asked := "-V " + f.protocol
+			if !f.fs.Changed("protocol-version") {
+				asked = envName("protocol-version") + "=" + f.protocol
+			}
+			return usageErrorf("%s needs MQTT 5, and %s asks for MQTT %s: drop %s, or use -V 5",
+				v5Only[0], asked, mqttc.VersionName(cfg.ProtocolVersion), v5Only[0])
+		}
+		return nil
+	}
+	cfg.Fallback = &mqttc.Fallback{V5Only: v5Only, Notify: func(from, to int) {
+		if !f.quiet {
+			fmt.Fprintln(a.IO.Err, fallbackNotice(from, to))
+		}
+	}}
+	return nil
+}
+
+// fallbackNotice is the line on stderr when mqtk falls back from one
+// protocol version to another.
+func fallbackNotice(from, to int) string {
+	return fmt.Sprintf("mqtk: the broker refused MQTT %s; connected with MQTT %s instead (-V %s skips trying %s)",
+		mqttc.VersionName(from), mqttc.VersionName(to), strings.ReplaceAll(mqttc.VersionName(to), ".", ""), mqttc.VersionName(from))
+}
+
 // parseSeconds reads a number of seconds or a Go duration ("90", "1.5s", "1h").
 func parseSeconds(s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
@@ -254,20 +325,26 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 	if cfg.ProtocolVersion, err = parseProtocol(f.protocol); err != nil {
 		return nil, &UsageError{Err: err}
 	}
-	if cfg.ProtocolVersion != mqttc.V5 {
-		return nil, usageErrorf("MQTT %s is not supported yet; use -V 5", mqttc.VersionName(cfg.ProtocolVersion))
+	if err := f.resolveVersion(a, cfg); err != nil {
+		return nil, err
 	}
 
-	// Where: -L, or -h/-p. A flag beats a variable; two flags conflict.
-	useURL := f.given("url")
+	// Where: --unix, -L, or -h/-p. A flag beats a variable; two flags conflict.
+	useUnix, err := f.wantUnix()
+	if err != nil {
+		return nil, err
+	}
+	useURL := f.given("url") && !useUnix
 	if useURL && f.fromEnv["url"] && (f.fs.Changed("host") || f.fs.Changed("port")) {
 		useURL = false // -h/-p on the command line beat MQTK_URL
 	}
 	if useURL && !f.fromEnv["url"] && (f.fs.Changed("host") || f.fs.Changed("port")) {
 		return nil, usageErrorf("-L/--url and -h/--host or -p/--port conflict: give one or the other")
 	}
-	tlsWanted := f.tls.Wanted()
-	if useURL {
+	tlsWanted := f.tls.Wanted() && !useUnix
+	if useUnix {
+		cfg.Endpoint = mqttc.UnixEndpoint(f.unix)
+	} else if useURL {
 		u, err := mqttc.ParseURL(f.url)
 		if err != nil {
 			return nil, &UsageError{Err: err}
@@ -307,7 +384,7 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 		if cfg.TLS, err = f.tls.Config(); err != nil {
 			return nil, &UsageError{Err: err}
 		}
-	} else if f.fs.Changed("insecure") || f.fs.Changed("tls-server-name") || f.fs.Changed("tls-version") || f.fs.Changed("key") {
+	} else if f.fs.Changed("insecure") || f.fs.Changed("tls-server-name") || f.fs.Changed("tls-version") || f.fs.Changed("key") || f.fs.Changed("tls-alpn") {
 		return nil, usageErrorf("TLS options given but the URL is not mqtts:// or wss://; add --cafile or use an mqtts:// URL")
 	}
 
@@ -344,8 +421,10 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 			return nil, usageErrorf("-x/--session-expiry: %v", err)
 		}
 		cfg.SessionExpiry = &x
-	} else if f.noClean {
-		never := uint32(math.MaxUint32) // as mosquitto: -c means the session never expires
+	} else if f.noClean && cfg.ProtocolVersion == mqttc.V5 {
+		// As mosquitto: -c means the session never expires (with MQTT 3, it
+		// just means no clean session).
+		never := uint32(math.MaxUint32)
 		cfg.SessionExpiry = &never
 	}
 

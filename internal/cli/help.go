@@ -112,7 +112,10 @@ func exitCodesHelp() string {
 	}
 	b.WriteString(`
 Unlike mosquitto_pub, a publish the broker rejects is an error (exit 5), not a
-warning with exit 0.`)
+warning with exit 0. That takes MQTT 5: MQTT 3.1.1 and 3.1 acknowledge a
+publish without a reason code, so a broker that denies one either
+acknowledges it all the same (mosquitto: exit 0) or closes the connection
+(mqtk's broker: exit 3). See mqtk pub --help.`)
 	return b.String()
 }
 
@@ -130,7 +133,9 @@ true or false.
 	b.WriteString(`
 Also read:
   NO_COLOR                     when set and not empty, no colour (unless --color always)
-  HTTPS_PROXY, NO_PROXY        used for wss:// connections
+  HTTP_PROXY                   the proxy for ws:// without --proxy (never for localhost or loopback)
+  HTTPS_PROXY                  the proxy for wss:// without --proxy (never for localhost or loopback)
+  NO_PROXY                     hosts that ws:// and wss:// reach without HTTP_PROXY/HTTPS_PROXY
   GOGC                         garbage collection target; bench and broker use 400 unless set`)
 	return b.String()
 }

@@ -60,7 +60,17 @@ With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an
 empty message and a last line without a newline is still sent. On Ctrl-C the
 lines already read are published and acknowledged before mqtk disconnects
-and exits 130.`,
+and exits 130.
+
+MQTT 3.1.1 and 3.1 (-V 311, -V 31, or without -V a broker that refuses
+MQTT 5) have no reason codes on PUBACK and PUBCOMP: an acknowledgement says
+the broker received the message, not that it accepted it. A broker that
+denies a publish (by its ACL, say) either acknowledges it all the same and
+drops it (mosquitto: exit 0) or closes the connection (mqtk's broker: exit 3,
+and the error says so). When a refused publish must fail, use MQTT 5 (exit
+5). The v5 properties (--content-type and the flags after it) need MQTT 5:
+with -V 311 or 31 they are a usage error, and without -V they keep mqtk from
+falling back to 3.1.1.`,
 		Example: `  mqtk pub -t sensors/temp -m 21.5
   mqtk pub -h broker.example -t cfg/device1 -r -q 1 -f config.json
   tail -f app.log | mqtk pub -t logs/app -l
@@ -94,6 +104,8 @@ and exits 130.`,
 	fs.BoolVar(&o.payloadFormat, "payload-format-indicator", false, "v5 payload format indicator: the payload is UTF-8 text")
 	fs.IntVar(&o.topicAlias, "topic-alias", 0, "v5 topic alias `N`: after the first publish, later ones send only the alias")
 	o.conn.addFlags(fs)
+	markV5Only(fs, "content-type", "response-topic", "correlation-data", "message-expiry", "user-property",
+		"payload-format-indicator", "topic-alias")
 	return cmd
 }
 

@@ -62,6 +62,10 @@ the retained messages it sends for one subscription, or they were retained
 since) are cleared in a further pass, after asking again on a terminal, until
 a check finds nothing new. --timeout bounds the whole run.
 
+With MQTT 3.1.1 and 3.1 an acknowledgement has no reason code: a clear the
+broker denies is either acknowledged all the same, and the check then reports
+the topic as still retained (exit 1), or ends the connection (exit 3).
+
 It never clears a topic outside the filters or matching an --exclude filter,
 whatever the broker sends. Topics starting with $ (such as $SYS/...) are only
 touched when a filter names them: '#' and '+/...' do not match them.
@@ -203,6 +207,9 @@ func runRetainClear(ctx context.Context, a *App, o *retainClearOptions) error {
 		if !o.conn.quiet {
 			prog.println(fmt.Sprintf(format, args...))
 		}
+	}
+	if fb := conn.cfg.Fallback; fb != nil {
+		fb.Notify = func(from, to int) { notice("%s", fallbackNotice(from, to)) }
 	}
 	var writeErr error
 	enc := json.NewEncoder(out)

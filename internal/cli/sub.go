@@ -100,6 +100,7 @@ connecting.`,
 	fs.StringVar(&o.reconnectDelay, "reconnect-delay", "1s", "first wait before reconnecting after a lost connection; it doubles up to 30s")
 	fs.BoolVar(&o.noReconnect, "no-reconnect", false, "exit 3 when the connection is lost instead of reconnecting")
 	o.conn.addFlags(fs)
+	markV5Only(fs, "no-local", "retain-as-published", "retain-handling", "subscription-identifier")
 	return cmd
 }
 
@@ -482,7 +483,7 @@ func retryable(err error) bool {
 	case errors.As(err, &ne), errors.As(err, &de):
 		return true
 	case errors.As(err, &ce):
-		return ce.Code == 0x88 || ce.Code == 0x89 || ce.Code == 0x9F
+		return ce.Temporary()
 	}
 	return false
 }

@@ -13,6 +13,10 @@ type NetError struct {
 	Addr string // broker URL without credentials
 	Err  error
 	Hint string // a remedy, if one helps
+
+	// unanswered: the broker closed the connection after CONNECT without
+	// a byte in reply, which some MQTT 3.1.1 brokers do to MQTT 5.
+	unanswered bool
 }
 
 func (e *NetError) Error() string {
@@ -27,13 +31,36 @@ func (e *NetError) Unwrap() error { return e.Err }
 
 // ConnectError is a CONNACK refusal.
 type ConnectError struct {
-	Addr   string
-	Code   byte
-	Reason string // the broker's reason string, if any
+	Addr string
+	// Version is the protocol of the CONNACK, which gives Code its meaning:
+	// V5 (or 0) for an MQTT 5 reason code, V311 or V31 for a 3.1.1 or 3.1
+	// return code (1 to 5).
+	Version int
+	Code    byte
+	Reason  string // the broker's reason string, if any (MQTT 5 only)
+	Hint    string // a remedy, if one helps
 }
 
 func (e *ConnectError) Error() string {
-	return withReason(fmt.Sprintf("connect %s: broker refused the connection", e.Addr), e.Code, e.Reason)
+	s := fmt.Sprintf("connect %s: broker refused the connection", e.Addr)
+	if e.Version == V311 || e.Version == V31 {
+		s += fmt.Sprintf(": %s (return code %d)", ConnackName(e.Version, e.Code), e.Code)
+	} else {
+		s = withReason(s, e.Code, e.Reason)
+	}
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
+}
+
+// Temporary reports whether the refusal is one that may pass: the server
+// is unavailable or busy for now.
+func (e *ConnectError) Temporary() bool {
+	if e.Version == V311 || e.Version == V31 {
+		return e.Code == 3 // server unavailable
+	}
+	return e.Code == 0x88 || e.Code == 0x89 || e.Code == 0x9F
 }
 
 // RejectedError is an operation the broker answered with a reason code >=

@@ -57,3 +57,27 @@ func ReasonName(code byte) string {
 	}
 	return fmt.Sprintf("reason code %d", code)
 }
+
+// v3ReturnCodes are the CONNACK return codes of MQTT 3.1.1 (3.2.2.3) and
+// 3.1, which agree; 1 to 5 refuse the connection.
+var v3ReturnCodes = [...]string{
+	0: "connection accepted",
+	1: "unacceptable protocol version",
+	2: "identifier rejected",
+	3: "server unavailable",
+	4: "bad user name or password",
+	5: "not authorized",
+}
+
+// ConnackName names a CONNACK code in the terms of its protocol version: an
+// MQTT 5 reason code, or an MQTT 3.1.1/3.1 return code (whose 5 is "not
+// authorized", where MQTT 5's 0x05 is no CONNACK code at all).
+func ConnackName(version int, code byte) string {
+	if version != V311 && version != V31 {
+		return ReasonName(code)
+	}
+	if int(code) < len(v3ReturnCodes) {
+		return v3ReturnCodes[code]
+	}
+	return fmt.Sprintf("return code %d", code)
+}

@@ -17,6 +17,7 @@ type TLSOptions struct {
 	Insecure          bool
 	Version           string // tlsv1.2, tlsv1.3 (minimum version)
 	ServerName        string
+	ALPN              []string // protocols offered in ALPN, most preferred first
 }
 
 // Wanted reports whether any option asks for TLS on its own (mosquitto turns
@@ -33,6 +34,12 @@ func (o TLSOptions) Config() (*tls.Config, error) {
 	default:
 		return nil, fmt.Errorf("--tls-version %q: use tlsv1.2 or tlsv1.3", o.Version)
 	}
+	for _, p := range o.ALPN {
+		if p == "" || len(p) > 255 {
+			return nil, fmt.Errorf("--tls-alpn %q: a protocol name has 1 to 255 bytes", p)
+		}
+	}
+	c.NextProtos = o.ALPN
 	if o.CAFile != "" || o.CAPath != "" {
 		pool := x509.NewCertPool()
 		if o.CAFile != "" {

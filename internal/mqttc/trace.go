@@ -3,6 +3,7 @@ package mqttc
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
+	v3packets "github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // traceConn wraps the broker connection. It is a sync.Locker, so the packet
@@ -21,24 +23,26 @@ import (
 // paho writes a packet as several buffers (fixed header, variable header,
 // properties, payload), each a Write of its own: on a TCP connection with
 // Nagle off that is one syscall and one segment each. Writes made while the
-// lock is held are therefore gathered and written at Unlock, as one. Every
+// lock is held are therefore gathered and queued at Unlock, as one. Every
 // packet paho or this package writes goes through packets.ControlPacket's
-// WriteTo, which holds the lock; a Write without it goes straight through.
+// WriteTo, which holds the lock; a Write without it is queued on its own.
+// The queue (sendQueue) writes from a goroutine of its own, so packets queued
+// while a write is under way share the next one.
 type traceConn struct {
 	net.Conn
 	r *bufio.Reader // reads go through it
+	q *sendQueue    // writes go through it
 
 	mu       sync.Mutex
 	batching bool   // the lock is held: Write appends to batch
 	batch    []byte // the packet being gathered
-	wErr     error  // the first write error; every later write fails with it
 
 	trace   *tracer
 	in, out splitter
 
 	errMu    sync.Mutex
 	firstErr error // the first read error: why the connection ended
-	watch    disconnectWatch
+	watch    inboundWatch
 }
 
 func (c *traceConn) readErr() error {
@@ -51,12 +55,51 @@ type tracer struct {
 	mu       sync.Mutex
 	w        io.Writer
 	clientID string
+	version  int // how packets are decoded: V5 (or 0), V311 or V31
+}
+
+func (t *tracer) setClientID(id string) {
+	t.mu.Lock()
+	t.clientID = id
+	t.mu.Unlock()
+}
+
+// forVersion sets the protocol the connection speaks: with MQTT 3.1.1 and
+// 3.1 a DISCONNECT from the broker does not exist and is not watched for.
+func (c *traceConn) forVersion(v int) *traceConn {
+	c.watch.v3 = v == V311 || v == V31
+	if c.trace != nil {
+		c.trace.version = v
+	}
+	return c
 }
 
 // newTraceConn wraps conn; tr may be nil (no tracing).
 func newTraceConn(conn net.Conn, tr *tracer) *traceConn {
-	return &traceConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), trace: tr}
+	c := &traceConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer), trace: tr}
+	// A failed write ends the connection: the reader then fails too, and
+	// the write error is what is reported.
+	c.q = newSendQueue(conn, func(err error) {
+		c.errMu.Lock()
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+		c.errMu.Unlock()
+		_ = conn.Close()
+	})
+	return c
 }
+
+// Close writes what is queued (see sendQueue.close) and closes the
+// connection.
+func (c *traceConn) Close() error {
+	c.q.close()
+	return c.Conn.Close()
+}
+
+// flushQueue waits until everything written so far has reached the socket
+// and returns the first write error.
+func (c *traceConn) flushQueue() error { return c.q.flush() }
 
 // readBuffer is how much one read from the socket may bring in. paho reads
 // a packet in three or more small reads (type, length, body); served from
@@ -67,12 +110,14 @@ func (c *traceConn) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.errMu.Lock()
 	c.watch.feed(p[:n])
-	if err != nil && c.firstErr == nil {
+	// Closing the connection ourselves is not why it ended: the reason
+	// that made us close it (a missed ping response, say) is.
+	if err != nil && c.firstErr == nil && !errors.Is(err, net.ErrClosed) {
 		c.firstErr = err
 	}
 	c.errMu.Unlock()
 	if c.trace != nil && n > 0 {
-		c.in.feed(p[:n], func(cp *packets.ControlPacket) { c.trace.log("received", cp) })
+		c.in.feed(p[:n], func(raw []byte) { c.trace.log("received", raw) })
 	}
 	return n, err
 }
@@ -87,7 +132,7 @@ func (c *traceConn) Lock() {
 }
 
 func (c *traceConn) Unlock() {
-	c.flush()
+	_ = c.flush() // a write error is sticky: writeErr reports it
 	c.batching = false
 	if cap(c.batch) > maxBatch {
 		c.batch = nil
@@ -95,45 +140,59 @@ func (c *traceConn) Unlock() {
 	c.mu.Unlock()
 }
 
-func (c *traceConn) flush() {
-	if len(c.batch) > 0 && c.wErr == nil {
-		if _, err := c.Conn.Write(c.batch); err != nil {
-			c.wErr = err
-		}
+// flush queues the gathered packet; the lock is held.
+func (c *traceConn) flush() error {
+	var err error
+	if len(c.batch) > 0 {
+		err = c.q.put(c.batch)
 	}
 	c.batch = c.batch[:0]
+	return err
 }
 
-// writeErr is the error of the first write that failed, including one
-// gathered and written at Unlock, after the writer's Write had returned.
-func (c *traceConn) writeErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.wErr
-}
+// writeErr is the error of the first write that failed, including one of a
+// packet queued after the writer's Write had returned.
+func (c *traceConn) writeErr() error { return c.q.writeErr() }
 
 func (c *traceConn) Write(p []byte) (int, error) {
 	// Traced before it is written, so that the reply is never logged first.
 	if c.trace != nil {
-		c.out.feed(p, func(cp *packets.ControlPacket) { c.trace.log("sending", cp) })
+		c.out.feed(p, func(raw []byte) { c.trace.log("sending", raw) })
 	}
 	if !c.batching {
-		return c.Conn.Write(p)
-	}
-	if c.wErr != nil {
-		return 0, c.wErr
+		if err := c.q.put(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	if len(c.batch)+len(p) <= maxBatch {
 		c.batch = append(c.batch, p...)
 		return len(p), nil
 	}
-	c.flush()
-	if c.wErr != nil {
-		return 0, c.wErr
+	if err := c.flush(); err != nil {
+		return 0, err
 	}
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.wErr = err
+	if err := c.q.put(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// packetWriter is the connection as the MQTT 3.1.1 backend writes to it.
+// paho.mqtt.golang writes each packet with one Write, from more than one
+// goroutine (keep-alive pings are written directly), and never takes the
+// lock itself: here each Write takes it, so packets (and their trace lines)
+// never interleave.
+type packetWriter struct{ *traceConn }
+
+func (w packetWriter) Write(p []byte) (int, error) {
+	w.Lock()
+	defer w.Unlock()
+	n, err := w.traceConn.Write(p)
+	if err == nil {
+		if err = w.flush(); err != nil {
+			n = 0
+		}
 	}
 	return n, err
 }
@@ -145,20 +204,47 @@ func (c *traceConn) serverDisconnect() *packets.Disconnect {
 	return c.watch.got
 }
 
-// disconnectWatch follows packet boundaries in the incoming stream without
-// copying it, and keeps the broker's DISCONNECT, so that the reason a
-// connection ended is known before paho reports it (paho reports it
-// asynchronously, after the connection is already marked closed).
-type disconnectWatch struct {
-	state     int // 0: type byte, 1: remaining length, 2: body
+// firstConnack is the body of the first packet received if that is a
+// complete CONNACK, and whether it is. An MQTT 5 CONNACK has a body of at
+// least 3 bytes; an MQTT 3.1.1 or 3.1 one, of exactly 2.
+func (c *traceConn) firstConnack() ([]byte, bool) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.watch.connack, c.watch.connackDone
+}
+
+// answered reports whether the broker sent anything at all.
+func (c *traceConn) answered() bool {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.watch.packets > 0 || c.watch.state != 0
+}
+
+// inboundWatch follows packet boundaries in the incoming stream without
+// copying it. It keeps the broker's DISCONNECT (MQTT 5), so that the reason
+// a connection ended is known before paho reports it (paho reports it
+// asynchronously, after the connection is already marked closed), and the
+// body of a first packet that is a CONNACK, which tells an MQTT 3.1.1
+// broker's answer to an MQTT 5 CONNECT apart (paho cannot decode it).
+type inboundWatch struct {
+	v3        bool // MQTT 3.1.1 or 3.1: a broker sends no DISCONNECT
+	state     int  // 0: type byte, 1: remaining length, 2: body
 	typ       byte
 	remaining int
 	mult      int
-	body      []byte // kept for DISCONNECT only
+	body      []byte // kept for DISCONNECT and the first CONNACK only
+	packets   int    // complete packets seen
 	got       *packets.Disconnect
+
+	connack     []byte
+	connackDone bool
 }
 
-func (w *disconnectWatch) feed(p []byte) {
+func (w *inboundWatch) keep() bool {
+	return (w.typ == packets.DISCONNECT && !w.v3) || (w.typ == packets.CONNACK && w.packets == 0)
+}
+
+func (w *inboundWatch) feed(p []byte) {
 	for len(p) > 0 {
 		switch w.state {
 		case 0:
@@ -177,7 +263,7 @@ func (w *disconnectWatch) feed(p []byte) {
 			}
 		case 2:
 			n := min(len(p), w.remaining)
-			if w.typ == packets.DISCONNECT {
+			if w.keep() {
 				w.body = append(w.body, p[:n]...)
 			}
 			p, w.remaining = p[n:], w.remaining-n
@@ -188,22 +274,27 @@ func (w *disconnectWatch) feed(p []byte) {
 	}
 }
 
-func (w *disconnectWatch) done() {
+func (w *inboundWatch) done() {
 	w.state = 0
-	if w.typ != packets.DISCONNECT {
-		return
+	switch {
+	case w.typ == packets.CONNACK && w.packets == 0:
+		w.connack, w.connackDone = w.body, true
+	case w.typ == packets.DISCONNECT && !w.v3:
+		d := &packets.Disconnect{Properties: &packets.Properties{}}
+		if len(w.body) > 0 {
+			_ = d.Unpack(bytes.NewBuffer(w.body))
+		}
+		w.got = d
 	}
-	d := &packets.Disconnect{Properties: &packets.Properties{}}
-	if len(w.body) > 0 {
-		_ = d.Unpack(bytes.NewBuffer(w.body))
-	}
-	w.got = d
+	w.packets++
 }
 
 // splitter cuts a byte stream into MQTT packets.
 type splitter struct{ buf []byte }
 
-func (s *splitter) feed(p []byte, emit func(*packets.ControlPacket)) {
+// feed adds p and calls emit with each complete packet (its fixed header
+// and body); the slice is only valid during the call.
+func (s *splitter) feed(p []byte, emit func(raw []byte)) {
 	s.buf = append(s.buf, p...)
 	for len(s.buf) >= 2 {
 		remaining, mult, i := 0, 1, 1
@@ -221,17 +312,86 @@ func (s *splitter) feed(p []byte, emit func(*packets.ControlPacket)) {
 		if len(s.buf) < total {
 			return
 		}
-		if cp, err := packets.ReadPacket(bytes.NewReader(s.buf[:total])); err == nil {
-			emit(cp)
-		}
+		emit(s.buf[:total])
 		s.buf = append(s.buf[:0], s.buf[total:]...)
 	}
 }
 
-func (t *tracer) log(dir string, cp *packets.ControlPacket) {
+// log prints one packet, decoded for the tracer's protocol version; a
+// packet that does not decode is not printed.
+func (t *tracer) log(dir string, raw []byte) {
+	version := t.version
+	var cp *packets.ControlPacket
+	var err error
+	if version == V311 || version == V31 {
+		cp, err = decodeV3(raw)
+	} else {
+		cp, err = packets.ReadPacket(bytes.NewReader(raw))
+		if err != nil && raw[0]>>4 == packets.CONNACK && len(raw) == 4 {
+			// An MQTT 3.1.1 or 3.1 broker's answer to an MQTT 5 CONNECT.
+			version = V311
+			cp, err = decodeV3(raw)
+		}
+	}
+	if err != nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	fmt.Fprintf(t.w, "Client %s %s %s\n", t.clientID, dir, describe(cp))
+	fmt.Fprintf(t.w, "Client %s %s %s\n", t.clientID, dir, describe(cp, version))
+}
+
+// decodeV3 decodes an MQTT 3.1.1 or 3.1 packet into the MQTT 5 packet that
+// has the same fields (and no properties), for describe.
+func decodeV3(raw []byte) (*packets.ControlPacket, error) {
+	p, err := v3packets.ReadPacket(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	cp := &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: raw[0] >> 4}}
+	switch p := p.(type) {
+	case *v3packets.ConnectPacket:
+		cp.Content = &packets.Connect{
+			ProtocolName: p.ProtocolName, ProtocolVersion: p.ProtocolVersion, CleanStart: p.CleanSession,
+			KeepAlive: p.Keepalive, UsernameFlag: p.UsernameFlag, PasswordFlag: p.PasswordFlag,
+			WillFlag: p.WillFlag, WillQOS: p.WillQos, WillRetain: p.WillRetain, WillTopic: p.WillTopic,
+		}
+	case *v3packets.ConnackPacket:
+		cp.Content = &packets.Connack{SessionPresent: p.SessionPresent, ReasonCode: p.ReturnCode}
+	case *v3packets.PublishPacket:
+		cp.Content = &packets.Publish{
+			Duplicate: p.Dup, QoS: p.Qos, Retain: p.Retain, PacketID: p.MessageID, Topic: p.TopicName, Payload: p.Payload,
+		}
+	case *v3packets.PubackPacket:
+		cp.Content = &packets.Puback{PacketID: p.MessageID}
+	case *v3packets.PubrecPacket:
+		cp.Content = &packets.Pubrec{PacketID: p.MessageID}
+	case *v3packets.PubrelPacket:
+		cp.Content = &packets.Pubrel{PacketID: p.MessageID}
+	case *v3packets.PubcompPacket:
+		cp.Content = &packets.Pubcomp{PacketID: p.MessageID}
+	case *v3packets.SubscribePacket:
+		s := &packets.Subscribe{PacketID: p.MessageID}
+		for i, topic := range p.Topics {
+			s.Subscriptions = append(s.Subscriptions, packets.SubOptions{Topic: topic, QoS: p.Qoss[i]})
+		}
+		cp.Content = s
+	case *v3packets.SubackPacket:
+		cp.Content = &packets.Suback{PacketID: p.MessageID, Reasons: p.ReturnCodes}
+	case *v3packets.UnsubscribePacket:
+		cp.Content = &packets.Unsubscribe{PacketID: p.MessageID, Topics: p.Topics}
+	case *v3packets.UnsubackPacket:
+		cp.Content = &packets.Unsuback{PacketID: p.MessageID}
+	case *v3packets.PingreqPacket:
+		cp.Content = &packets.Pingreq{}
+	case *v3packets.PingrespPacket:
+		cp.Content = &packets.Pingresp{}
+	case *v3packets.DisconnectPacket:
+		cp.Content = &packets.Disconnect{}
+	default:
+		return nil, fmt.Errorf("packet type %d", cp.Type)
+	}
+	return cp, nil
 }
 
 func bit(b bool) int {
@@ -241,8 +401,11 @@ func bit(b bool) int {
 	return 0
 }
 
-// describe renders a packet as mosquitto -d does, without secrets.
-func describe(cp *packets.ControlPacket) string {
+// describe renders a packet as mosquitto -d does, without secrets. version
+// is the protocol it was decoded for (MQTT 3.1.1 and 3.1 have no reason
+// codes but CONNACK's return code, and no properties).
+func describe(cp *packets.ControlPacket, version int) string {
+	v3 := version == V311 || version == V31
 	switch p := cp.Content.(type) {
 	case *packets.Connect:
 		s := fmt.Sprintf("CONNECT (v%d, c%d, k%d, u%d, p%d", p.ProtocolVersion, bit(p.CleanStart), p.KeepAlive, bit(p.UsernameFlag), bit(p.PasswordFlag))
@@ -251,7 +414,7 @@ func describe(cp *packets.ControlPacket) string {
 		}
 		return s + ")"
 	case *packets.Connack:
-		return fmt.Sprintf("CONNACK (%d, %s)", p.ReasonCode, ReasonName(p.ReasonCode))
+		return fmt.Sprintf("CONNACK (%d, %s)", p.ReasonCode, ConnackName(version, p.ReasonCode))
 	case *packets.Publish:
 		alias := ""
 		if p.Properties != nil && p.Properties.TopicAlias != nil {
@@ -284,8 +447,14 @@ func describe(cp *packets.ControlPacket) string {
 	case *packets.Unsubscribe:
 		return fmt.Sprintf("UNSUBSCRIBE (Mid: %d, %s)", p.PacketID, strings.Join(p.Topics, ", "))
 	case *packets.Unsuback:
+		if v3 {
+			return fmt.Sprintf("UNSUBACK (Mid: %d)", p.PacketID)
+		}
 		return fmt.Sprintf("UNSUBACK (Mid: %d, %v)", p.PacketID, p.Reasons)
 	case *packets.Disconnect:
+		if v3 {
+			return "DISCONNECT"
+		}
 		return fmt.Sprintf("DISCONNECT (%d, %s)", p.ReasonCode, ReasonName(p.ReasonCode))
 	case *packets.Pingreq:
 		return "PINGREQ"

@@ -15,12 +15,26 @@ import (
 	"mqtk/internal/wsconn"
 )
 
+// Transport is how the connection reaches the broker beyond its Endpoint.
+type Transport struct {
+	// WSHeader is added to the WebSocket handshake (ws, wss).
+	WSHeader http.Header
+	// Proxy, if not nil, carries mqtt, mqtts, ws and wss connections.
+	// Without it, ws and wss use HTTP_PROXY/HTTPS_PROXY and NO_PROXY from
+	// the environment, as net/http does (never for localhost or loopback).
+	Proxy *Proxy
+}
+
 // dialTransport opens the byte stream to the broker described by cfg: TCP,
 // TLS over TCP, a WebSocket (subprotocol "mqtt") over either, or a Unix
-// socket. Every protocol backend dials through here, so transports work the
-// same whatever the MQTT version.
+// socket, directly or through a proxy. Every protocol backend dials through
+// here, so transports work the same whatever the MQTT version.
 func dialTransport(ctx context.Context, cfg Config) (net.Conn, error) {
 	ep, tlsConf := cfg.Endpoint, cfg.TLS
+	if ep.Scheme == "unix" {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", ep.Host)
+	}
 	if ep.Secure() {
 		if tlsConf == nil {
 			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -30,26 +44,69 @@ func dialTransport(ctx context.Context, cfg Config) (net.Conn, error) {
 			tlsConf.ServerName = ep.Host
 		}
 	}
+	proxy := cfg.Transport.Proxy
+	if proxy == nil && ep.WebSocket() {
+		var err error
+		if proxy, err = proxyFromEnvironment(ep); err != nil {
+			return nil, err
+		}
+	}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if proxy != nil {
+			return proxy.dial(ctx, addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
 	if ep.WebSocket() {
-		d := websocket.Dialer{Subprotocols: []string{wsconn.Subprotocol}, TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment}
-		ws, resp, err := d.DialContext(ctx, ep.String(), nil)
+		// gorilla does the TLS handshake over what dial returns, with tlsConf.
+		d := websocket.Dialer{Subprotocols: []string{wsconn.Subprotocol}, TLSClientConfig: tlsConf, NetDialContext: dial}
+		ws, resp, err := d.DialContext(ctx, ep.String(), cfg.Transport.WSHeader)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
+		}
+		switch {
+		case errors.Is(err, websocket.ErrBadHandshake) && resp != nil:
+			return nil, &wsHandshakeError{status: resp.StatusCode, msg: "WebSocket handshake refused: HTTP " + resp.Status}
+		case !ep.Secure() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+			return nil, &wsHandshakeError{msg: "no answer to the WebSocket handshake"}
 		}
 		if err != nil {
 			return nil, err
 		}
 		return wsconn.New(ws), nil
 	}
-	var d net.Dialer
-	if ep.Scheme == "unix" {
-		return d.DialContext(ctx, "unix", ep.Host)
+	conn, err := dial(ctx, "tcp", ep.Address())
+	if err != nil || !ep.Secure() {
+		return conn, err
 	}
-	if ep.Secure() {
-		td := tls.Dialer{NetDialer: &d, Config: tlsConf}
-		return td.DialContext(ctx, "tcp", ep.Address())
+	tc := tls.Client(conn, tlsConf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
 	}
-	return d.DialContext(ctx, "tcp", ep.Address())
+	return tc, nil
+}
+
+// wsHandshakeError is an HTTP answer other than 101 to the WebSocket
+// handshake (status), or none at all over plain TCP (status 0).
+type wsHandshakeError struct {
+	status int
+	msg    string
+}
+
+func (e *wsHandshakeError) Error() string { return e.msg }
+
+func (e *wsHandshakeError) hint() string {
+	switch {
+	case e.status == 0:
+		return "the server closed the connection: if this port speaks TLS, use wss://"
+	case e.status == http.StatusNotFound:
+		return "check the WebSocket path in the URL; the default is /mqtt"
+	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
+		return "the server wants credentials: a gateway may take them with --ws-header"
+	}
+	return ""
 }
 
 // netHint suggests a remedy for common connection failures.
@@ -59,7 +116,17 @@ func netHint(err error) string {
 	var invalid x509.CertificateInvalidError
 	var dnsErr *net.DNSError
 	var recErr tls.RecordHeaderError
+	var proxyErr *ProxyError
+	var wsErr *wsHandshakeError
 	switch {
+	case errors.As(err, &proxyErr):
+		return proxyErr.hint
+	case errors.As(err, &wsErr):
+		return wsErr.hint()
+	case errors.Is(err, syscall.ENOENT):
+		return "no socket at that path: is the broker running, and is it the path it listens on?"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied: for a Unix socket, check the permissions of the socket and its directory"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "is a broker running? `mqtk broker` starts one"
 	case errors.As(err, &unknownCA):

@@ -1,6 +1,7 @@
 package mqttc
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -69,7 +70,7 @@ func ParseURL(s string) (URL, error) {
 	var u URL
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return u, fmt.Errorf("URL %q has no scheme: use mqtt://, mqtts://, ws:// or wss://", s)
+		return u, fmt.Errorf("URL %q has no scheme: use mqtt://, mqtts://, ws:// or wss://", redact(s))
 	}
 	switch scheme = strings.ToLower(scheme); scheme {
 	case "mqtt", "mqtts", "ws", "wss":
@@ -78,49 +79,20 @@ func ParseURL(s string) (URL, error) {
 	case "ssl", "tls":
 		scheme = "mqtts"
 	default:
-		return u, fmt.Errorf("URL %q: unknown scheme %q: use mqtt://, mqtts://, ws:// or wss://", s, scheme)
+		return u, fmt.Errorf("URL %q: unknown scheme %q: use mqtt://, mqtts://, ws:// or wss://", redact(s), scheme)
 	}
 	u.Scheme = scheme
 	authority, path, hasPath := strings.Cut(rest, "/")
-	if i := strings.LastIndex(authority, "@"); i >= 0 {
-		userinfo := authority[:i]
-		authority = authority[i+1:]
-		user, pass, hasPass := strings.Cut(userinfo, ":")
-		u.Username, u.HasUsername = user, true
-		if hasPass {
-			u.Password, u.HasPassword = pass, true
-		}
+	a, err := parseAuthority(authority)
+	u.Username, u.HasUsername = a.username, a.hasUsername
+	u.Password, u.HasPassword = a.password, a.hasPassword
+	if err != nil {
+		return u, fmt.Errorf("URL %q: %v", redact(s), err)
 	}
-	if authority == "" {
-		return u, fmt.Errorf("URL %q has no host", redact(s, u))
-	}
-	host, port := authority, ""
-	if strings.HasPrefix(authority, "[") {
-		end := strings.Index(authority, "]")
-		if end < 0 {
-			return u, fmt.Errorf("URL %q: unclosed [ in IPv6 address", redact(s, u))
-		}
-		host = authority[1:end]
-		if after := authority[end+1:]; after != "" {
-			if !strings.HasPrefix(after, ":") {
-				return u, fmt.Errorf("URL %q: unexpected %q after IPv6 address", redact(s, u), after)
-			}
-			port = after[1:]
-		}
-	} else if h, p, ok := strings.Cut(authority, ":"); ok {
-		host, port = h, p
-	}
-	if host == "" {
-		return u, fmt.Errorf("URL %q has no host", redact(s, u))
-	}
-	u.Host = host
+	u.Host = a.host
 	u.Port = DefaultPort(scheme)
-	if port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return u, fmt.Errorf("URL %q: port %q is not a number from 1 to 65535", redact(s, u), port)
-		}
-		u.Port, u.PortGiven = n, true
+	if a.port != 0 {
+		u.Port, u.PortGiven = a.port, true
 	}
 	if u.WebSocket() {
 		u.Path = "/mqtt"
@@ -133,10 +105,71 @@ func ParseURL(s string) (URL, error) {
 	return u, nil
 }
 
-// redact removes the password from s for error messages.
-func redact(s string, u URL) string {
-	if !u.HasPassword {
+// authority is the [user[:password]@]host[:port] part of a URL.
+type authority struct {
+	username, password       string
+	hasUsername, hasPassword bool
+	host                     string // without the brackets of an IPv6 address
+	port                     int    // 0 when not given
+}
+
+// parseAuthority splits s at its last '@' (a password may hold '@') and the
+// host from the port. Its errors quote nothing of s: in a malformed URL a
+// password can end up where the port or host should be.
+func parseAuthority(s string) (authority, error) {
+	var a authority
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		user, pass, hasPass := strings.Cut(s[:i], ":")
+		a.username, a.hasUsername = user, true
+		a.password, a.hasPassword = pass, hasPass
+		s = s[i+1:]
+	}
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return a, errors.New("unclosed [ in IPv6 address")
+		}
+		host = s[1:end]
+		if after := s[end+1:]; after != "" {
+			if !strings.HasPrefix(after, ":") {
+				return a, errors.New("unexpected text after the IPv6 address")
+			}
+			port = after[1:]
+		}
+	} else if h, p, ok := strings.Cut(s, ":"); ok {
+		host, port = h, p
+	}
+	if host == "" {
+		return a, errors.New("no host")
+	}
+	a.host = host
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return a, errors.New("the port is not a number from 1 to 65535")
+		}
+		a.port = n
+	}
+	return a, nil
+}
+
+// redact hides the password in the user information of a URL-like s, for
+// error messages: everything after the first ':' that precedes the last '@'.
+// It errs on the side of hiding (a topic may hold '@' too), since the
+// password may hold '/' or '@' where the URL is malformed.
+func redact(s string) string {
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	}
+	at := strings.LastIndex(s[start:], "@")
+	if at < 0 {
 		return s
 	}
-	return strings.Replace(s, ":"+u.Password+"@", ":***@", 1)
+	colon := strings.Index(s[start:start+at], ":")
+	if colon < 0 {
+		return s
+	}
+	return s[:start+colon+1] + "***" + s[start+at:]
 }

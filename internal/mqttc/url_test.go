@@ -34,7 +34,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestParseURLErrors(t *testing.T) {
-	for _, in := range []string{"localhost", "http://h", "mqtt://", "mqtt://h:0", "mqtt://h:65536", "mqtt://h:x", "mqtt://[::1", "mqtt://u:secret@:1883"} {
+	for _, in := range []string{"localhost", "http://h", "mqtt://", "mqtt://h:0", "mqtt://h:65536", "mqtt://h:x", "mqtt://[::1", "mqtt://u:secret@:1883", "mqtt://u:secret/x@h:x", "u:secret@h"} {
 		_, err := ParseURL(in)
 		if err == nil {
 			t.Errorf("ParseURL(%q) succeeded, want an error", in)

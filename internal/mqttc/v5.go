@@ -3,7 +3,6 @@ package mqttc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -16,36 +15,24 @@ import (
 // session state, pings and inbound flows; publishes are written here so that
 // several can be in flight in call order (paho's own Publish blocks).
 type v5Client struct {
+	lifecycle
 	pc      *paho.Client
-	conn    *traceConn
 	session *state.State
-	addr    string
 	info    ServerInfo
 
 	aliasMu sync.Mutex
 	aliases map[uint16]string // alias -> topic already sent with it
-
-	endOnce sync.Mutex
-	ended   bool
-	endErr  error
-	closing bool
-	done    chan struct{}
 }
 
 func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	addr := cfg.Endpoint.String()
 	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
 	defer cancel()
-	raw, err := dialTransport(ctx, cfg)
+	conn, err := openConn(ctx, cfg, V5)
 	if err != nil {
-		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
+		return nil, err
 	}
-	var tr *tracer
-	if cfg.Trace != nil {
-		tr = &tracer{w: cfg.Trace, clientID: cfg.ClientID}
-	}
-	conn := newTraceConn(raw, tr)
-	c := &v5Client{conn: conn, session: state.NewInMemory(), addr: addr, aliases: map[uint16]string{}, done: make(chan struct{})}
+	c := &v5Client{lifecycle: newLifecycle(addr, conn), session: state.New(noStore{}, noStore{}), aliases: map[uint16]string{}}
 	pcfg := paho.ClientConfig{
 		ClientID:      cfg.ClientID,
 		Conn:          conn,
@@ -87,18 +74,21 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	}
 	ca, err := c.pc.Connect(ctx, cp)
 	if err != nil {
-		_ = raw.Close()
+		_ = conn.Close()
 		if ca != nil && ca.ReasonCode >= 0x80 {
-			ce := &ConnectError{Addr: addr, Code: ca.ReasonCode}
+			ce := &ConnectError{Addr: addr, Version: V5, Code: ca.ReasonCode}
 			if ca.Properties != nil {
 				ce.Reason = ca.Properties.ReasonString
 			}
 			return nil, ce
 		}
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("no CONNACK within %s", cfg.connectTimeout())
+		if body, ok := conn.firstConnack(); ok && len(body) == 2 {
+			// An MQTT 3.1.1 or 3.1 CONNACK, which paho cannot decode: the
+			// broker does not speak MQTT 5 (it should say so with return
+			// code 1).
+			return nil, &ConnectError{Addr: addr, Version: V311, Code: body[1]}
 		}
-		return nil, &NetError{Op: "connect", Addr: addr, Err: err, Hint: netHint(err)}
+		return nil, connectFailed(ctx, cfg, conn, err)
 	}
 	c.info = ServerInfo{
 		ProtocolVersion: 5, SessionPresent: ca.SessionPresent, ClientID: cfg.ClientID,
@@ -109,9 +99,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		if p.AssignedClientID != "" {
 			c.info.ClientID = p.AssignedClientID
 			if conn.trace != nil {
-				conn.trace.mu.Lock()
-				conn.trace.clientID = p.AssignedClientID
-				conn.trace.mu.Unlock()
+				conn.trace.setClientID(p.AssignedClientID)
 			}
 		}
 		if p.MaximumPacketSize != nil {
@@ -136,69 +124,9 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	return c, nil
 }
 
-// endLost ends the client after the connection was lost: because the broker
-// sent DISCONNECT (its reason wins, whatever paho reports first), or because
-// of err or the first read error.
-func (c *v5Client) endLost(err error) {
-	if d := c.conn.serverDisconnect(); d != nil {
-		e := &DisconnectError{Code: d.ReasonCode}
-		if d.Properties != nil {
-			e.Reason = d.Properties.ReasonString
-		}
-		c.end(e)
-		return
-	}
-	if cause := c.conn.readErr(); cause != nil {
-		err = cause
-	}
-	if err == nil {
-		err = errors.New("connection closed")
-	}
-	c.end(&NetError{Op: "lost connection to", Addr: c.addr, Err: err})
-}
+func (c *v5Client) Server() ServerInfo { return c.info }
 
-// end records why the connection ended (the first reason wins) and closes done.
-func (c *v5Client) end(err error) {
-	c.endOnce.Lock()
-	defer c.endOnce.Unlock()
-	if c.ended {
-		return
-	}
-	c.ended = true
-	if !c.closing {
-		c.endErr = err
-	}
-	close(c.done)
-}
-
-func (c *v5Client) Done() <-chan struct{} { return c.done }
-func (c *v5Client) Server() ServerInfo    { return c.info }
-
-func (c *v5Client) Err() error {
-	c.endOnce.Lock()
-	defer c.endOnce.Unlock()
-	return c.endErr
-}
-
-// lostErr is the error for an operation cut short by the connection ending.
-func (c *v5Client) lostErr(op string) error {
-	if err := c.Err(); err != nil {
-		var ne *NetError
-		if errors.As(err, &ne) {
-			return &NetError{Op: op, Addr: c.addr, Err: ne.Err}
-		}
-		return err
-	}
-	return &NetError{Op: op, Addr: c.addr, Err: errors.New("connection closed")}
-}
-
-func (c *v5Client) Publish(ctx context.Context, m *Message) error {
-	p, err := c.PublishAsync(ctx, m)
-	if err != nil {
-		return err
-	}
-	return p.Wait(ctx)
-}
+func (c *v5Client) Publish(ctx context.Context, m *Message) error { return publishSync(ctx, c, m) }
 
 func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error) {
 	if m.QoS > c.info.MaximumQoS {
@@ -265,10 +193,6 @@ func (c *v5Client) write(pb *packets.Publish) error {
 	return c.conn.writeErr()
 }
 
-type done struct{}
-
-func (done) Wait(context.Context) error { return nil }
-
 type pending struct {
 	c     *v5Client
 	topic string
@@ -330,7 +254,7 @@ func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 	defer cancel()
 	sa, err := c.pc.Subscribe(ctx, s)
 	if sa == nil {
-		return nil, c.opErr(ctx, "subscribe", subs[0].Filter, err)
+		return nil, c.v5OpErr(ctx, "subscribe", subs[0].Filter, err)
 	}
 	for i, code := range sa.Reasons {
 		if code >= 0x80 && i < len(subs) {
@@ -349,7 +273,7 @@ func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	defer cancel()
 	ua, err := c.pc.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
 	if ua == nil {
-		return c.opErr(ctx, "unsubscribe", filters[0], err)
+		return c.v5OpErr(ctx, "unsubscribe", filters[0], err)
 	}
 	for i, code := range ua.Reasons {
 		if code >= 0x80 && i < len(filters) {
@@ -363,43 +287,25 @@ func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
 	return nil
 }
 
-// boundToConnection returns a context that also ends when the connection
-// does: paho leaves a SUBSCRIBE or UNSUBSCRIBE waiting after a lost
-// connection.
-func (c *v5Client) boundToConnection(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
+// v5OpErr is opErr, with paho's refusal of invalid arguments a usage error.
+func (c *v5Client) v5OpErr(ctx context.Context, op, topic string, err error) error {
+	if errors.Is(err, paho.ErrInvalidArguments) && ctx.Err() == nil {
 		select {
 		case <-c.done:
-			cancel()
-		case <-ctx.Done():
+		default:
+			return invalidf("%v", err)
 		}
-	}()
-	return ctx, cancel
-}
-
-// opErr classifies a failed request that got no acknowledgement.
-func (c *v5Client) opErr(ctx context.Context, op, topic string, err error) error {
-	select {
-	case <-c.done:
-		return c.lostErr(op)
-	default:
 	}
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &TimeoutError{Op: op, Topic: topic}
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case errors.Is(err, paho.ErrInvalidArguments):
-		return invalidf("%v", err)
-	}
-	return &NetError{Op: op, Addr: c.addr, Err: err}
+	return c.opErr(ctx, op, topic, err)
 }
 
 func (c *v5Client) Disconnect(ctx context.Context) error {
-	c.endOnce.Lock()
-	c.closing = true
-	c.endOnce.Unlock()
+	// What was queued before (a QoS 0 publish) must have been written for
+	// the session to end cleanly; if it could not be, say so.
+	if err := c.flushQueue(ctx); err != nil {
+		c.endLost(err)
+	}
+	c.startClosing()
 	// An error writing DISCONNECT means the connection was already gone,
 	// which is where Disconnect leaves it anyway.
 	_ = c.pc.Disconnect(&paho.Disconnect{ReasonCode: 0})

@@ -1,6 +1,16 @@
 package retain
 
-import "testing"
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+	"mqtk/internal/mqttc"
+)
 
 func TestScopeClassify(t *testing.T) {
 	s := Scope{Filters: []string{"site/#", "home/+/state", "$foo/#"}, Exclude: []string{"site/keep/#", "+/+/state"}}
@@ -30,5 +40,49 @@ func TestScopeClassify(t *testing.T) {
 		if in, _ := everything.classify(tp); in {
 			t.Errorf("'#' reaches %q", tp)
 		}
+	}
+}
+
+// TestRunEachVersion collects and clears over MQTT 5, 3.1.1 and 3.1: the
+// collection relies on nothing MQTT 5 alone has (retain handling 0 is the
+// 3.1.1 behaviour, and a 3.1.1 broker clears the retain flag of live
+// messages too).
+func TestRunEachVersion(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true})
+	u, err := mqttc.ParseURL(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int{mqttc.V5, mqttc.V311, mqttc.V31} {
+		t.Run(mqttc.VersionName(v), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cfg := mqttc.Config{Endpoint: u.Endpoint, ProtocolVersion: v, CleanStart: true, ClientID: "rc" + strconv.Itoa(v)}
+			pub, err := mqttc.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := "v" + strconv.Itoa(v) + "/"
+			for _, tp := range []string{"a", "b/c", "keep/x"} {
+				if err := pub.Publish(ctx, &mqttc.Message{Topic: prefix + tp, Payload: []byte("x"), QoS: 1, Retain: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = pub.Disconnect(ctx)
+			var outcomes []string
+			rep, err := Run(ctx, Options{
+				Config: cfg, Scope: Scope{Filters: []string{prefix + "#"}, Exclude: []string{prefix + "keep/#"}},
+				Quiet: 200 * time.Millisecond, QoS: 1,
+				OnOutcome: func(o Outcome) { outcomes = append(outcomes, o.Topic+" "+string(o.Status)) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(outcomes)
+			want := []string{prefix + "a cleared", prefix + "b/c cleared", prefix + "keep/x excluded"}
+			if !slices.Equal(outcomes, want) || rep.Cleared != 2 || rep.Excluded != 1 || !rep.Done {
+				t.Errorf("outcomes %q, report %+v", outcomes, rep)
+			}
+		})
 	}
 }

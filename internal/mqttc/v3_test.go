@@ -1,0 +1,364 @@
+package mqttc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+)
+
+// testLimit bounds every wait in these tests; a safety net against hangs,
+// never a synchronisation.
+const testLimit = 60 * time.Second
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func endpointOf(t *testing.T, url string) Endpoint {
+	t.Helper()
+	u, err := ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Endpoint
+}
+
+// inbox collects received messages for a test.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []*Message
+	more chan struct{}
+}
+
+func newInbox() *inbox { return &inbox{more: make(chan struct{}, 1)} }
+
+func (b *inbox) add(m *Message) {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, m)
+	b.mu.Unlock()
+	select {
+	case b.more <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns once n messages have arrived.
+func (b *inbox) wait(t *testing.T, ctx context.Context, n int) []*Message {
+	t.Helper()
+	for {
+		b.mu.Lock()
+		if len(b.msgs) >= n {
+			msgs := slices.Clone(b.msgs)
+			b.mu.Unlock()
+			return msgs
+		}
+		got := len(b.msgs)
+		b.mu.Unlock()
+		select {
+		case <-b.more:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages arrived", got, n)
+		}
+	}
+}
+
+func dialT(t *testing.T, ctx context.Context, cfg Config) Client {
+	t.Helper()
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("dial MQTT %s: %v", VersionName(cfg.ProtocolVersion), err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// TestV3RoundTrip publishes at QoS 0, 1 and 2, retained and not, over MQTT
+// 3.1.1 and 3.1 through the in-process broker, and checks what arrives, the
+// granted QoS and the packet trace.
+func TestV3RoundTrip(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true})
+	for _, v := range []int{V311, V31} {
+		t.Run(VersionName(v), func(t *testing.T) {
+			ctx := testCtx(t)
+			base := Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: v, CleanStart: true, KeepAlive: 60}
+			prefix := "v" + strconv.Itoa(v)
+
+			// A retained message before anyone subscribes.
+			pubCfg := base
+			pubCfg.ClientID = prefix + "-pub"
+			trace := &syncWriter{w: &bytes.Buffer{}}
+			pubCfg.Trace = trace
+			pub := dialT(t, ctx, pubCfg)
+			if s := pub.Server(); s.ProtocolVersion != v || s.MaximumQoS != 2 || !s.RetainAvailable || s.ReceiveMaximum == 0 {
+				t.Fatalf("ServerInfo = %+v", s)
+			}
+			if err := pub.Publish(ctx, &Message{Topic: prefix + "/retained", Payload: []byte("kept"), QoS: 1, Retain: true}); err != nil {
+				t.Fatal(err)
+			}
+
+			box := newInbox()
+			subCfg := base
+			subCfg.ClientID = prefix + "-sub"
+			subCfg.OnMessage = box.add
+			sub := dialT(t, ctx, subCfg)
+			codes, err := sub.Subscribe(ctx, []Subscription{{Filter: prefix + "/q/#", QoS: 2}, {Filter: prefix + "/retained", QoS: 1}}, SubscribeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(codes, []byte{2, 1}) {
+				t.Fatalf("granted %v, want [2 1]", codes)
+			}
+			if m := box.wait(t, ctx, 1)[0]; m.Topic != prefix+"/retained" || string(m.Payload) != "kept" || !m.Retain || m.QoS != 1 {
+				t.Fatalf("retained message: %+v", m)
+			}
+
+			// Several in flight at once, acknowledged in order.
+			var pend []Pending
+			for i := range 30 {
+				p, err := pub.PublishAsync(ctx, &Message{Topic: prefix + "/q/" + strconv.Itoa(i%3), Payload: []byte(strconv.Itoa(i)), QoS: byte(i % 3)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pend = append(pend, p)
+			}
+			for _, p := range pend {
+				if err := p.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			msgs := box.wait(t, ctx, 31)[1:]
+			// Each QoS keeps its order (MQTT orders messages per QoS).
+			last := map[byte]int{0: -1, 1: -1, 2: -1}
+			for _, m := range msgs {
+				n := atoi(t, string(m.Payload))
+				if int(m.QoS) != n%3 || m.Retain || m.Topic != prefix+"/q/"+strconv.Itoa(n%3) {
+					t.Errorf("message %+v", m)
+				}
+				if n <= last[m.QoS] {
+					t.Errorf("QoS %d: message %d after %d", m.QoS, n, last[m.QoS])
+				}
+				last[m.QoS] = n
+			}
+
+			if err := sub.Unsubscribe(ctx, prefix+"/q/#"); err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Disconnect(ctx); err != nil || pub.Err() != nil {
+				t.Fatalf("Disconnect: %v, Err: %v", err, pub.Err())
+			}
+			<-pub.Done()
+			tr := trace.String()
+			for _, want := range []string{
+				fmt.Sprintf("Client %s-pub sending CONNECT (v%d, c1, k60, u0, p0)\n", prefix, v),
+				fmt.Sprintf("Client %s-pub received CONNACK (0, connection accepted)\n", prefix),
+				fmt.Sprintf("Client %s-pub sending PUBLISH (d0, q1, r1, m1, '%s/retained', ... (4 bytes))\n", prefix, prefix),
+				fmt.Sprintf("Client %s-pub received PUBACK (Mid: 1, RC:0)\n", prefix),
+				fmt.Sprintf("Client %s-pub sending DISCONNECT\n", prefix),
+			} {
+				if !strings.Contains(tr, want) {
+					t.Errorf("trace lacks %q:\n%s", want, tr)
+				}
+			}
+		})
+	}
+}
+
+// TestV3Refusals checks a CONNACK refusal (typed, with its 3.1.1 name), a
+// refused subscription, and what MQTT 3 cannot carry.
+func TestV3Refusals(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{
+		Users: map[string]string{"alice": "secret"},
+		ACL:   []broker.Rule{{Filter: "private/#", Access: broker.Read, Deny: true}, {Filter: "#", Access: broker.ReadWrite}},
+	})
+	ctx := testCtx(t)
+	cfg := Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: V311, ClientID: "refused", CleanStart: true,
+		Username: "alice", Password: "wrong", HasUsername: true, HasPassword: true}
+	_, err := Dial(ctx, cfg)
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Version != V311 || (ce.Code != 4 && ce.Code != 5) {
+		t.Fatalf("bad password: %v (%#v)", err, err)
+	}
+	if want := ConnackName(V311, ce.Code) + fmt.Sprintf(" (return code %d)", ce.Code); !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %q does not end with %q", err, want)
+	}
+
+	cfg.Password = "secret"
+	c := dialT(t, ctx, cfg)
+	codes, err := c.Subscribe(ctx, []Subscription{{Filter: "public/#", QoS: 1}, {Filter: "private/#", QoS: 1}}, SubscribeOptions{})
+	var re *RejectedError
+	if !errors.As(err, &re) || re.Topic != "private/#" || re.Code != 0x80 || !bytes.Equal(codes, []byte{1, 0x80}) {
+		t.Fatalf("subscribe: %v, codes %v", err, codes)
+	}
+	for _, m := range []*Message{
+		{Topic: "a", Props: Properties{ContentType: "text/plain"}},
+		{Topic: "a", Props: Properties{User: []UserProperty{{"k", "v"}}}},
+		{Topic: "a", Props: Properties{TopicAlias: 1}},
+	} {
+		if _, err := c.PublishAsync(ctx, m); !errors.Is(err, ErrInvalid) {
+			t.Errorf("publish with %+v: %v, want ErrInvalid", m.Props, err)
+		}
+	}
+	if _, err := c.Subscribe(ctx, []Subscription{{Filter: "a", NoLocal: true}}, SubscribeOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("subscribe with no local: %v, want ErrInvalid", err)
+	}
+	if _, err := c.Subscribe(ctx, []Subscription{{Filter: "a"}}, SubscribeOptions{SubscriptionID: 3}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("subscribe with an identifier: %v, want ErrInvalid", err)
+	}
+}
+
+// TestV3Lost checks that a connection the broker drops ends the client with
+// a *NetError, and what was waiting learns it.
+func TestV3Lost(t *testing.T) {
+	b, err := brokertest.New(broker.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	c, err := Dial(ctx, Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: V311, ClientID: "lost", CleanStart: false})
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	b.Close()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the client did not notice the broker closing")
+	}
+	var ne *NetError
+	if err := c.Err(); !errors.As(err, &ne) {
+		t.Fatalf("Err() = %v, want a *NetError", err)
+	}
+	if _, err := c.PublishAsync(ctx, &Message{Topic: "a", QoS: 1}); !errors.As(err, &ne) {
+		t.Errorf("publish after the end: %v, want a *NetError", err)
+	}
+	if _, err := c.Subscribe(ctx, []Subscription{{Filter: "a"}}, SubscribeOptions{}); !errors.As(err, &ne) {
+		t.Errorf("subscribe after the end: %v, want a *NetError", err)
+	}
+	_ = c.Disconnect(ctx)
+}
+
+// TestFallback connects without a version through fronts that refuse MQTT 5
+// in each way brokers do, and checks that Dial falls back, says so once,
+// and connects the next client with MQTT 3 straight away.
+func TestFallback(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true})
+	backend := fmt.Sprintf("127.0.0.1:%d", b.Port)
+	for _, tc := range []struct {
+		refuse brokertest.Refusal
+		accept []byte
+		want   int
+	}{
+		{brokertest.RefuseV3, []byte{4}, V311},
+		{brokertest.RefuseV5, []byte{4}, V311},
+		{brokertest.RefuseClose, []byte{4}, V311},
+		{brokertest.RefuseV3, []byte{3}, V31},
+	} {
+		t.Run(fmt.Sprintf("%s-%d", tc.refuse, tc.want), func(t *testing.T) {
+			ctx := testCtx(t)
+			f, err := brokertest.NewFront(backend, tc.refuse, tc.accept...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			var notes []string
+			fb := &Fallback{Notify: func(from, to int) { notes = append(notes, fmt.Sprintf("%d->%d", from, to)) }}
+			trace := &syncWriter{w: &bytes.Buffer{}}
+			cfg := Config{Endpoint: endpointOf(t, f.String()), ClientID: "fb1", CleanStart: true, Fallback: fb, Trace: trace}
+			box := newInbox()
+			cfg.OnMessage = box.add
+			c := dialT(t, ctx, cfg)
+			if v := c.Server().ProtocolVersion; v != tc.want {
+				t.Fatalf("connected with %d, want %d", v, tc.want)
+			}
+			if _, err := c.Subscribe(ctx, []Subscription{{Filter: "fb/#", QoS: 1}}, SubscribeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			cfg2 := cfg
+			cfg2.ClientID, cfg2.OnMessage, cfg2.Trace = "fb2", nil, nil
+			c2 := dialT(t, ctx, cfg2)
+			if err := c2.Publish(ctx, &Message{Topic: "fb/x", Payload: []byte("hi"), QoS: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if m := box.wait(t, ctx, 1)[0]; string(m.Payload) != "hi" {
+				t.Fatalf("got %+v", m)
+			}
+			wantLevels := []byte{5, byte(tc.want), byte(tc.want)}
+			if tc.want == V31 {
+				wantLevels = []byte{5, 4, 3, 3}
+			}
+			if got := f.Levels(); !bytes.Equal(got, wantLevels) {
+				t.Errorf("CONNECT levels %v, want %v", got, wantLevels)
+			}
+			if want := []string{fmt.Sprintf("5->%d", tc.want)}; !slices.Equal(notes, want) {
+				t.Errorf("notices %v, want %v", notes, want)
+			}
+			if tc.refuse == brokertest.RefuseV3 && !strings.Contains(trace.String(), "Client fb1 received CONNACK (1, unacceptable protocol version)\n") {
+				t.Errorf("trace lacks the refusal:\n%s", trace.String())
+			}
+		})
+	}
+
+	// v5-only options in use: no fallback, and the error says why.
+	f, err := brokertest.NewFront(backend, brokertest.RefuseV3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	notified := false
+	fb := &Fallback{V5Only: []string{"--no-local"}, Notify: func(int, int) { notified = true }}
+	_, err = Dial(testCtx(t), Config{Endpoint: endpointOf(t, f.String()), ClientID: "fb3", Fallback: fb})
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.Code != 1 || !strings.Contains(err.Error(), "unacceptable protocol version") ||
+		!strings.Contains(err.Error(), "--no-local needs it, so mqtk did not fall back") {
+		t.Errorf("with a v5-only option: %v", err)
+	}
+	if notified || !bytes.Equal(f.Levels(), []byte{5}) {
+		t.Errorf("fell back anyway: notified %v, levels %v", notified, f.Levels())
+	}
+
+	// An explicit version is never changed.
+	_, err = Dial(testCtx(t), Config{Endpoint: endpointOf(t, f.String()), ClientID: "fb4", ProtocolVersion: V5})
+	if !errors.As(err, &ce) || ce.Code != 1 || !bytes.Equal(f.Levels(), []byte{5, 5}) {
+		t.Errorf("explicit MQTT 5: %v, levels %v", err, f.Levels())
+	}
+}
+
+// syncWriter makes a trace buffer safe to read while the client writes.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
