@@ -39,10 +39,10 @@ func (h *aliasHook) ID() string { return "mqtk-alias" }
 
 func (h *aliasHook) Provides(b byte) bool { return b == mqtt.OnPacketRead || b == mqtt.OnDisconnect }
 
-func (h *aliasHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *aliasHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	a := pk.Properties.TopicAlias
 	if pk.FixedHeader.Type != packets.Publish || !pk.Properties.TopicAliasFlag || a == 0 || a > h.max {
-		return pk, nil
+		return nil
 	}
 	h.mu.Lock()
 	if pk.TopicName != "" {
@@ -56,9 +56,9 @@ func (h *aliasHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	h.mu.Unlock()
 	if pk.TopicName == "" {
 		_ = h.m.DisconnectClient(cl, packets.ErrProtocolViolationNoTopic)
-		return pk, packets.ErrRejectPacket // mochi ends the connection
+		return packets.ErrRejectPacket // mochi ends the connection
 	}
-	return pk, nil
+	return nil
 }
 
 func (h *aliasHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {

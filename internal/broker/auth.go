@@ -143,13 +143,13 @@ func (h *authHook) permit(f *authFiles, cl *mqtt.Client, topic string, write boo
 	return f.acl == nil || f.acl.Allowed(cl.ID, string(cl.Properties.Username), topic, write)
 }
 
-// OnPacketEncode words mochi's refusal of bad credentials as MQTT intends:
+// EncodePacket words mochi's refusal of bad credentials as MQTT intends:
 // in 3.1.1 mochi maps it to 0x05 "not authorized" where 0x04 is "bad user
 // name or password"; in 5 its reason string only repeats the reason code,
 // so it is replaced by a hint when the client sent no user name.
-func (h *authHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *authHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Type != packets.Connack {
-		return pk
+		return
 	}
 	switch {
 	case cl.Properties.ProtocolVersion < 5 && pk.ReasonCode == packets.Err3NotAuthorized.Code:
@@ -160,5 +160,4 @@ func (h *authHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pa
 			pk.Properties.ReasonString = "this broker needs a user name and password"
 		}
 	}
-	return pk
 }

@@ -170,7 +170,7 @@ func Start(cfg Config) (*Server, error) {
 		&encodeHook{topicAliasMax: caps.TopicAliasMaximum, maxPacket: caps.MaximumPacketSize},
 		&limitsHook{maxKeepalive: cfg.MaxKeepalive},
 		&writeTimeoutHook{log: log, timeout: writeTimeout(cfg)},
-		&logHook{log: log, verbose: cfg.Verbose},
+		&logHook{log: log, verbose: cfg.Verbose, maxInflight: int(caps.MaximumInflight), now: time.Now},
 		newInboundHook(),
 		&sessionHook{m: m},
 		newAliasHook(m, caps.TopicAliasMaximum),
@@ -357,6 +357,31 @@ func (h *eventHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes
 	}
 }
 
+// The hooks that see packets read, and change packets before they are
+// encoded, do it through a pointer (mqtt.PacketReader, mqtt.PacketEncoder);
+// one whose method did not match the interface would silently never be
+// called.
+var (
+	_ mqtt.PacketEncoder = (*authHook)(nil)
+	_ mqtt.PacketEncoder = (*encodeHook)(nil)
+	_ mqtt.PacketEncoder = (*packetIDHook)(nil)
+	_ mqtt.PacketEncoder = (*inboundHook)(nil)
+	_ mqtt.PacketEncoder = (*subscribeHook)(nil)
+	_ mqtt.PacketEncoder = (*store)(nil)
+	_ mqtt.PacketEncoder = (*queueOrder)(nil)
+	_ mqtt.PacketEncoder = (*flowHook)(nil)
+	_ mqtt.PacketEncoder = (*dupHook)(nil)
+	_ mqtt.PacketEncoder = (*mqtt3Hook)(nil)
+
+	_ mqtt.PacketReader = (*packetIDHook)(nil)
+	_ mqtt.PacketReader = (*inboundHook)(nil)
+	_ mqtt.PacketReader = (*sessionHook)(nil)
+	_ mqtt.PacketReader = (*aliasHook)(nil)
+	_ mqtt.PacketReader = (*subscribeHook)(nil)
+	_ mqtt.PacketReader = (*store)(nil)
+	_ mqtt.PacketReader = (*flowHook)(nil)
+)
+
 // encodeHook mends what mochi gets wrong in packets it sends:
 //   - CONNACK leaves out the Topic Alias Maximum that mochi enforces (absent
 //     means 0 to a client, so no client could use aliases) and the Maximum
@@ -374,7 +399,7 @@ type encodeHook struct {
 func (h *encodeHook) ID() string           { return "mqtk-encode" }
 func (h *encodeHook) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
 
-func (h *encodeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *encodeHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Type == packets.Publish {
 		pk.Mods.DisallowProblemInfo = false
 	}
@@ -382,7 +407,6 @@ func (h *encodeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 		pk.Properties.TopicAliasMaximum = h.topicAliasMax
 		pk.Properties.MaximumPacketSize = h.maxPacket
 	}
-	return pk
 }
 
 // Disconnect closes a client's connection with DISCONNECT "administrative

@@ -22,8 +22,11 @@ import (
 // keeps DUP 1: whether it was sent before is not known.
 type dupHook struct {
 	mqtt.HookBase
-	mu     sync.Mutex
-	unsent map[string]map[uint16]bool // client ID -> Packet Identifiers never written
+	mu sync.Mutex
+	// client ID -> Packet Identifiers never written; a session's map is
+	// kept while it is empty (it was made anew for every message) and
+	// forgotten with the session.
+	unsent map[string]map[uint16]bool
 }
 
 func newDupHook() *dupHook { return &dupHook{unsent: map[string]map[uint16]bool{}} }
@@ -53,22 +56,18 @@ func (h *dupHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ in
 	h.unsent[cl.ID][pk.PacketID] = true
 }
 
-// OnPacketEncode clears DUP on the first attempt to send a message: the
+// EncodePacket clears DUP on the first attempt to send a message: the
 // message is not unsent any more, whether or not the write succeeds.
-func (h *dupHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *dupHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || pk.Mods.MaxSize == heldBackSize {
-		return pk
+		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if m := h.unsent[cl.ID]; m[pk.PacketID] {
 		pk.FixedHeader.Dup = false
 		delete(m, pk.PacketID)
-		if len(m) == 0 {
-			delete(h.unsent, cl.ID)
-		}
 	}
-	return pk
 }
 
 func (h *dupHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) { h.forget(cl, pk) }
@@ -84,12 +83,7 @@ func (h *dupHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 func (h *dupHook) forget(cl *mqtt.Client, pk packets.Packet) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if m := h.unsent[cl.ID]; m != nil {
-		delete(m, pk.PacketID)
-		if len(m) == 0 {
-			delete(h.unsent, cl.ID)
-		}
-	}
+	delete(h.unsent[cl.ID], pk.PacketID)
 }
 
 func (h *dupHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {

@@ -102,10 +102,10 @@ func (h *flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0) // mochi holds nothing back
 }
 
-func (h *flowHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	switch {
 	case pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80:
-		h.connack(cl, pk)
+		h.connack(cl, *pk)
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0:
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -113,7 +113,6 @@ func (h *flowHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pa
 			pk.Mods.MaxSize = heldBackSize
 		}
 	}
-	return pk
 }
 
 // admit reports whether a PUBLISH may be written now, and counts it; one
@@ -208,23 +207,23 @@ func (h *flowHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnPacketRead frees quota for an acknowledgement, and writes what was
+// PacketRead frees quota for an acknowledgement, and writes what was
 // held back.
-func (h *flowHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *flowHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubcomp:
 	case packets.Pubrec:
 		if pk.ReasonCode < 0x80 {
-			return pk, nil
+			return nil
 		}
 	default:
-		return pk, nil
+		return nil
 	}
 	h.mu.Lock()
 	f := h.flows[cl]
 	if f == nil || !f.unacked[pk.PacketID] {
 		h.mu.Unlock()
-		return pk, nil
+		return nil
 	}
 	delete(f.unacked, pk.PacketID)
 	h.mu.Unlock()
@@ -237,7 +236,7 @@ func (h *flowHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 			break
 		}
 	}
-	return pk, nil
+	return nil
 }
 
 // next takes the next message held back, if the quota allows, and counts

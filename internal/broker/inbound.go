@@ -58,31 +58,32 @@ func (h *inboundHook) Provides(b byte) bool {
 // message it never sent.
 var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}}
 
-func (h *inboundHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *inboundHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if pk.FixedHeader.Qos == 0 {
-			return pk, nil
+			return nil
 		}
 	case packets.Pubrel:
 	default:
-		return pk, nil
+		return nil
 	}
 	h.mu.Lock()
-	pk, dup := h.read(cl, pk)
+	dup := h.read(cl, pk)
 	h.mu.Unlock()
 	if dup {
 		// The same QoS 2 message again, before its PUBREL: PUBREC again
 		// (through OnPacketEncode, which gives it the client's identifier).
 		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID})
-		return ignored, nil
+		*pk = ignored
+		return nil
 	}
-	return pk, nil
+	return nil
 }
 
 // read gives pk the identifier the broker knows it by; dup reports a QoS 2
 // PUBLISH whose PUBREL has not come yet.
-func (h *inboundHook) read(cl *mqtt.Client, pk packets.Packet) (_ packets.Packet, dup bool) {
+func (h *inboundHook) read(cl *mqtt.Client, pk *packets.Packet) (dup bool) {
 	l := h.lent[cl.ID]
 	own := pk.PacketID
 	if l != nil {
@@ -91,20 +92,20 @@ func (h *inboundHook) read(cl *mqtt.Client, pk packets.Packet) (_ packets.Packet
 		}
 	}
 	if pk.FixedHeader.Type == packets.Pubrel {
-		return pk, false
+		return false
 	}
 	held, inUse := cl.State.Inflight.Get(pk.PacketID)
 	switch {
 	case !inUse:
-		return pk, false
+		return false
 	case held.FixedHeader.Type == packets.Pubrec:
 		// A QoS 2 flow of the client's with this identifier has not ended:
 		// the same message again, or (QoS 1) a client error mochi answers.
-		return pk, pk.FixedHeader.Qos == 2
+		return pk.FixedHeader.Qos == 2
 	}
 	// The identifier is one of the broker's own messages to the client.
 	for free := uint16(65535); free > 0; free-- {
-		if _, inUse := cl.State.Inflight.Get(free); inUse {
+		if cl.State.Inflight.Has(free) {
 			continue
 		}
 		if l != nil {
@@ -121,25 +122,25 @@ func (h *inboundHook) read(cl *mqtt.Client, pk packets.Packet) (_ packets.Packet
 		pk.PacketID = free
 		break
 	}
-	return pk, false
+	return false
 }
 
-// OnPacketEncode gives the client its own identifier back on the answers to
+// EncodePacket gives the client its own identifier back on the answers to
 // its messages, and forgets the loan when the flow ends.
-func (h *inboundHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *inboundHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	t := pk.FixedHeader.Type
 	if t != packets.Puback && t != packets.Pubrec && t != packets.Pubcomp {
-		return pk
+		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	l := h.lent[cl.ID]
 	if l == nil {
-		return pk
+		return
 	}
 	own, ok := l.out[pk.PacketID]
 	if !ok {
-		return pk
+		return
 	}
 	if t != packets.Pubrec || pk.ReasonCode >= 0x80 {
 		delete(l.out, pk.PacketID)
@@ -149,7 +150,6 @@ func (h *inboundHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets
 		}
 	}
 	pk.PacketID = own
-	return pk
 }
 
 // OnDisconnect forgets the loans of a session that ends with its

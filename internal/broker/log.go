@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -12,12 +13,24 @@ import (
 // and publishes, with client, user and topic, never a payload or password.
 type logHook struct {
 	mqtt.HookBase
-	log     *slog.Logger
-	verbose bool
+	log         *slog.Logger
+	verbose     bool
+	maxInflight int              // the broker's --max-inflight, to tell why a message was dropped
+	now         func() time.Time // time.Now, but in tests
 
 	mu      sync.Mutex
-	dropped map[string]int64 // per client, for logging drops sparingly
+	dropped map[string]*drops // per client, for logging drops sparingly
 }
+
+// drops are the messages dropped for one client.
+type drops struct {
+	total    int64     // since the first
+	unlogged int64     // since the last line logged
+	logged   time.Time // when that line was logged
+}
+
+// dropLogInterval is how often at most a client's drops are logged.
+const dropLogInterval = 10 * time.Second
 
 func (h *logHook) ID() string { return "mqtk-log" }
 
@@ -39,8 +52,12 @@ func (h *logHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.mu.Lock()
+	d := h.dropped[cl.ID]
 	delete(h.dropped, cl.ID)
 	h.mu.Unlock()
+	if d != nil && d.unlogged > 0 {
+		h.log.Warn("messages dropped: the client did not keep up", "client", cl.ID, "dropped", d.unlogged, "total", d.total)
+	}
 	if !h.verbose {
 		return
 	}
@@ -72,23 +89,40 @@ func (h *logHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		"retain", pk.FixedHeader.Retain, "bytes", len(pk.Payload))
 }
 
-// OnPublishDropped logs a message dropped because the client's queue was
-// full (it is counted in $SYS/broker/messages/dropped): the 1st, 10th,
-// 100th... drop for each client, so a stalled subscriber cannot flood the log.
+// OnPublishDropped logs the messages dropped for a client that does not
+// keep up: its queue is full (--max-queued), or it has as many QoS 1 and 2
+// messages in flight as it may (--max-inflight), as an offline session
+// soon has. Each is counted in $SYS/broker/messages/dropped; the log gets
+// a line for the first, then at most one every dropLogInterval with the
+// number dropped since, and the rest when the client disconnects, so a
+// client that stays behind cannot flood the log (mochi logged a warning
+// for every message).
 func (h *logHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	now := h.now()
 	h.mu.Lock()
 	if h.dropped == nil {
-		h.dropped = map[string]int64{}
+		h.dropped = map[string]*drops{}
 	}
-	h.dropped[cl.ID]++
-	n := h.dropped[cl.ID]
+	d := h.dropped[cl.ID]
+	if d == nil {
+		d = &drops{}
+		h.dropped[cl.ID] = d
+	}
+	d.total++
+	d.unlogged++
+	if d.total > 1 && now.Sub(d.logged) < dropLogInterval {
+		h.mu.Unlock()
+		return
+	}
+	n, total := d.unlogged, d.total
+	d.unlogged, d.logged = 0, now
 	h.mu.Unlock()
-	for p := int64(1); p <= n; p *= 10 {
-		if p == n {
-			h.log.Warn("message dropped: the client's queue is full", "client", cl.ID, "topic", pk.TopicName, "dropped", n)
-			return
-		}
+	why := "its queue is full (--max-queued)"
+	if pk.FixedHeader.Qos > 0 && h.maxInflight > 0 && cl.State.Inflight.Len() >= h.maxInflight {
+		why = "it has the most messages in flight it may (--max-inflight)"
 	}
+	h.log.Warn("messages dropped: the client does not keep up, "+why, "client", cl.ID, "topic", pk.TopicName,
+		"dropped", n, "total", total)
 }
 
 // limitsHook caps the keep-alive a client may ask for. An MQTT 5 client

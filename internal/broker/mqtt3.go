@@ -25,7 +25,7 @@ type mqtt3Hook struct{ mqtt.HookBase }
 func (h *mqtt3Hook) ID() string           { return "mqtk-mqtt3" }
 func (h *mqtt3Hook) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
 
-func (h *mqtt3Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *mqtt3Hook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	switch v := cl.Properties.ProtocolVersion; {
 	case v >= 5:
 	case pk.FixedHeader.Type == packets.Disconnect:
@@ -33,5 +33,4 @@ func (h *mqtt3Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 	case pk.FixedHeader.Type == packets.Connack && v == 3:
 		pk.SessionPresent = false
 	}
-	return pk
 }

@@ -30,16 +30,16 @@ func (h *packetIDHook) Provides(b byte) bool {
 	return b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode || b == mqtt.OnDisconnect
 }
 
-func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *packetIDHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	t := pk.FixedHeader.Type
 	if t != packets.Subscribe && t != packets.Unsubscribe {
-		return pk, nil
+		return nil
 	}
-	if _, inUse := cl.State.Inflight.Get(pk.PacketID); !inUse {
-		return pk, nil
+	if !cl.State.Inflight.Has(pk.PacketID) {
+		return nil
 	}
 	for id := uint16(65535); id > 0; id-- {
-		if _, inUse := cl.State.Inflight.Get(id); !inUse {
+		if !cl.State.Inflight.Has(id) {
 			h.mu.Lock()
 			h.pending[cl] = swappedID{given: id, real: pk.PacketID}
 			h.mu.Unlock()
@@ -47,10 +47,10 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 			break
 		}
 	}
-	return pk, nil
+	return nil
 }
 
-func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *packetIDHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if t := pk.FixedHeader.Type; t == packets.Suback || t == packets.Unsuback {
 		h.mu.Lock()
 		if sw, ok := h.pending[cl]; ok && sw.given == pk.PacketID {
@@ -59,7 +59,6 @@ func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		}
 		h.mu.Unlock()
 	}
-	return pk
 }
 
 func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {

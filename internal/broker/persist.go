@@ -592,13 +592,13 @@ func (h *store) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.del(bInflight, inflightKey(cl.ID, pk.PacketID))
 }
 
-// OnPacketRead stores that a QoS 2 message has been received by the client
+// PacketRead stores that a QoS 2 message has been received by the client
 // (PUBREC), which mochi records in memory only, before mochi answers with
 // PUBREL: from then on the broker must send PUBREL, never the message
 // again, which the client would take for a new one.
-func (h *store) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *store) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	if pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode >= 0x80 || !persistent(cl) {
-		return pk, nil
+		return nil
 	}
 	key := inflightKey(cl.ID, pk.PacketID)
 	var r message
@@ -609,16 +609,16 @@ func (h *store) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return nil
 	})
 	if r.Client != cl.ID || r.Type != packets.Publish || r.QoS != 2 {
-		return pk, nil
+		return nil
 	}
 	rel := message{Seq: r.Seq, Journal: r.Journal, Client: cl.ID, Type: packets.Pubrel, QoS: 1, PacketID: pk.PacketID,
 		Created: r.Created, ProtocolVersion: r.ProtocolVersion}
 	h.update(func(tx *bbolt.Tx) error { return put(tx, bInflight, key, rel) })
-	return pk, nil
+	return nil
 }
 
-func (h *store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	return h.q.OnPacketEncode(cl, pk)
+func (h *store) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
+	h.q.EncodePacket(cl, pk)
 }
 
 // StoredClients returns the persistent sessions. (mochi calls the Stored
@@ -872,11 +872,11 @@ func (q *queueOrder) OnClientExpired(cl *mqtt.Client) {
 	delete(q.places, cl.ID)
 }
 
-// OnPacketEncode puts a resumed session's queue in order just before its
+// EncodePacket puts a resumed session's queue in order just before its
 // CONNACK is written; mochi resends the queue right after.
-func (q *queueOrder) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (q *queueOrder) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Type != packets.Connack || !pk.SessionPresent {
-		return pk
+		return
 	}
 	queue := cl.State.Inflight.GetAll(false)
 	q.mu.Lock()
@@ -894,10 +894,9 @@ func (q *queueOrder) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 	})
 	q.mu.Unlock()
 	for i, m := range queue {
-		if _, ok := cl.State.Inflight.Get(m.PacketID); ok {
+		if cl.State.Inflight.Has(m.PacketID) {
 			m.Created = int64(i + 1)
 			cl.State.Inflight.Set(m)
 		}
 	}
-	return pk
 }

@@ -275,6 +275,21 @@ func (c *client) connect(opts ...option) packets.Packet {
 // send writes pk, with the connection's protocol version.
 func (c *client) send(pk packets.Packet) {
 	c.t.Helper()
+	c.write(c.encode(pk))
+}
+
+// write writes bytes, packets encoded by encode, or parts of them.
+func (c *client) write(b []byte) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(wireTimeout))
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatalf("%s: write: %v", c.id, err)
+	}
+}
+
+// encode encodes pk with the connection's protocol version.
+func (c *client) encode(pk packets.Packet) []byte {
+	c.t.Helper()
 	pk.ProtocolVersion = c.version
 	var buf bytes.Buffer
 	var err error
@@ -308,10 +323,7 @@ func (c *client) send(pk packets.Packet) {
 	if err != nil {
 		c.t.Fatalf("%s: encode %s: %v", c.id, packets.PacketNames[pk.FixedHeader.Type], err)
 	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(wireTimeout))
-	if _, err := c.conn.Write(buf.Bytes()); err != nil {
-		c.t.Fatalf("%s: send %s: %v", c.id, packets.PacketNames[pk.FixedHeader.Type], err)
-	}
+	return buf.Bytes()
 }
 
 // read reads one packet from the wire.

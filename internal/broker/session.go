@@ -43,13 +43,13 @@ func (h *sessionHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-// OnPacketRead shortens it to the Session Expiry Interval a DISCONNECT
+// PacketRead shortens it to the Session Expiry Interval a DISCONNECT
 // sets.
-func (h *sessionHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *sessionHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	if pk.FixedHeader.Type == packets.Disconnect && pk.Properties.SessionExpiryIntervalFlag {
 		h.shorten(cl, pk.Properties.SessionExpiryInterval)
 	}
-	return pk, nil
+	return nil
 }
 
 func (h *sessionHook) shorten(cl *mqtt.Client, sessionExpiry uint32) {

@@ -38,23 +38,23 @@ func (h *subscribeHook) Provides(b byte) bool {
 	return b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode
 }
 
-func (h *subscribeHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+func (h *subscribeHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	if pk.FixedHeader.Type != packets.Subscribe || cl.Properties.ProtocolVersion != 5 {
-		return pk, nil
+		return nil
 	}
 	for _, f := range pk.Filters {
 		if f.NoLocal && mqtt.IsSharedFilter(f.Filter) {
 			_ = h.m.DisconnectClient(cl, packets.ErrProtocolViolationInvalidSharedNoLocal)
-			return pk, packets.ErrRejectPacket // mochi ends the connection
+			return packets.ErrRejectPacket // mochi ends the connection
 		}
 	}
-	return pk, nil
+	return nil
 }
 
-func (h *subscribeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *subscribeHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish || !pk.FixedHeader.Retain || pk.TopicName == "" ||
 		cl.Properties.ProtocolVersion != 5 || len(pk.Properties.SubscriptionIdentifier) > 0 {
-		return pk
+		return
 	}
 	var ids []int
 	for filter, sub := range cl.State.Subscriptions.GetAll() {
@@ -66,5 +66,4 @@ func (h *subscribeHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packe
 		slices.Sort(ids)
 		pk.Properties.SubscriptionIdentifier = ids
 	}
-	return pk
 }

@@ -125,6 +125,12 @@ type ClientConnection struct {
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+	// mqtk: acknowledgements the read loop holds back in outbuf while it
+	// has more packets to read, see WriteAck. These belong to the
+	// goroutine running Read.
+	batch     bool      // the packet being handled is not the last one read in
+	held      bool      // outbuf holds acknowledgements not yet written
+	heldSince time.Time // when the first of them was held
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -201,10 +207,11 @@ func (cl *Client) WriteLoop() {
 	for {
 		select {
 		case pk := <-cl.State.outbound:
-			if err := cl.WritePacket(*pk); err != nil {
+			if err := cl.writePacketFrom(pk); err != nil { // mqtk: was WritePacket(*pk)
 				// TODO : Figure out what to do with error
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
+			freePooledPacket(pk) // mqtk: see pooledPackets
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
 			return
@@ -299,7 +306,7 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 
 		i++
 
-		if _, ok := cl.State.Inflight.Get(uint16(i)); !ok {
+		if !cl.State.Inflight.Has(uint16(i)) { // mqtk: was Get, see Has
 			atomic.StoreUint32(&cl.State.packetID, i)
 			return i, nil
 		}
@@ -370,10 +377,17 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 // packets to be handled by the packetHandler.
 func (cl *Client) Read(packetHandler ReadFn) error {
 	var err error
+	defer cl.flushHeld() // mqtk: see WriteAck
 
 	for {
 		if cl.Closed() {
 			return nil
+		}
+
+		// mqtk: never wait for the client with acknowledgements held back,
+		// nor hold them for long; see WriteAck.
+		if cl.Net.held && (!cl.packetBuffered() || time.Since(cl.Net.heldSince) >= maxAckHold) {
+			cl.flushHeld()
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
@@ -388,11 +402,71 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		err = packetHandler(cl, pk) // Process inbound packet.
+		cl.Net.batch = cl.packetBuffered() // mqtk: see WriteAck
+		err = packetHandler(cl, pk)        // Process inbound packet.
+		cl.Net.batch = false
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// maxAckHold is the longest the read loop holds acknowledgements back
+// (checked between packets).
+const maxAckHold = time.Millisecond
+
+// WriteAck writes an acknowledgement of a packet the client sent (PUBACK,
+// PUBREC, PUBREL, PUBCOMP) from the read loop that is handling that
+// packet. mqtk: a client publishing QoS 1 or 2 messages in a stream got one
+// socket write per acknowledgement, most of what the broker spent on each
+// message besides the delivery. While the read loop has another complete
+// packet of the client's in its buffer, the acknowledgement is held back in
+// the client's write buffer, to be written with the next, before the loop
+// waits for more input or has held it for maxAckHold (or leaves). Any other
+// write to the client writes it first: order on the wire is kept. Called
+// from anywhere else, it is WritePacket.
+func (cl *Client) WriteAck(pk packets.Packet) error {
+	if !cl.Net.batch {
+		return cl.WritePacket(pk)
+	}
+	p := newPooledPacket(&pk)
+	err := cl.writePacket(p, true)
+	freePooledPacket(p)
+	if err == nil && !cl.Net.held {
+		cl.Net.held = true
+		cl.Net.heldSince = time.Now()
+	}
+	return err
+}
+
+// packetBuffered reports whether the read buffer holds a whole packet, so
+// that reading it does not wait for the client.
+func (cl *Client) packetBuffered() bool {
+	n := cl.Net.bconn.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := cl.Net.bconn.Peek(min(n, 5))
+	remaining, shift := 0, 0
+	for i := 1; i < len(b); i++ {
+		remaining |= int(b[i]&0x7f) << shift
+		if b[i]&0x80 == 0 {
+			return n >= i+1+remaining
+		}
+		shift += 7
+	}
+	return false
+}
+
+// flushHeld writes the acknowledgements held back (see WriteAck).
+func (cl *Client) flushHeld() {
+	if !cl.Net.held {
+		return
+	}
+	cl.Net.held = false
+	cl.writeMu.Lock()
+	_ = cl.flushOutbuf()
+	cl.writeMu.Unlock()
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.
@@ -536,13 +610,31 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 		return pk, err
 	}
 
-	pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
+	// mqtk: was pk, err = cl.ops.hooks.OnPacketRead(cl, pk), see
+	// PacketReader. The hooks get a pooled copy: &pk would put every packet
+	// read on the heap.
+	hp := newPooledPacket(&pk)
+	err = cl.ops.hooks.readPacket(cl, hp)
+	pk = *hp
+	freePooledPacket(hp)
 	return
 }
 
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
-	err := cl.writePacket(pk)
+	// mqtk: the write works on a pooled copy, see writePacketFrom.
+	p := newPooledPacket(&pk)
+	err := cl.writePacketFrom(p)
+	freePooledPacket(p)
+	return err
+}
+
+// writePacketFrom is WritePacket for a packet of the caller's own, which
+// the write changes (the encode hooks get it through a pointer). mqtk:
+// writing took the Packet (800 bytes) by value, and passed it on by value
+// to each hook; WriteLoop hands over the queued packet itself.
+func (cl *Client) writePacketFrom(pk *packets.Packet) error {
+	err := cl.writePacket(pk, false)
 	if err != nil && !cl.Closed() {
 		// mqtk: packets buffered while more were queued are written with
 		// the last of them; when that one is refused (too large for the
@@ -557,7 +649,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	return err
 }
 
-func (cl *Client) writePacket(pk packets.Packet) error {
+// writePacket writes pk, or with hold, buffers it (see WriteAck).
+func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 	if cl.Closed() {
 		return ErrConnectionClosed
 	}
@@ -587,7 +680,7 @@ func (cl *Client) writePacket(pk packets.Packet) error {
 		pk.Mods.AllowResponseInfo = true // [MQTT-3.1.2-28] we need to know which properties we can encode
 	}
 
-	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
+	cl.ops.hooks.encodePacket(cl, pk) // mqtk: was pk = cl.ops.hooks.OnPacketEncode(cl, pk), see PacketEncoder
 
 	var err error
 	buf := writeBuffers.Get() // mqtk: was a new buffer per packet, see writeBuffers
@@ -637,6 +730,17 @@ func (cl *Client) writePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.writeMu.Lock() // mqtk: not cl.Lock, see writeMu
 		defer cl.writeMu.Unlock()
+		if hold { // mqtk: see WriteAck
+			if cl.Net.outbuf == nil {
+				cl.Net.outbuf = writeBuffers.Get()
+			}
+			n, _ := cl.Net.outbuf.Write(buf.Bytes())
+			if cl.Net.outbuf.Len() < cl.ops.options.ClientNetWriteBufferSize {
+				return int64(n), nil
+			}
+			err = cl.flushOutbuf()
+			return int64(n), err
+		}
 		if len(cl.State.outbound) == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
@@ -653,7 +757,7 @@ func (cl *Client) writePacket(pk packets.Packet) error {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
 				return buf.WriteTo(cl.Net.Conn)
 			}
-			cl.Net.outbuf = new(bytes.Buffer)
+			cl.Net.outbuf = writeBuffers.Get() // mqtk: was new(bytes.Buffer), see flushOutbuf
 		}
 
 		n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
@@ -674,7 +778,9 @@ func (cl *Client) writePacket(pk packets.Packet) error {
 		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
 	}
 
-	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
+	if cl.ops.hooks.Provides(OnPacketSent) { // mqtk: no copy of pk for no one
+		cl.ops.hooks.OnPacketSent(cl, *pk, buf.Bytes())
+	}
 
 	return err
 }
@@ -692,6 +798,9 @@ func (cl *Client) flushOutbuf() (err error) {
 
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
 	if err == nil {
+		// mqtk: the buffer goes back to the pool (it was garbage, and a new
+		// one grew again for the next burst of writes).
+		writeBuffers.Put(cl.Net.outbuf)
 		cl.Net.outbuf = nil
 	}
 	return

@@ -15,28 +15,40 @@ import (
 // Inflight is a map of InflightMessage keyed on packet id.
 type Inflight struct {
 	sync.RWMutex
-	internal            map[uint16]packets.Packet // internal contains the inflight packets
-	receiveQuota        int32                     // remaining inbound qos quota for flow control
-	sendQuota           int32                     // remaining outbound qos quota for flow control
-	maximumReceiveQuota int32                     // maximum allowed receive quota
-	maximumSendQuota    int32                     // maximum allowed send quota
+	internal            map[uint16]*packets.Packet // internal contains the inflight packets (mqtk: pointers, see inflightPackets)
+	receiveQuota        int32                      // remaining inbound qos quota for flow control
+	sendQuota           int32                      // remaining outbound qos quota for flow control
+	maximumReceiveQuota int32                      // maximum allowed receive quota
+	maximumSendQuota    int32                      // maximum allowed send quota
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
 func NewInflights() *Inflight {
 	return &Inflight{
-		internal: map[uint16]packets.Packet{},
+		internal: map[uint16]*packets.Packet{},
 	}
 }
+
+// inflightPackets hold the packets of Inflight maps. mqtk: the map held
+// Packet values (800 bytes), which a map keeps out of line, so each message
+// stored allocated one: two per QoS 1 message routed, its PUBACK's and the
+// subscriber's copy. Set takes one from the pool, Delete returns it; no
+// pointer to one leaves this file (Get and GetAll return copies).
+var inflightPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
 
 // Set adds or updates an inflight packet by packet id.
 func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[m.PacketID]
-	i.internal[m.PacketID] = m
-	return !ok
+	if p, ok := i.internal[m.PacketID]; ok {
+		*p = m
+		return false
+	}
+	p := inflightPackets.Get().(*packets.Packet)
+	*p = m
+	i.internal[m.PacketID] = p
+	return true
 }
 
 // Get returns an inflight packet by packet id.
@@ -45,10 +57,20 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	defer i.RUnlock()
 
 	if m, ok := i.internal[id]; ok {
-		return m, true
+		return *m, true
 	}
 
 	return packets.Packet{}, false
+}
+
+// Has reports whether a packet id is in flight. mqtk: where only that was
+// asked, Get copied the packet (800 bytes) out, several times for each QoS
+// 1 message routed.
+func (i *Inflight) Has(id uint16) bool {
+	i.RLock()
+	defer i.RUnlock()
+	_, ok := i.internal[id]
+	return ok
 }
 
 // Len returns the size of the inflight messages map.
@@ -65,7 +87,8 @@ func (i *Inflight) Clone() *Inflight {
 	i.RLock()
 	defer i.RUnlock()
 	for k, v := range i.internal {
-		c.internal[k] = v
+		m := *v
+		c.internal[k] = &m
 	}
 	return c
 }
@@ -78,7 +101,7 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	m := []packets.Packet{}
 	for _, v := range i.internal {
 		if !immediate || (immediate && v.Expiry < 0) {
-			m = append(m, v)
+			m = append(m, *v)
 		}
 	}
 
@@ -109,8 +132,12 @@ func (i *Inflight) Delete(id uint16) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[id]
-	delete(i.internal, id)
+	p, ok := i.internal[id]
+	if ok {
+		delete(i.internal, id)
+		*p = packets.Packet{} // let go of the payload
+		inflightPackets.Put(p)
+	}
 
 	return ok
 }

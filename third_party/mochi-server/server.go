@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -952,7 +953,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
-	err = cl.WritePacket(ack)
+	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
 		return err
 	}
@@ -1001,13 +1002,21 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
-	subscribers := s.Topics.Subscribers(pk.TopicName)
+	// mqtk: a pooled Subscribers, given back below unless a hook that
+	// selects shared subscribers was handed it (and might keep it).
+	subscribers := s.Topics.pooledSubscribers(pk.TopicName)
+	pooled := subscribers
+	release := true
 	if len(subscribers.Shared) > 0 {
+		release = !s.hooks.Provides(OnSelectSubscribers)
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
 		if len(subscribers.SharedSelected) == 0 {
 			subscribers.SelectShared()
 		}
 		subscribers.MergeSharedSelected()
+	}
+	if release {
+		defer releaseSubscribers(pooled)
 	}
 
 	for _, inlineSubscription := range subscribers.InlineSubscriptions {
@@ -1029,7 +1038,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return pk, nil // [MQTT-3.8.3-3]
 	}
 
-	out := pk.Copy(false)
+	out := outboundCopy(&pk) // mqtk: was pk.Copy(false), see outboundCopy
 	if !s.hooks.OnACLCheck(cl, pk.TopicName, false) {
 		return out, packets.ErrNotAuthorized
 	}
@@ -1043,6 +1052,15 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			out.Properties.SubscriptionIdentifier = append(out.Properties.SubscriptionIdentifier, id) // [MQTT-3.3.4-4] ![MQTT-3.3.4-5]
 		}
 		sort.Ints(out.Properties.SubscriptionIdentifier)
+	} else if !sub.FwdRetainedFlag {
+		// mqtk: a live message's subscription comes from gatherSubscriptions,
+		// which no longer gives a client's only matching subscription an
+		// Identifiers map of its own; this is what that map, {Filter:
+		// Identifier}, gave.
+		out.Properties.SubscriptionIdentifier = nil
+		if sub.Identifier > 0 {
+			out.Properties.SubscriptionIdentifier = []int{sub.Identifier}
+		}
 	}
 
 	if out.FixedHeader.Qos > sub.Qos {
@@ -1066,9 +1084,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 
 	if out.FixedHeader.Qos > 0 {
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
-			// add hook?
+			// mqtk: a dropped message like any other, counted in $SYS and
+			// left to the OnPublishDropped hooks to log; mochi warned for
+			// every message (millions of lines for one offline session).
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
-			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
+			atomic.AddInt64(&s.Info.MessagesDropped, 1)
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
@@ -1076,7 +1097,8 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		if err != nil {
 			s.hooks.OnPacketIDExhausted(cl, pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
-			s.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
+			atomic.AddInt64(&s.Info.MessagesDropped, 1) // mqtk: as above
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
@@ -1100,6 +1122,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
+	queued := newPooledPacket(&out) // mqtk: see pooledPackets
 	if sub.FwdRetainedFlag && cl.State.open != nil {
 		// mqtk: the retained messages of a new subscription wait for room
 		// in the client's queue instead of being dropped when it is full
@@ -1108,10 +1131,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		// subscriber's own read loop, so only it waits, and only until
 		// its connection ends.
 		select {
-		case cl.State.outbound <- &out:
+		case cl.State.outbound <- queued:
 			atomic.AddInt32(&cl.State.outboundQty, 1)
 			return out, nil
 		case <-cl.State.open.Done():
+			freePooledPacket(queued)
 			if out.FixedHeader.Qos > 0 {
 				cl.State.Inflight.Delete(out.PacketID)
 				cl.State.Inflight.IncreaseSendQuota()
@@ -1121,9 +1145,10 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	select {
-	case cl.State.outbound <- &out:
+	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
+		freePooledPacket(queued)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
@@ -1134,6 +1159,46 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	return out, nil
+}
+
+// outboundCopy is pk as sent to one subscriber: what pk.Copy(false) gives
+// for a PUBLISH, but sharing pk's payload, topic and property slices
+// instead of copying them. mqtk: Copy, per subscriber per message, was most
+// of what the broker allocated when fanning a message out. The shared parts
+// are never written to once a packet has been decoded (or built, for wills,
+// $SYS and inline publishes): what differs per subscriber (QoS, retain,
+// packet identifier, DUP, topic alias, subscription identifiers) is held in
+// the Packet struct itself, and publishToClient gives a subscriber its own
+// SubscriptionIdentifier slice, never appending to pk's.
+func outboundCopy(pk *packets.Packet) packets.Packet {
+	out := *pk
+	out.FixedHeader.Dup = false // [MQTT-4.3.1-1] [MQTT-4.3.2-2]
+	out.PacketID = 0
+	out.Properties.TopicAlias = 0 // [MQTT-3.3.2-7]
+	out.Properties.TopicAliasFlag = false
+	out.Connect.WillProperties.TopicAlias = 0
+	out.Connect.WillProperties.TopicAliasFlag = false
+	out.Mods = packets.Mods{MaxSize: pk.Mods.MaxSize}
+	out.Ignore = false
+	return out
+}
+
+// pooledPackets hold the packets in clients' outbound queues, and those
+// being written and read. mqtk: the queue holds pointers, so each message
+// queued was a Packet (800 bytes) allocated on the heap; WriteLoop returns
+// each one here once written.
+var pooledPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+// newPooledPacket is a copy of pk from the pool.
+func newPooledPacket(pk *packets.Packet) *packets.Packet {
+	p := pooledPackets.Get().(*packets.Packet)
+	*p = *pk
+	return p
+}
+
+func freePooledPacket(p *packets.Packet) {
+	*p = packets.Packet{} // let go of the payload
+	pooledPackets.Put(p)
 }
 
 func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {
@@ -1182,7 +1247,7 @@ func (s *Server) buildAck(packetID uint16, pkt, qos byte, properties packets.Pro
 
 // processPuback processes a Puback packet, denoting completion of a QOS 1 packet sent from the server.
 func (s *Server) processPuback(cl *Client, pk packets.Packet) error {
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); !ok {
+	if !cl.State.Inflight.Has(pk.PacketID) { // mqtk: was Get, see Has
 		return nil // omit, but would be packets.ErrPacketIdentifierNotFound
 	}
 
@@ -1197,7 +1262,7 @@ func (s *Server) processPuback(cl *Client, pk packets.Packet) error {
 
 // processPubrec processes a Pubrec packet, denoting receipt of a QOS 2 packet sent from the server.
 func (s *Server) processPubrec(cl *Client, pk packets.Packet) error {
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); !ok { // [MQTT-4.3.3-7] [MQTT-4.3.3-13]
+	if !cl.State.Inflight.Has(pk.PacketID) { // [MQTT-4.3.3-7] [MQTT-4.3.3-13] mqtk: was Get, see Has
 		return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubrel, 1, pk.Properties, packets.ErrPacketIdentifierNotFound))
 	}
 
@@ -1212,12 +1277,12 @@ func (s *Server) processPubrec(cl *Client, pk packets.Packet) error {
 	ack := s.buildAck(pk.PacketID, packets.Pubrel, 1, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.3-4] ![MQTT-4.3.3-6]
 	cl.State.Inflight.DecreaseReceiveQuota()                                              // -1 RECV QUOTA
 	cl.State.Inflight.Set(ack)                                                            // [MQTT-4.3.3-5]
-	return cl.WritePacket(ack)
+	return cl.WriteAck(ack)                                                               // mqtk: was WritePacket, see WriteAck
 }
 
 // processPubrel processes a Pubrel packet, denoting completion of a QOS 2 packet sent from the client.
 func (s *Server) processPubrel(cl *Client, pk packets.Packet) error {
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); !ok { // [MQTT-4.3.3-7] [MQTT-4.3.3-13]
+	if !cl.State.Inflight.Has(pk.PacketID) { // [MQTT-4.3.3-7] [MQTT-4.3.3-13] mqtk: was Get, see Has
 		return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubcomp, 0, pk.Properties, packets.ErrPacketIdentifierNotFound))
 	}
 
@@ -1232,7 +1297,7 @@ func (s *Server) processPubrel(cl *Client, pk packets.Packet) error {
 	ack := s.buildAck(pk.PacketID, packets.Pubcomp, 0, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.3-11]
 	cl.State.Inflight.Set(ack)
 
-	err := cl.WritePacket(ack)
+	err := cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
 		return err
 	}
@@ -1264,7 +1329,7 @@ func (s *Server) processPubcomp(cl *Client, pk packets.Packet) error {
 func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 	pk = s.hooks.OnSubscribe(cl, pk)
 	code := packets.CodeSuccess
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+	if cl.State.Inflight.Has(pk.PacketID) { // mqtk: was Get, see Has
 		code = packets.ErrPacketIdentifierInUse
 	}
 
@@ -1338,7 +1403,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 // processUnsubscribe processes an unsubscribe packet.
 func (s *Server) processUnsubscribe(cl *Client, pk packets.Packet) error {
 	code := packets.CodeSuccess
-	if _, ok := cl.State.Inflight.Get(pk.PacketID); ok {
+	if cl.State.Inflight.Has(pk.PacketID) { // mqtk: was Get, see Has
 		code = packets.ErrPacketIdentifierInUse
 	}
 

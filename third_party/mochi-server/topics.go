@@ -586,12 +586,44 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 // Subscribers returns a map of clients who are subscribed to matching filters,
 // their subscription ids and highest qos.
 func (x *TopicsIndex) Subscribers(topic string) *Subscribers {
-	return x.scanSubscribers(topic, 0, nil, &Subscribers{
+	return x.scanSubscribers(topic, 0, nil, newSubscribers())
+}
+
+// subscribersPool holds the Subscribers that publishToSubscribers routes
+// each message with. mqtk: four maps were made for every message, and
+// grown for every subscriber.
+var subscribersPool = sync.Pool{New: func() any { return newSubscribers() }}
+
+func newSubscribers() *Subscribers {
+	return &Subscribers{
 		Shared:              map[string]map[string]packets.Subscription{},
 		SharedSelected:      map[string]packets.Subscription{},
 		Subscriptions:       map[string]packets.Subscription{},
 		InlineSubscriptions: map[int]InlineSubscription{},
-	})
+	}
+}
+
+// pooledSubscribers is Subscribers in a Subscribers from the pool, to be
+// given back with releaseSubscribers once no one uses it.
+func (x *TopicsIndex) pooledSubscribers(topic string) *Subscribers {
+	return x.scanSubscribers(topic, 0, nil, subscribersPool.Get().(*Subscribers))
+}
+
+// releaseSubscribers empties subs and returns it to the pool; one that
+// routed to many subscribers is left to the garbage collector, so that the
+// pool does not keep large maps (clearing a map costs its capacity).
+func releaseSubscribers(subs *Subscribers) {
+	if len(subs.Subscriptions) > 256 || len(subs.Shared) > 256 || len(subs.SharedSelected) > 256 || len(subs.InlineSubscriptions) > 256 {
+		return
+	}
+	if subs.Shared == nil || subs.SharedSelected == nil || subs.Subscriptions == nil || subs.InlineSubscriptions == nil {
+		return
+	}
+	clear(subs.Shared)
+	clear(subs.SharedSelected)
+	clear(subs.Subscriptions)
+	clear(subs.InlineSubscriptions)
+	subscribersPool.Put(subs)
 }
 
 // scanSubscribers returns a list of client subscriptions matching an indexed topic address.
@@ -633,32 +665,40 @@ func (x *TopicsIndex) scanSubscribers(topic string, d int, n *particle, subs *Su
 }
 
 // gatherSubscriptions collects any matching subscriptions, and gathers any identifiers or highest qos values.
+// mqtk: it reads the particle's subscriptions under their lock instead of
+// copying them (GetAll) for every message routed, and a client's first
+// matching subscription is taken as it is, without the Identifiers map
+// Merge made for it (publishToClient reads Identifier then).
 func (x *TopicsIndex) gatherSubscriptions(topic string, particle *particle, subs *Subscribers) {
 	if subs.Subscriptions == nil {
 		subs.Subscriptions = map[string]packets.Subscription{}
 	}
 
-	for client, sub := range particle.subscriptions.GetAll() {
+	particle.subscriptions.RLock()
+	defer particle.subscriptions.RUnlock()
+	for client, sub := range particle.subscriptions.internal {
 		if len(sub.Filter) > 0 && topic[0] == '$' && (sub.Filter[0] == '+' || sub.Filter[0] == '#') { // don't match $ topics with top level wildcards [MQTT-4.7.1-1] [MQTT-4.7.1-2]
 			continue
 		}
 
-		cls, ok := subs.Subscriptions[client]
-		if !ok {
-			cls = sub
+		if cls, ok := subs.Subscriptions[client]; ok {
+			subs.Subscriptions[client] = cls.Merge(sub)
+		} else {
+			subs.Subscriptions[client] = sub
 		}
-
-		subs.Subscriptions[client] = cls.Merge(sub)
 	}
 }
 
 // gatherSharedSubscriptions gathers all shared subscriptions for a particle.
+// mqtk: under the particle's lock, without copying them first.
 func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscribers) {
 	if subs.Shared == nil {
 		subs.Shared = map[string]map[string]packets.Subscription{}
 	}
 
-	for _, shares := range particle.shared.GetAll() {
+	particle.shared.RLock()
+	defer particle.shared.RUnlock()
+	for _, shares := range particle.shared.internal {
 		for client, sub := range shares {
 			if _, ok := subs.Shared[sub.Filter]; !ok {
 				subs.Shared[sub.Filter] = map[string]packets.Subscription{}
@@ -670,12 +710,15 @@ func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscr
 }
 
 // gatherSharedSubscriptions gathers all inline subscriptions for a particle.
+// mqtk: under the particle's lock, without copying them first.
 func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscribers) {
 	if subs.InlineSubscriptions == nil {
 		subs.InlineSubscriptions = map[int]InlineSubscription{}
 	}
 
-	for id, inline := range particle.inlineSubscriptions.GetAll() {
+	particle.inlineSubscriptions.RLock()
+	defer particle.inlineSubscriptions.RUnlock()
+	for id, inline := range particle.inlineSubscriptions.internal {
 		subs.InlineSubscriptions[id] = inline
 	}
 }

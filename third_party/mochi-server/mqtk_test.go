@@ -1,0 +1,167 @@
+// Tests of mqtk's changes (MQTK.md); the broker's behaviour is tested in
+// mqtk's internal/broker.
+
+package mqtt
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TestOutboundCopy: outboundCopy of a PUBLISH equals Copy(false) of it,
+// field for field (MQTK.md, change 10). A field added to Packet that Copy
+// treats apart shows here.
+func TestOutboundCopy(t *testing.T) {
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: 2, Retain: true, Dup: true, Remaining: 99},
+		ProtocolVersion: 5,
+		TopicName:       "a/b",
+		Payload:         []byte("payload"),
+		PacketID:        7,
+		Origin:          "pub",
+		Created:         100,
+		Expiry:          200,
+		Mods:            packets.Mods{MaxSize: 1000, DisallowProblemInfo: true, AllowResponseInfo: true},
+		Ignore:          true,
+		Properties: packets.Properties{
+			PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: 60,
+			ContentType: "text/plain", ResponseTopic: "r", CorrelationData: []byte("c"),
+			SubscriptionIdentifier: []int{3}, TopicAlias: 4, TopicAliasFlag: true,
+			User: []packets.UserProperty{{Key: "k", Val: "v"}},
+		},
+	}
+	got, want := outboundCopy(&pk), pk.Copy(false)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("outboundCopy:\n%+v\nCopy(false):\n%+v", got, want)
+	}
+	if &got.Payload[0] != &pk.Payload[0] || &got.Properties.User[0] != &pk.Properties.User[0] {
+		t.Error("outboundCopy copied the payload or the properties, want them shared")
+	}
+}
+
+// TestPooledSubscribers: a Subscribers from the pool, given back and taken
+// again, holds nothing of its last use, and matches the same as a new one
+// (MQTK.md, change 11).
+func TestPooledSubscribers(t *testing.T) {
+	x := NewTopicsIndex()
+	x.Subscribe("c1", packets.Subscription{Filter: "a/+", Qos: 1, Identifier: 5})
+	x.Subscribe("c1", packets.Subscription{Filter: "a/#", Qos: 2, Identifier: 6})
+	x.Subscribe("c2", packets.Subscription{Filter: "a/b", Qos: 0})
+	x.Subscribe("c3", packets.Subscription{Filter: "$share/g/a/b", Qos: 1, ShareName: []string{"g"}})
+	for i := 0; i < 3; i++ {
+		got := x.pooledSubscribers("a/b")
+		want := x.Subscribers("a/b")
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("pooled:\n%+v\nnew:\n%+v", got, want)
+		}
+		if ids := got.Subscriptions["c1"].Identifiers; !reflect.DeepEqual(ids, map[string]int{"a/+": 5, "a/#": 6}) {
+			t.Errorf("c1's overlapping subscriptions: identifiers %v", ids)
+		}
+		if len(got.Shared) != 1 {
+			t.Errorf("shared subscriptions %+v, want c3's", got.Shared)
+		}
+		if sub := got.Subscriptions["c2"]; sub.Identifiers != nil || sub.Qos != 0 {
+			t.Errorf("c2's only subscription: %+v, want it as subscribed", sub)
+		}
+		releaseSubscribers(got)
+		if other := x.pooledSubscribers("x/y"); len(other.Subscriptions)+len(other.Shared)+len(other.InlineSubscriptions) > 0 {
+			t.Fatalf("a pooled Subscribers for a topic no one subscribes to holds %+v", other)
+		} else {
+			releaseSubscribers(other)
+		}
+	}
+}
+
+// TestInflightPooled: the packets of an Inflight map are its own: what Get
+// and GetAll returned does not change with later Sets and Deletes (MQTK.md,
+// change 12).
+func TestInflightPooled(t *testing.T) {
+	i := NewInflights()
+	if !i.Set(packets.Packet{PacketID: 1, TopicName: "one"}) || i.Set(packets.Packet{PacketID: 1, TopicName: "uno"}) {
+		t.Fatal("Set reports a new identifier as known, or a known one as new")
+	}
+	got, ok := i.Get(1)
+	all := i.GetAll(false)
+	clone := i.Clone()
+	if !i.Delete(1) || i.Delete(1) {
+		t.Fatal("Delete reports a known identifier as unknown, or an unknown one as known")
+	}
+	i.Set(packets.Packet{PacketID: 2, TopicName: "two"}) // may reuse 1's packet
+	if !ok || got.TopicName != "uno" || len(all) != 1 || all[0].TopicName != "uno" {
+		t.Errorf("Get %q, GetAll %v, after the packet was deleted and another set", got.TopicName, all)
+	}
+	if _, ok := i.Get(1); ok || i.Len() != 1 {
+		t.Errorf("identifier 1 still there after Delete, or %d packets, want 1", i.Len())
+	}
+	if c, ok := clone.Get(1); !ok || c.TopicName != "uno" {
+		t.Errorf("the clone lost identifier 1 when the original deleted it: %q, %v", c.TopicName, ok)
+	}
+}
+
+// TestHooksByEvent: hooks are called for the events they provide, in the
+// order they were added, those that implement PacketEncoder and
+// PacketReader through them (MQTK.md, change 13).
+func TestHooksByEvent(t *testing.T) {
+	h := new(Hooks)
+	var calls []string
+	for _, hk := range []Hook{
+		&valueHook{name: "value", calls: &calls},
+		&pointerHook{valueHook{name: "pointer", calls: &calls}},
+		&valueHook{name: "none", calls: &calls, none: true},
+	} {
+		if err := h.Add(hk, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pk := h.OnPacketEncode(nil, packets.Packet{TopicName: "t"})
+	if pk.TopicName != "t/value/pointer" {
+		t.Errorf("OnPacketEncode: topic %q, want each hook's change in turn", pk.TopicName)
+	}
+	pk, err := h.OnPacketRead(nil, packets.Packet{TopicName: "r"})
+	if err != nil || pk.TopicName != "r/value/pointer" {
+		t.Errorf("OnPacketRead: topic %q, %v, want each hook's change in turn", pk.TopicName, err)
+	}
+	want := []string{"value encode", "pointer EncodePacket", "value read", "pointer PacketRead"}
+	if !reflect.DeepEqual(calls, want) {
+		t.Errorf("calls %v, want %v", calls, want)
+	}
+	if !h.Provides(OnPacketEncode) || h.Provides(OnPublish) {
+		t.Error("Provides: wrong about which events some hook provides")
+	}
+}
+
+type valueHook struct {
+	HookBase
+	name  string
+	calls *[]string
+	none  bool
+}
+
+func (h *valueHook) ID() string { return h.name }
+func (h *valueHook) Provides(b byte) bool {
+	return !h.none && (b == OnPacketEncode || b == OnPacketRead)
+}
+func (h *valueHook) OnPacketEncode(cl *Client, pk packets.Packet) packets.Packet {
+	*h.calls = append(*h.calls, h.name+" encode")
+	pk.TopicName += "/" + h.name
+	return pk
+}
+func (h *valueHook) OnPacketRead(cl *Client, pk packets.Packet) (packets.Packet, error) {
+	*h.calls = append(*h.calls, h.name+" read")
+	pk.TopicName += "/" + h.name
+	return pk, nil
+}
+
+type pointerHook struct{ valueHook }
+
+func (h *pointerHook) EncodePacket(cl *Client, pk *packets.Packet) {
+	*h.calls = append(*h.calls, h.name+" EncodePacket")
+	pk.TopicName += "/" + h.name
+}
+func (h *pointerHook) PacketRead(cl *Client, pk *packets.Packet) error {
+	*h.calls = append(*h.calls, h.name+" PacketRead")
+	pk.TopicName += "/" + h.name
+	return nil
+}
