@@ -43,6 +43,12 @@ type traceConn struct {
 	errMu    sync.Mutex
 	firstErr error // the first read error: why the connection ended
 	watch    inboundWatch
+
+	// onPuback, if set before the first Read, is given every PUBACK
+	// without properties instead of paho (see takeAcks); left is what is
+	// still to be read of the packet paho is reading.
+	onPuback func(id uint16, code byte)
+	left     int
 }
 
 func (c *traceConn) readErr() error {
@@ -107,7 +113,25 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
+	if c.onPuback != nil {
+		if c.left == 0 {
+			c.takeAcks()
+		}
+		if c.left > 0 && len(p) > c.left {
+			p = p[:c.left] // paho reads packet by packet; this keeps it so
+		}
+	}
 	n, err := c.r.Read(p)
+	if c.left > 0 {
+		c.left -= n
+	}
+	c.received(p[:n], err)
+	return n, err
+}
+
+// received passes bytes read to the watch and the tracer.
+func (c *traceConn) received(p []byte, err error) {
+	n := len(p)
 	c.errMu.Lock()
 	c.watch.feed(p[:n])
 	// Closing the connection ourselves is not why it ended: the reason
@@ -119,7 +143,6 @@ func (c *traceConn) Read(p []byte) (int, error) {
 	if c.trace != nil && n > 0 {
 		c.in.feed(p[:n], func(raw []byte) { c.trace.log("received", raw) })
 	}
-	return n, err
 }
 
 // maxBatch is how much a packet's writes are gathered up to; a larger
