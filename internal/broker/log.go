@@ -36,7 +36,7 @@ func (h *logHook) ID() string { return "mqtk-log" }
 
 func (h *logHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPublishDropped, mqtt.OnDisconnect:
+	case mqtt.OnPublishDropped, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
 	case mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublished:
 		return h.verbose
@@ -50,7 +50,10 @@ func (h *logHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		"clean", pk.Connect.Clean, "keepalive", cl.State.Keepalive)
 }
 
-func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+// flushDrops logs what was dropped for cl and not logged yet, and forgets
+// it: at a disconnect, and when an offline session (whose messages are
+// dropped at the in-flight limit after its disconnect) expires.
+func (h *logHook) flushDrops(cl *mqtt.Client) {
 	h.mu.Lock()
 	d := h.dropped[cl.ID]
 	delete(h.dropped, cl.ID)
@@ -58,6 +61,12 @@ func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if d != nil && d.unlogged > 0 {
 		h.log.Warn("messages dropped: the client did not keep up", "client", cl.ID, "dropped", d.unlogged, "total", d.total)
 	}
+}
+
+func (h *logHook) OnClientExpired(cl *mqtt.Client) { h.flushDrops(cl) }
+
+func (h *logHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.flushDrops(cl)
 	if !h.verbose {
 		return
 	}

@@ -144,14 +144,19 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 // mochi sets the deadline again before every packet it reads, 1.5 times the
 // keep-alive from then, and setting one costs a timer update, a few per cent
 // of the broker's time under load. A deadline that moves on by less than a
-// sixth of the span last set is left where it is: the client still has 1.25
-// times its keep-alive from any packet. An earlier deadline, or none, is
-// always set. Only the connection's reading goroutine sets it.
+// sixth of the span last set (or of its own, if shorter) is left where it
+// is: the client still has 1.25 times its keep-alive from any packet. An
+// earlier deadline, or none, is always set. Only the connection's reading
+// goroutine sets it.
 func (c *deadlineConn) SetDeadline(t time.Time) error {
-	if !t.IsZero() && !c.readDeadline.IsZero() && !t.Before(c.readDeadline) && t.Sub(c.readDeadline) < c.readSpan/6 {
+	// A sixth of the shorter span: the one last set may be the CONNECT
+	// timeout's, longer than the keep-alive's (a late CONNECT with a short
+	// keep-alive was held to the CONNECT deadline).
+	span := time.Until(t)
+	if !t.IsZero() && !c.readDeadline.IsZero() && !t.Before(c.readDeadline) && t.Sub(c.readDeadline) < min(c.readSpan, span)/6 {
 		return nil
 	}
-	c.readDeadline, c.readSpan = t, time.Until(t)
+	c.readDeadline, c.readSpan = t, span
 	return c.Conn.SetReadDeadline(t)
 }
 
