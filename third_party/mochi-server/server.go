@@ -145,6 +145,28 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+
+	// mqtk: sessionLocks serialise, per client identifier, a new
+	// connection taking over a session with the old connection's clean-up
+	// (see sessionLock).
+	sessionLocks [64]sync.Mutex
+}
+
+// sessionLock is the lock for the sessions of client identifier id. A
+// connection that ends runs its clean-up (unsubscribing, forgetting the
+// client) after its socket is closed, so a client may already be connecting
+// again with the same identifier. Unserialised, the old connection's
+// clean-up could run after the new one took the identifier over, removing
+// the new connection's subscriptions and its entry in Clients: the new
+// subscriber got nothing (TestQuickReconnectKeepsSubscription in mqtk's
+// internal/broker). Sharded by identifier so that a takeover, which writes
+// to the old connection, holds up no other client.
+func (s *Server) sessionLock(id string) *sync.Mutex {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &s.sessionLocks[h%uint32(len(s.sessionLocks))]
 }
 
 // loop contains interval tickers for the system events loop.
@@ -457,8 +479,11 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	s.hooks.OnSessionEstablish(cl, pk)
 
+	lock := s.sessionLock(cl.ID) // mqtk: see sessionLock
+	lock.Lock()
 	sessionPresent := s.inheritClientSession(pk, cl)
 	s.Clients.Add(cl) // [MQTT-4.1.0-1]
+	lock.Unlock()
 
 	err = s.SendConnack(cl, code, sessionPresent, nil) // [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.0-2] &[MQTT-3.14.0-1]
 	if err != nil {
@@ -489,11 +514,13 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) || (cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
 	s.hooks.OnDisconnect(cl, err, expire)
 
+	lock.Lock() // mqtk: see sessionLock
 	if expire && !cl.IsTakenOver() {
 		cl.ClearInflights()
 		s.UnsubscribeClient(cl)
 		s.Clients.Delete(cl.ID) // [MQTT-4.1.0-2] ![MQTT-3.1.2-23]
 	}
+	lock.Unlock()
 
 	return err
 }
