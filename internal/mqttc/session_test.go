@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -264,31 +263,13 @@ func TestAppendPublish(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the tracer's writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPubackStream: PUBACKs taken before paho (takeAcks) and packets paho
 // reads, arriving together in one write, are all handled in order, and -d
 // traces the PUBACKs as any other packet.
 func TestPubackStream(t *testing.T) {
-	var trace lockedBuffer
+	trace := &syncWriter{w: &bytes.Buffer{}}
 	got := make(chan *Message, 10)
-	cl, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) { got <- m }, &trace)
+	cl, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) { got <- m }, trace)
 	ctx := context.Background()
 	var pend []Pending
 	for i := 0; i < 3; i++ {
