@@ -14,6 +14,8 @@
 #      CPU 1), as a load generator and a broker on separate machines: the
 #      broker is the limit when it is near 100% of its core and the bench is
 #      not.
+#   E. D against mqtk's own broker (also on CPU 0): how fast the same bench
+#      on one core goes when the broker is faster than mosquitto.
 #
 #   RUNS=5 DURATION=5 scripts/perf-bench.sh [path/to/mqtk]
 set -euo pipefail
@@ -40,6 +42,11 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$tmp/m.conf"
 mpid=$!
 pids+=("$mpid")
 wait_port "$port"
+kport=$(free_port)
+taskset -c 0 "$mqtk" broker --port "$kport" 2>"$tmp/mqtk-broker.log" &
+kpid=$!
+pids+=("$kpid")
+wait_port "$kport"
 hz=$(getconf CLK_TCK)
 bench() { "$mqtk" bench -p "$port" --no-progress --json --duration "$DURATION" --warmup 1 "$@"; }
 
@@ -72,19 +79,21 @@ print(round((b - a) / (t[b] - t[a]), 1) if b > a and t[b] > t[a] else 0)' "$tmp/
     printf 'run %d B qos%d inflight 1: mqtk bench %s msg/s; closed loop %s msg/s (per-client sum %s)\n' "$run" "$q" "$r1" "$wall" "$summed"
   done
 
-  # C. Windows; D. the same, a core each.
-  for pin in c d; do
-    if [ "$pin" = d ]; then taskset -pc 0 "$mpid" >/dev/null; pinned="taskset -c 1"; else pinned=""; fi
+  # C. Windows; D. the same, a core each; E. D against mqtk's broker.
+  for pin in c d e; do
+    bpid=$mpid bport=$port pinned=""
+    if [ "$pin" = d ]; then taskset -pc 0 "$mpid" >/dev/null; pinned="taskset -c 1"; fi
+    if [ "$pin" = e ]; then bpid=$kpid bport=$kport pinned="taskset -c 1"; fi
     for w in 1 10 100; do
-      t0=$(ticks "$mpid"); s0=$(date +%s.%N)
-      { time $pinned "$mqtk" bench -p "$port" --no-progress --json --duration "$DURATION" --warmup 1 --qos 1 --publishers 10 --subscribers 0 --inflight "$w" > "$tmp/c.json"; } 2> "$tmp/c.time"
-      t1=$(ticks "$mpid"); s1=$(date +%s.%N)
+      t0=$(ticks "$bpid"); s0=$(date +%s.%N)
+      { time $pinned "$mqtk" bench -p "$bport" --no-progress --json --duration "$DURATION" --warmup 1 --qos 1 --publishers 10 --subscribers 0 --inflight "$w" > "$tmp/c.json"; } 2> "$tmp/c.time"
+      t1=$(ticks "$bpid"); s1=$(date +%s.%N)
       rate=$(field publish_rate < "$tmp/c.json")
       busy=$(echo "($t1 - $t0) / $hz / ($s1 - $s0) * 100" | bc -l)
       read -r u s r < "$tmp/c.time"
       own=$(echo "($u + $s) / $r * 100" | bc -l)
       echo "$rate" >> "$tmp/$pin$w.rate"; echo "$busy" >> "$tmp/$pin$w.cpu"; echo "$own" >> "$tmp/$pin$w.own"
-      printf 'run %d %s qos1 inflight %3d: mqtk bench %s msg/s; cpu over the whole run: mosquitto %.0f%%, mqtk bench %.0f%% (of one core)\n' "$run" "${pin^^}" "$w" "$rate" "$busy" "$own"
+      printf 'run %d %s qos1 inflight %3d: mqtk bench %s msg/s; cpu over the whole run: broker %.0f%%, mqtk bench %.0f%% (of one core)\n' "$run" "${pin^^}" "$w" "$rate" "$busy" "$own"
     done
     taskset -pc 0-$(($(nproc) - 1)) "$mpid" >/dev/null
   done
@@ -98,8 +107,8 @@ for q in 1 2; do
     "$(median < "$tmp/b$q.mqtk")" "$(median < "$tmp/b$q.cl")" "$(median < "$tmp/b$q.clsum")" \
     "$(echo "$(median < "$tmp/b$q.mqtk") / $(median < "$tmp/b$q.cl")" | bc -l)"
 done
-for pin in c d; do
+for pin in c d e; do
   for w in 1 10 100; do
-    printf '  %s qos1 inflight %3d: mqtk bench %s msg/s; cpu mosquitto %.0f%%, mqtk bench %.0f%%\n' "${pin^^}" "$w" "$(median < "$tmp/$pin$w.rate")" "$(median < "$tmp/$pin$w.cpu")" "$(median < "$tmp/$pin$w.own")"
+    printf '  %s qos1 inflight %3d: mqtk bench %s msg/s; cpu broker %.0f%%, mqtk bench %.0f%%\n' "${pin^^}" "$w" "$(median < "$tmp/$pin$w.rate")" "$(median < "$tmp/$pin$w.cpu")" "$(median < "$tmp/$pin$w.own")"
   done
 done
