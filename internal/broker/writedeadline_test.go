@@ -37,6 +37,29 @@ func TestReadDeadlineCoalesced(t *testing.T) {
 	}
 }
 
+// TestKeepaliveAfterLateConnect: a CONNECT that comes late in the connect
+// timeout, with a short keep-alive, moves the deadline on by less than a
+// sixth of the connect timeout's span; it must still be set, or the client
+// is held to the CONNECT deadline and cut off before 1.5 times its
+// keep-alive [MQTT-3.1.2-24].
+func TestKeepaliveAfterLateConnect(t *testing.T) {
+	rec := &deadlineRecorder{}
+	c := newDeadlineConn(rec, time.Second, new(atomic.Int64))
+	start := time.Now()
+	clock := start
+	c.now = func() time.Time { return clock }
+	if err := c.SetDeadline(start.Add(6 * time.Second)); err != nil { // --connect-timeout 6s
+		t.Fatal(err)
+	}
+	clock = start.Add(5300 * time.Millisecond) // CONNECT, keep-alive 1 s
+	if err := c.SetDeadline(clock.Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.set[len(rec.set)-1]; !got.Equal(clock.Add(1500 * time.Millisecond)) {
+		t.Fatalf("read deadline %s after CONNECT, want 1.5 s (the keep-alive's)", got.Sub(clock))
+	}
+}
+
 type deadlineRecorder struct {
 	net.Conn
 	set []time.Time
