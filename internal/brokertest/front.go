@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"mqtk/internal/proxytest"
 )
 
 // Refusal is how a Front turns away a CONNECT whose protocol level it does
@@ -29,36 +31,30 @@ const (
 // Front is a TCP listener in front of a broker that accepts only some MQTT
 // protocol levels, as a broker that speaks only MQTT 3.1.1 does: it reads
 // each client's CONNECT, refuses it if its level is not accepted, and
-// otherwise relays the connection, CONNECT included, to the broker.
+// otherwise relays the connection, CONNECT included, to the broker. The
+// listening and relaying are proxytest's.
 type Front struct {
 	Addr string // 127.0.0.1:PORT
 	Port int
 
-	l       net.Listener
-	backend string
-	accept  []byte
-	refuse  Refusal
+	p      *proxytest.Proxy
+	accept []byte
+	refuse Refusal
 
 	mu     sync.Mutex
 	levels []byte // the level of each CONNECT, in order
-	conns  map[net.Conn]bool
-	closed bool
-	wg     sync.WaitGroup
 }
 
 // NewFront listens on a free loopback port, in front of the broker at
 // backend (host:port), accepting the protocol levels in accept (3: MQTT
 // 3.1, 4: 3.1.1, 5: 5).
 func NewFront(backend string, refuse Refusal, accept ...byte) (*Front, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	f := &Front{accept: accept, refuse: refuse}
+	p, err := proxytest.New(proxytest.Options{Kind: "custom", Target: backend, Serve: f.handle})
 	if err != nil {
 		return nil, err
 	}
-	f := &Front{l: l, backend: backend, accept: accept, refuse: refuse, conns: map[net.Conn]bool{}}
-	f.Addr = l.Addr().String()
-	f.Port = l.Addr().(*net.TCPAddr).Port
-	f.wg.Add(1)
-	go f.serve()
+	f.p, f.Addr, f.Port = p, p.Addr, p.Port
 	return f, nil
 }
 
@@ -70,54 +66,13 @@ func (f *Front) Levels() []byte {
 }
 
 // Close stops listening and closes every connection.
-func (f *Front) Close() error {
-	f.mu.Lock()
-	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	err := f.l.Close()
-	f.wg.Wait()
-	return err
-}
+func (f *Front) Close() error { return f.p.Close() }
 
-// track notes a connection for Close; false if the front is closed.
-func (f *Front) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	f.conns[c] = true
-	return true
-}
-
-func (f *Front) serve() {
-	defer f.wg.Done()
-	for {
-		c, err := f.l.Accept()
-		if err != nil {
-			return
-		}
-		if !f.track(c) {
-			c.Close()
-			return
-		}
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer c.Close()
-			_ = f.handle(c)
-		}()
-	}
-}
-
-func (f *Front) handle(c net.Conn) error {
+func (f *Front) handle(p *proxytest.Proxy, c net.Conn) {
 	r := bufio.NewReader(c)
 	connect, level, err := readConnect(r)
 	if err != nil {
-		return err
+		return
 	}
 	f.mu.Lock()
 	f.levels = append(f.levels, level)
@@ -125,34 +80,13 @@ func (f *Front) handle(c net.Conn) error {
 	if !slices.Contains(f.accept, level) {
 		switch f.refuse {
 		case RefuseV3:
-			_, err = c.Write([]byte{0x20, 0x02, 0x00, 0x01})
+			_, _ = c.Write([]byte{0x20, 0x02, 0x00, 0x01})
 		case RefuseV5:
-			_, err = c.Write([]byte{0x20, 0x03, 0x00, 0x84, 0x00})
+			_, _ = c.Write([]byte{0x20, 0x03, 0x00, 0x84, 0x00})
 		}
-		return err
+		return
 	}
-	b, err := net.Dial("tcp", f.backend)
-	if err != nil {
-		return err
-	}
-	if !f.track(b) {
-		b.Close()
-		return net.ErrClosed
-	}
-	defer b.Close()
-	if _, err := b.Write(connect); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(c, b)
-		c.Close()
-		close(done)
-	}()
-	_, err = io.Copy(b, r)
-	b.Close()
-	<-done
-	return err
+	_ = p.Tunnel(r, c, connect)
 }
 
 // readConnect reads one CONNECT packet and returns its bytes and protocol

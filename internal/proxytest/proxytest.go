@@ -39,6 +39,10 @@ type Options struct {
 	// OnTLS is called with each handshake the terminator completes, before
 	// it relays anything: what was negotiated and who the client is.
 	OnTLS func(tls.ConnectionState)
+
+	// Serve, with Kind "custom", handles each connection itself (it may
+	// relay it to Target with Tunnel); the Proxy listens, tracks and closes.
+	Serve func(p *Proxy, c net.Conn)
 }
 
 // Proxy is a running proxy.
@@ -62,8 +66,10 @@ func New(o Options) (*Proxy, error) {
 	switch {
 	case o.Kind == "tls" && (o.TLS == nil || o.Target == ""):
 		return nil, errors.New("proxytest: a TLS terminator needs TLS and Target")
-	case o.Kind != "socks5" && o.Kind != "http" && o.Kind != "tls":
-		return nil, errors.New("proxytest: Kind is socks5, http or tls")
+	case o.Kind == "custom" && (o.Serve == nil || o.Target == ""):
+		return nil, errors.New("proxytest: a custom proxy needs Serve and Target")
+	case o.Kind != "socks5" && o.Kind != "http" && o.Kind != "tls" && o.Kind != "custom":
+		return nil, errors.New("proxytest: Kind is socks5, http, tls or custom")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,6 +146,8 @@ func (p *Proxy) accept() {
 				p.serveSOCKS5(c)
 			case "http":
 				p.serveHTTP(c)
+			case "custom":
+				p.o.Serve(p, c)
 			default:
 				p.serveTLS(c)
 			}
@@ -177,6 +185,22 @@ func (p *Proxy) relay(client io.Reader, clientConn, target net.Conn, asked strin
 	_, _ = io.Copy(target, client)
 	target.Close()
 	<-done
+}
+
+// Tunnel connects c to Target: it writes first there, then copies bytes
+// both ways (reading c through r, which may hold bytes already buffered)
+// until one side ends.
+func (p *Proxy) Tunnel(r io.Reader, c net.Conn, first []byte) error {
+	t, err := p.dial(p.o.Target)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Write(first); err != nil {
+		t.Close()
+		return err
+	}
+	p.relay(r, c, t, p.o.Target)
+	return nil
 }
 
 // serveSOCKS5 speaks the server side of RFC 1928 (CONNECT only) and RFC 1929.
