@@ -320,7 +320,8 @@ func (c *v3Client) Disconnect(ctx context.Context) error {
 // v3NoStore is paho.mqtt.golang's packet store when nothing needs storing.
 // paho keeps a copy of every packet in flight to resend it when the same
 // client reconnects, which a v3Client never does (each Dial is a client of
-// its own; the broker keeps a persistent session), as noStore for MQTT 5.
+// its own; the broker keeps a persistent session), as connSession keeps
+// none for MQTT 5.
 type v3NoStore struct{}
 
 func (v3NoStore) Open()                               {}
