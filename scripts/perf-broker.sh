@@ -13,7 +13,10 @@
 #   p99-stalled   the same with a second subscriber that stops reading: the
 #                 healthy subscriber's end-to-end p99 (ms)
 #
-#   RUNS=3 DURATION=5s scripts/perf-broker.sh [path/to/mqtk]
+#   RUNS=3 DURATION=5s SCENARIOS="p99-1000 p99-stalled" scripts/perf-broker.sh [path/to/mqtk]
+#
+# SCENARIOS picks some of the above (default: all); MQTK_BROKER_ARGS adds
+# options to `mqtk broker` (an A/B of a setting).
 set -euo pipefail
 mqtk=$(realpath "${1:-bin/mqtk}")
 RUNS=${RUNS:-3}
@@ -34,7 +37,7 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto]}" > "$
 "$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
 pids+=($!)
 port[mqtk]=$(free_port)
-"$mqtk" broker --port "${port[mqtk]}" 2>"$tmp/mqtk.log" &
+"$mqtk" broker --port "${port[mqtk]}" ${MQTK_BROKER_ARGS:-} 2>"$tmp/mqtk.log" &
 pids+=($!)
 wait_port "${port[mosquitto]}"
 wait_port "${port[mqtk]}"
@@ -73,18 +76,29 @@ print(r["e2e_latency_us"]["p99"] / 1000 if sys.argv[1] == "p99" else r[sys.argv[
 }
 
 echo "# perf-broker: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, RUNS=$RUNS DURATION=$DURATION, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
+all="qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-stalled"
+SCENARIOS=${SCENARIOS:-$all}
+declare -A args=(
+  [qos0-1to1]="receive_rate --qos 0 --publishers 1 --subscribers 1"
+  [qos0-1to10]="receive_rate --qos 0 --publishers 1 --subscribers 10"
+  [qos1-1to1]="receive_rate --qos 1 --publishers 1 --subscribers 1 --inflight 100"
+  [p99-1000]="p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000"
+  [p99-stalled]="p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000"
+)
+for name in $SCENARIOS; do
+  [ -n "${args[$name]:-}" ] || { echo "perf-broker: unknown scenario $name (known: $all)" >&2; exit 2; }
+done
 for run in $(seq 1 "$RUNS"); do
   echo "run $run"
-  scenario qos0-1to1 receive_rate --qos 0 --publishers 1 --subscribers 1
-  scenario qos0-1to10 receive_rate --qos 0 --publishers 1 --subscribers 10
-  scenario qos1-1to1 receive_rate --qos 1 --publishers 1 --subscribers 1 --inflight 100
-  scenario p99-1000 p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000
-  scenario p99-stalled p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000
+  for name in $SCENARIOS; do
+    # shellcheck disable=SC2086 # the arguments are words
+    scenario "$name" ${args[$name]}
+  done
 done
 
 echo "median of $RUNS runs:"
 printf '  %-12s %14s %14s %8s\n' scenario mosquitto mqtk ratio
-for name in qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-stalled; do
+for name in $SCENARIOS; do
   a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
   printf '  %-12s %14s %14s %8.2f\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)"
 done
