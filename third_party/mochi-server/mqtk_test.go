@@ -5,6 +5,7 @@ package mqtt
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -164,4 +165,68 @@ func (h *pointerHook) PacketRead(cl *Client, pk *packets.Packet) error {
 	*h.calls = append(*h.calls, h.name+" PacketRead")
 	pk.TopicName += "/" + h.name
 	return nil
+}
+
+// TestInflightExpiry: DeleteExpired removes what has expired, by the
+// message's own expiry (MQTT 5 only) or by the broker's maximum age, and
+// nothing else; NextImmediate gives the packet GetAll(true) would put first
+// (MQTK.md, change 20).
+func TestInflightExpiry(t *testing.T) {
+	i := NewInflights()
+	i.Set(packets.Packet{PacketID: 1, ProtocolVersion: 5, Created: 100, Expiry: 150}) // expired at 200
+	i.Set(packets.Packet{PacketID: 2, ProtocolVersion: 5, Created: 100, Expiry: 300}) // not yet
+	i.Set(packets.Packet{PacketID: 3, ProtocolVersion: 4, Created: 100, Expiry: 150}) // MQTT 3 has no expiry
+	i.Set(packets.Packet{PacketID: 4, ProtocolVersion: 4, Created: 10})               // too old for a maximum of 100
+	i.Set(packets.Packet{PacketID: 5, ProtocolVersion: 5, Created: 150, Expiry: -1})  // waiting for quota
+	i.Set(packets.Packet{PacketID: 6, ProtocolVersion: 5, Created: 120, Expiry: -1})
+	ids := func(pks []packets.Packet) (ids []uint16) {
+		for _, pk := range pks {
+			ids = append(ids, pk.PacketID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := ids(i.DeleteExpired(200, 0)); !slices.Equal(got, []uint16{1}) {
+		t.Errorf("DeleteExpired(200, no maximum) = %v, want [1]", got)
+	}
+	if got := ids(i.DeleteExpired(200, 100)); !slices.Equal(got, []uint16{4}) {
+		t.Errorf("DeleteExpired(200, maximum 100) = %v, want [4]", got)
+	}
+	if got := ids(i.GetAll(false)); !slices.Equal(got, []uint16{2, 3, 5, 6}) {
+		t.Errorf("left in flight %v, want [2 3 5 6]", got)
+	}
+	next, ok := i.NextImmediate()
+	if want := i.GetAll(true)[0]; !ok || next.PacketID != want.PacketID || next.PacketID != 6 {
+		t.Errorf("NextImmediate = %d, %v; GetAll(true) starts with %d, want 6", next.PacketID, ok, want.PacketID)
+	}
+	i.Delete(5)
+	i.Delete(6)
+	if next, ok := i.NextImmediate(); ok {
+		t.Errorf("NextImmediate = %d with nothing waiting for quota", next.PacketID)
+	}
+}
+
+// TestRetainedExpiry: Matching finds the ids a predicate holds for, and
+// DeleteIf deletes one only if it still holds: a message retained anew on
+// the topic since stays (MQTK.md, change 20).
+func TestRetainedExpiry(t *testing.T) {
+	p := packets.NewPackets()
+	p.Add("old", packets.Packet{Created: 10})
+	p.Add("new", packets.Packet{Created: 90})
+	old := func(pk *packets.Packet) bool { return pk.Created < 50 }
+	got := p.Matching(old)
+	if !slices.Equal(got, []string{"old"}) {
+		t.Fatalf("Matching = %v, want [old]", got)
+	}
+	p.Add("old", packets.Packet{Created: 95}) // retained anew in between
+	if p.DeleteIf("old", old) {
+		t.Error("DeleteIf deleted a message retained after Matching chose the topic")
+	}
+	if _, ok := p.Get("old"); !ok {
+		t.Error("the new message is gone")
+	}
+	p.Add("old", packets.Packet{Created: 20})
+	if !p.DeleteIf("old", old) || p.Len() != 1 {
+		t.Errorf("DeleteIf kept an expired message, or %d left, want 1", p.Len())
+	}
 }

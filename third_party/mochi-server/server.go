@@ -1831,16 +1831,17 @@ func (s *Server) clearExpiredClients(dt int64) {
 
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
-	for filter, pk := range s.Topics.Retained.GetAll() {
+	maximumExpiry := s.Options.Capabilities.MaximumMessageExpiryInterval
+	isExpired := func(pk *packets.Packet) bool {
 		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
 
 		// If the maximum message expiry interval is set (greater than 0), and the message
 		// retention period exceeds the maximum expiry, the message will be forcibly removed.
-		enforced := s.Options.Capabilities.MaximumMessageExpiryInterval > 0 &&
-			now-pk.Created > s.Options.Capabilities.MaximumMessageExpiryInterval
-
-		if expired || enforced {
-			s.Topics.Retained.Delete(filter)
+		enforced := maximumExpiry > 0 && now-pk.Created > maximumExpiry
+		return expired || enforced
+	}
+	for _, filter := range s.Topics.Retained.Matching(isExpired) { // mqtk: was GetAll, see Matching
+		if s.Topics.Retained.DeleteIf(filter, isExpired) {
 			s.hooks.OnRetainedExpired(filter)
 		}
 	}

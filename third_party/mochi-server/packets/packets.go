@@ -93,6 +93,35 @@ func (p *Packets) GetAll() map[string]Packet {
 	return m
 }
 
+// Matching returns the ids of the packets for which match is true. mqtk:
+// the broker looked for expired retained messages every second through
+// GetAll, a copy of every retained message (with thousands retained,
+// megabytes a second) made while RetainMessage waited for the lock.
+func (p *Packets) Matching(match func(*Packet) bool) []string {
+	p.RLock()
+	defer p.RUnlock()
+	var ids []string
+	for k := range p.internal {
+		if v := p.internal[k]; match(&v) {
+			ids = append(ids, k)
+		}
+	}
+	return ids
+}
+
+// DeleteIf removes the packet id if match is still true of it (a packet
+// stored anew since Matching chose it stays). mqtk: see Matching.
+func (p *Packets) DeleteIf(id string, match func(*Packet) bool) bool {
+	p.Lock()
+	defer p.Unlock()
+	v, ok := p.internal[id]
+	if !ok || !match(&v) {
+		return false
+	}
+	delete(p.internal, id)
+	return true
+}
+
 // Get returns a specific packet in the map by packet id.
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
