@@ -74,6 +74,50 @@ func TestPooledSubscribers(t *testing.T) {
 	}
 }
 
+// TestSubscribeRetained: subscribeRetained returns the retained messages a
+// subscription is sent when made, as Retain Handling and shared
+// subscriptions say (sendsRetained), and retainAndGather the subscribers of
+// the message it stores, the subscription just made among them (MQTK.md,
+// change 17; TestRetainedOnce in mqtk's internal/broker shows the
+// interleavings).
+func TestSubscribeRetained(t *testing.T) {
+	x := NewTopicsIndex()
+	r, subs := x.retainAndGather(packets.Packet{TopicName: "a/b", Payload: []byte("1")})
+	if r != 1 || len(subs.Subscriptions) != 0 {
+		t.Fatalf("retainAndGather: %d, subscribers %+v; want 1 and none", r, subs.Subscriptions)
+	}
+	releaseSubscribers(subs)
+
+	subscribe := func(client string, sub packets.Subscription) (bool, []packets.Packet) {
+		return x.subscribeRetained(client, sub, func(existed bool) bool { return sendsRetained(sub, existed) })
+	}
+	for _, c := range []struct {
+		sub          packets.Subscription
+		isNew, wants bool
+	}{
+		{packets.Subscription{Filter: "a/+", Qos: 2}, true, true},
+		{packets.Subscription{Filter: "a/+", Qos: 2}, false, true},                     // Retain Handling 0: again
+		{packets.Subscription{Filter: "a/+", Qos: 2, RetainHandling: 1}, false, false}, // only if new
+		{packets.Subscription{Filter: "a/#", Qos: 1, RetainHandling: 1}, true, true},
+		{packets.Subscription{Filter: "a/b", RetainHandling: 2}, true, false},
+		{packets.Subscription{Filter: "$share/g/a/b", ShareName: []string{"g"}}, true, false},
+	} {
+		isNew, got := subscribe("c1", c.sub)
+		if isNew != c.isNew || (len(got) == 1) != c.wants || len(got) > 1 || (c.wants && string(got[0].Payload) != "1") {
+			t.Errorf("%+v: new %v, retained %v; want new %v, the message %v", c.sub, isNew, got, c.isNew, c.wants)
+		}
+	}
+
+	r, subs = x.retainAndGather(packets.Packet{TopicName: "a/b", Payload: []byte("2")})
+	if _, ok := subs.Subscriptions["c1"]; r != 1 || !ok || len(subs.Shared) != 1 {
+		t.Errorf("retainAndGather: %d, subscribers %+v, shared %+v; want 1, c1 and the group", r, subs.Subscriptions, subs.Shared)
+	}
+	releaseSubscribers(subs)
+	if got := x.inlineSubscribeRetained(InlineSubscription{Subscription: packets.Subscription{Filter: "a/#", Identifier: 1}}); len(got) != 1 || string(got[0].Payload) != "2" {
+		t.Errorf("inlineSubscribeRetained: %v, want the message stored last", got)
+	}
+}
+
 // TestInflightPooled: the packets of an Inflight map are its own: what Get
 // and GetAll returned does not change with later Sets and Deletes (MQTK.md,
 // change 12).

@@ -829,11 +829,13 @@ func (s *Server) Subscribe(filter string, subscriptionId int, handler InlineSubF
 		Handler:      handler,
 	}
 
-	s.Topics.InlineSubscribe(inlineSubscription)
+	// mqtk: the subscription is added and the retained messages looked up
+	// under one lock (see TopicsIndex.subscribeRetained).
+	retained := s.Topics.inlineSubscribeRetained(inlineSubscription)
 	s.hooks.OnSubscribed(s.inlineClient, pk, []byte{packets.CodeSuccess.Code})
 
 	// Handling retained messages.
-	for _, pkv := range s.Topics.Messages(filter) { // [MQTT-3.8.4-4]
+	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		handler(s.inlineClient, inlineSubscription.Subscription, pkv)
 	}
 	return nil
@@ -956,15 +958,16 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
-		s.retainMessage(cl, pk)
+	var subscribers *Subscribers // mqtk: see retainMessage
+	if pk.FixedHeader.Retain {   // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
+		subscribers = s.retainMessage(cl, pk)
 	}
 
 	// If it's inlineClient, it can't handle PUBREC and PUBREL.
 	// When it publishes a package with a qos > 0, the server treats
 	// the package as qos=0, and the client receives it as qos=1 or 2.
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
-		s.publishToSubscribers(pk)
+		s.publishToSubscribers(pk, subscribers)
 		s.hooks.OnPublished(cl, pk)
 		return nil
 	}
@@ -982,6 +985,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
+		if subscribers != nil {
+			releaseSubscribers(subscribers) // mqtk: see retainMessage
+		}
 		return err
 	}
 
@@ -993,7 +999,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosComplete(cl, ack)
 	}
 
-	s.publishToSubscribers(pk)
+	s.publishToSubscribers(pk, subscribers)
 	s.hooks.OnPublished(cl, pk)
 
 	return nil
@@ -1001,20 +1007,34 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 // retainMessage adds a message to a topic, and if a persistent store is provided,
 // adds the message to the store to be reloaded if necessary.
-func (s *Server) retainMessage(cl *Client, pk packets.Packet) {
+//
+// mqtk: it returns the message's subscribers, gathered under the lock that
+// stores the message (TopicsIndex.retainAndGather), for the caller to hand
+// to publishToSubscribers: gathered later, as mochi did (after the PUBACK
+// or PUBREC), they included a subscription made in between, which had
+// found the message retained as well, and got it twice (MQTK.md, change
+// 17). nil when the message is not stored; publishToSubscribers gathers
+// them then. The hooks run after the lock.
+func (s *Server) retainMessage(cl *Client, pk packets.Packet) *Subscribers {
 	if s.Options.Capabilities.RetainAvailable == 0 || pk.Ignore {
-		return
+		return nil
 	}
 
 	out := pk.Copy(false)
-	r := s.Topics.RetainMessage(out)
+	r, subscribers := s.Topics.retainAndGather(out)
 	s.hooks.OnRetainMessage(cl, pk, r)
 	atomic.StoreInt64(&s.Info.Retained, int64(s.Topics.Retained.Len()))
+	return subscribers
 }
 
 // publishToSubscribers publishes a publish packet to all subscribers with matching topic filters.
-func (s *Server) publishToSubscribers(pk packets.Packet) {
+// mqtk: subscribers, if not nil, are pk's subscribers as retainMessage
+// gathered them (from the pool); nil, they are gathered here.
+func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscribers) {
 	if pk.Ignore {
+		if subscribers != nil {
+			releaseSubscribers(subscribers)
+		}
 		return
 	}
 
@@ -1031,7 +1051,9 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 
 	// mqtk: a pooled Subscribers, given back below unless a hook that
 	// selects shared subscribers was handed it (and might keep it).
-	subscribers := s.Topics.pooledSubscribers(pk.TopicName)
+	if subscribers == nil {
+		subscribers = s.Topics.pooledSubscribers(pk.TopicName)
+	}
 	pooled := subscribers
 	release := true
 	if len(subscribers.Shared) > 0 {
@@ -1228,17 +1250,29 @@ func freePooledPacket(p *packets.Packet) {
 	pooledPackets.Put(p)
 }
 
-func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {
+// sendsRetained reports whether a subscription, new or not (existed), is
+// sent the retained messages matching its filter when it is made. mqtk:
+// was at the start of publishRetainedToClient; TopicsIndex.subscribeRetained
+// asks it, to look the messages up under the lock it subscribes under.
+func sendsRetained(sub packets.Subscription, existed bool) bool {
 	if IsSharedFilter(sub.Filter) {
-		return // 4.8.2 Non-normative - Shared Subscriptions - No Retained Messages are sent to the Session when it first subscribes.
+		return false // 4.8.2 Non-normative - Shared Subscriptions - No Retained Messages are sent to the Session when it first subscribes.
 	}
 
 	if sub.RetainHandling == 1 && existed || sub.RetainHandling == 2 { // [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-		return
+		return false
 	}
+	return true
+}
 
+// publishRetainedToClient sends a new subscription the retained messages
+// that matched it when it was made. mqtk: looked up by
+// TopicsIndex.subscribeRetained under the lock the subscription was added
+// under (MQTK.md, change 17), they are sent here, outside it: waiting for
+// room in the client's queue (see publishToClient) holds no one else up.
+func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, retained []packets.Packet) {
 	sub.FwdRetainedFlag = true
-	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
@@ -1360,7 +1394,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 		code = packets.ErrPacketIdentifierInUse
 	}
 
-	filterExisted := make([]bool, len(pk.Filters))
+	retained := make([][]packets.Packet, len(pk.Filters)) // mqtk: was filterExisted, see subscribeRetained
 	reasonCodes := make([]byte, len(pk.Filters))
 	for i, sub := range pk.Filters {
 		if code != packets.CodeSuccess {
@@ -1376,7 +1410,11 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 				reasonCodes[i] = packets.ErrUnspecifiedError.Code
 			}
 		} else {
-			isNew := s.Topics.Subscribe(cl.ID, sub) // [MQTT-3.8.4-3]
+			// mqtk: the retained messages are looked up as the
+			// subscription is added, under one lock; they are sent after
+			// the SUBACK (see TopicsIndex.subscribeRetained).
+			isNew, pks := s.Topics.subscribeRetained(cl.ID, sub, func(existed bool) bool { return sendsRetained(sub, existed) }) // [MQTT-3.8.4-3]
+			retained[i] = pks
 			if isNew {
 				atomic.AddInt64(&s.Info.Subscriptions, 1)
 			}
@@ -1386,7 +1424,6 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 				sub.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 			}
 
-			filterExisted[i] = !isNew
 			reasonCodes[i] = sub.Qos // [MQTT-3.9.3-1] [MQTT-3.8.4-7]
 		}
 
@@ -1421,7 +1458,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 			continue
 		}
 
-		s.publishRetainedToClient(cl, sub, filterExisted[i])
+		s.publishRetainedToClient(cl, sub, retained[i])
 	}
 
 	return nil
@@ -1601,8 +1638,8 @@ func (s *Server) publishSysTopics() {
 	for topic, payload := range topics {
 		pk.TopicName = topic
 		pk.Payload = []byte(payload)
-		s.Topics.RetainMessage(pk.Copy(false))
-		s.publishToSubscribers(pk)
+		_, subscribers := s.Topics.retainAndGather(pk.Copy(false)) // mqtk: was RetainMessage, see retainMessage
+		s.publishToSubscribers(pk, subscribers)
 	}
 
 	s.hooks.OnSysInfoTick(info)
@@ -1658,11 +1695,12 @@ func (s *Server) sendLWT(cl *Client) {
 		return
 	}
 
+	var subscribers *Subscribers // mqtk: see retainMessage
 	if pk.FixedHeader.Retain {
-		s.retainMessage(cl, pk)
+		subscribers = s.retainMessage(cl, pk)
 	}
 
-	s.publishToSubscribers(pk)                      // [MQTT-3.1.2-8]
+	s.publishToSubscribers(pk, subscribers)         // [MQTT-3.1.2-8]
 	atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // [MQTT-3.1.2-10]
 	s.hooks.OnWillSent(cl, pk)
 }
@@ -1861,11 +1899,17 @@ func (s *Server) clearExpiredInflights(now int64) {
 func (s *Server) sendDelayedLWT(dt int64) {
 	for id, pk := range s.loop.willDelayed.GetAll() {
 		if dt > pk.Expiry {
-			s.publishToSubscribers(pk) // [MQTT-3.1.2-8]
-			if cl, ok := s.Clients.Get(id); ok {
-				if pk.FixedHeader.Retain {
-					s.retainMessage(cl, pk)
-				}
+			// mqtk: retained first, with its subscribers gathered under the
+			// same lock (see retainMessage), as sendLWT does; it was sent
+			// first and retained after, and a subscription made in between
+			// got it neither way.
+			var subscribers *Subscribers
+			cl, ok := s.Clients.Get(id)
+			if ok && pk.FixedHeader.Retain {
+				subscribers = s.retainMessage(cl, pk)
+			}
+			s.publishToSubscribers(pk, subscribers) // [MQTT-3.1.2-8]
+			if ok {
 				cl.Properties.Will = Will{} // [MQTT-3.1.2-10]
 				s.hooks.OnWillSent(cl, pk)
 			}
