@@ -2,8 +2,11 @@ package broker_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +30,9 @@ import (
 // The test holds the broker in each gap in turn, at the hooks mochi calls
 // there (OnRetainMessage after storing; OnSubscribed after subscribing,
 // before the SUBACK), and does the other step meanwhile, so the interleaving
-// happens every time; nothing is awaited by time.
+// happens every time; nothing is awaited by time. Subtest "order" checks
+// that what is published while a subscription is made reaches the
+// subscriber after that subscription's retained messages.
 func TestRetainedOnce(t *testing.T) {
 	if *onMosquitto {
 		t.Skip("holds mqtk's broker at its hooks")
@@ -86,6 +91,61 @@ func TestRetainedOnce(t *testing.T) {
 				t.Fatalf("got %s, want QoS 2 granted", describe(ack))
 			}
 			expectOnce(t, s.collect(), topic, false)
+		})
+	})
+
+	// A retained message is on a topic; a client subscribes to the topic
+	// and to another without retained messages, in one SUBSCRIBE, and the
+	// broker is held once it has made the subscriptions, before the SUBACK.
+	// Another client meanwhile publishes a new retained value to the topic,
+	// a message not retained to it and one to the other topic. The
+	// subscriber gets the old value first, as retained, then the others
+	// live in the order published, each once, all after the SUBACK: it ends
+	// with the new value, as it would on mosquitto. (Before the subscriber
+	// had been held back, the live ones came first and the old value
+	// last, MQTK.md change 17.)
+	t.Run("order", func(t *testing.T) {
+		forVersions(t, allVersions, func(t *testing.T, v byte) {
+			name := "order-" + versionName(v)
+			topic, other := "once/"+name, "once/"+name+"/other"
+			subscribed := gates.add(t, "subscribed "+topic)
+			p, _ := connect(t, addr, v, "pub-"+name)
+			s, _ := connect(t, addr, v, "sub-"+name)
+			p.pub(topic, "old", 1, true)
+			id := s.newID()
+			s.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: id,
+				Filters: packets.Subscriptions{sub(topic, 2), sub(other, 1)}})
+			subscribed.reached(t)
+			p.pub(topic, "new", 2, true)
+			p.pub(topic, "live", 1, false)
+			p.pub(other, "other", 0, false)
+			p.sync() // the broker has sent the last two on
+			subscribed.release()
+			if ack := s.await(packets.Suback, id); len(ack.ReasonCodes) != 2 || ack.ReasonCodes[0] != 2 || ack.ReasonCodes[1] != 1 {
+				t.Fatalf("got %s, want QoS 2 and 1 granted", describe(ack))
+			}
+			beforeAck := len(s.pending)
+			got := s.collect()
+			want := []string{
+				fmt.Sprintf("%q %q retain", topic, "old"),
+				fmt.Sprintf("%q %q", topic, "new"),
+				fmt.Sprintf("%q %q", topic, "live"),
+				fmt.Sprintf("%q %q", other, "other"),
+			}
+			var gotS []string
+			for _, pk := range got {
+				d := fmt.Sprintf("%q %q", pk.TopicName, pk.Payload)
+				if pk.FixedHeader.Retain {
+					d += " retain"
+				}
+				gotS = append(gotS, d)
+			}
+			if !slices.Equal(gotS, want) {
+				t.Errorf("the subscriber got, in order:\n\t%s\nwant:\n\t%s", strings.Join(gotS, "\n\t"), strings.Join(want, "\n\t"))
+			}
+			if beforeAck > 0 {
+				t.Errorf("%d of them came before the SUBACK, want none", beforeAck)
+			}
 		})
 	})
 

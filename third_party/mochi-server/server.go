@@ -1120,15 +1120,24 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 	}
 
+	var aliasExists bool
 	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		var aliasExists bool
 		out.Properties.TopicAlias, aliasExists = cl.State.TopicAliases.Outbound.Set(pk.TopicName)
 		if out.Properties.TopicAlias > 0 {
 			out.Properties.TopicAliasFlag = true
-			if aliasExists {
-				out.TopicName = ""
-			}
 		}
+	}
+
+	// mqtk: whether the client is making a subscription, when a live
+	// message is held back behind the retained ones (see deferLive).
+	// Meanwhile a message keeps its topic beside an alias the client
+	// already has: a live message held back is written after retained
+	// ones prepared after it, and one of those, with the alias alone, could
+	// otherwise reach the client before the message that sets the alias.
+	// Loaded once, after the alias is set, for both.
+	subscribing := cl.State.subscribing.Load()
+	if aliasExists && !subscribing {
+		out.TopicName = ""
 	}
 
 	if out.FixedHeader.Qos > 0 {
@@ -1193,21 +1202,107 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 	}
 
+	if subscribing && !sub.FwdRetainedFlag { // mqtk: see deferLive
+		if deferred, err := s.deferLive(cl, pk, queued); deferred {
+			return out, err
+		}
+	}
+
 	select {
 	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
-		freePooledPacket(queued)
-		atomic.AddInt64(&s.Info.MessagesDropped, 1)
-		cl.ops.hooks.OnPublishDropped(cl, pk)
-		if out.FixedHeader.Qos > 0 {
-			cl.State.Inflight.Delete(out.PacketID) // packet was dropped due to irregular circumstances, so rollback inflight.
-			cl.State.Inflight.IncreaseSendQuota()
-		}
+		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return out, packets.ErrPendingClientWritesExceeded
 	}
 
 	return out, nil
+}
+
+// dropQueued drops queued, a message for cl from the pool, that does not
+// fit in cl's queue: counted, passed to the OnPublishDropped hooks (as pk),
+// and taken out of the in-flight messages if QoS 1 or 2. mqtk: was at the
+// end of publishToClient; endSubscribing drops the same way.
+func (s *Server) dropQueued(cl *Client, pk packets.Packet, queued *packets.Packet) {
+	qos, id := queued.FixedHeader.Qos, queued.PacketID
+	freePooledPacket(queued)
+	atomic.AddInt64(&s.Info.MessagesDropped, 1)
+	cl.ops.hooks.OnPublishDropped(cl, pk)
+	if qos > 0 {
+		cl.State.Inflight.Delete(id) // packet was dropped due to irregular circumstances, so rollback inflight.
+		cl.State.Inflight.IncreaseSendQuota()
+	}
+}
+
+// deferLive holds back queued, a live message (not a retained one sent on
+// subscribing) prepared for cl, while cl's read loop is making a
+// subscription (ClientState.subscribing): it goes in cl's deferred list,
+// which endSubscribing moves into cl's queue once the subscription's
+// retained messages are queued. It reports false if the subscription was
+// done meanwhile (the caller queues the message as usual); a message
+// beyond the queue's capacity is dropped (dropQueued) with
+// ErrPendingClientWritesExceeded, as when the queue is full, so a client
+// that stopped reading while subscribing holds no more than its queue
+// would. The publisher never waits but for the mutex, which is held only
+// to append and to move the list.
+//
+// mqtk: mochi put such a message straight into the queue, ahead of the
+// retained messages, which are queued after the SUBACK, so a client could
+// get a topic's new value live, then its old one as retained, and keep
+// the old one (MQTK.md, change 17). processSubscribe sets subscribing
+// before it adds the subscription to the index, and a publisher reads it
+// after finding the subscription there, so every message routed to the
+// new subscription is held back. It holds back messages for the client's
+// other subscriptions too: they keep their order among themselves.
+func (s *Server) deferLive(cl *Client, pk packets.Packet, queued *packets.Packet) (bool, error) {
+	cl.State.deferMu.Lock()
+	if !cl.State.subscribing.Load() {
+		cl.State.deferMu.Unlock()
+		return false, nil
+	}
+	if len(cl.State.deferred) >= cap(cl.State.outbound) {
+		cl.State.deferMu.Unlock()
+		s.dropQueued(cl, pk, queued)
+		return true, packets.ErrPendingClientWritesExceeded
+	}
+	cl.State.deferred = append(cl.State.deferred, queued)
+	cl.State.deferMu.Unlock()
+	return true, nil
+}
+
+// endSubscribing ends what processSubscribe began by setting
+// cl.State.subscribing: the live messages held back meanwhile (deferLive)
+// go into cl's queue, after the retained messages queued before, without
+// waiting (those that do not fit are dropped, as in publishToClient), and
+// the client's messages go straight to its queue again. If the connection
+// has ended, they are given back to the pool instead, as publishToClient
+// does not queue for an ended connection; a QoS 1 or 2 one stays in the
+// session's in-flight messages, as one left in the queue does. mqtk: see
+// deferLive.
+func (s *Server) endSubscribing(cl *Client) {
+	cl.State.deferMu.Lock()
+	deferred := cl.State.deferred
+	cl.State.deferred = nil
+	closed := cl.Net.Conn == nil || cl.Closed()
+	dropped := deferred[:0] // the ones that do not fit, reusing deferred
+	for _, queued := range deferred {
+		if closed {
+			freePooledPacket(queued)
+			continue
+		}
+		select {
+		case cl.State.outbound <- queued:
+			atomic.AddInt32(&cl.State.outboundQty, 1)
+		default:
+			dropped = append(dropped, queued)
+		}
+	}
+	cl.State.subscribing.Store(false)
+	cl.State.deferMu.Unlock()
+
+	for _, queued := range dropped { // the hooks, outside the lock
+		s.dropQueued(cl, *queued, queued)
+	}
 }
 
 // outboundCopy is pk as sent to one subscriber: what pk.Copy(false) gives
@@ -1393,6 +1488,12 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 	if cl.State.Inflight.Has(pk.PacketID) { // mqtk: was Get, see Has
 		code = packets.ErrPacketIdentifierInUse
 	}
+
+	// mqtk: from before the first subscription is added until the SUBACK
+	// is written and the retained messages queued, the live messages routed
+	// to the client are held back, to follow them (see deferLive).
+	cl.State.subscribing.Store(true)
+	defer s.endSubscribing(cl)
 
 	retained := make([][]packets.Packet, len(pk.Filters)) // mqtk: was filterExisted, see subscribeRetained
 	reasonCodes := make([]byte, len(pk.Filters))
