@@ -169,6 +169,14 @@ type ClientState struct {
 	outboundQty     int32                // number of messages currently in the outbound queue
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
+
+	// mqtk: set while the read loop makes a subscription (processSubscribe),
+	// until its retained messages are queued; the live messages routed to
+	// the client meanwhile wait in deferred, not in outbound, and are
+	// queued after them (see Server.deferLive, MQTK.md change 17).
+	subscribing atomic.Bool
+	deferMu     sync.Mutex        // guards deferred, and subscribing's clearing
+	deferred    []*packets.Packet // from pooledPackets, in the order routed
 }
 
 // newClient returns a new instance of Client. This is almost exclusively used by Server

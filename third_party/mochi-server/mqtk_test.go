@@ -4,6 +4,7 @@
 package mqtt
 
 import (
+	"net"
 	"reflect"
 	"slices"
 	"testing"
@@ -74,6 +75,151 @@ func TestPooledSubscribers(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscribeRetained: subscribeRetained returns the retained messages a
+// subscription is sent when made, as Retain Handling and shared
+// subscriptions say (sendsRetained), and retainAndGather the subscribers of
+// the message it stores, the subscription just made among them (MQTK.md,
+// change 17; TestRetainedOnce in mqtk's internal/broker shows the
+// interleavings).
+func TestSubscribeRetained(t *testing.T) {
+	x := NewTopicsIndex()
+	r, subs := x.retainAndGather(packets.Packet{TopicName: "a/b", Payload: []byte("1")})
+	if r != 1 || len(subs.Subscriptions) != 0 {
+		t.Fatalf("retainAndGather: %d, subscribers %+v; want 1 and none", r, subs.Subscriptions)
+	}
+	releaseSubscribers(subs)
+
+	subscribe := func(client string, sub packets.Subscription) (bool, []packets.Packet) {
+		return x.subscribeRetained(client, sub, func(existed bool) bool { return sendsRetained(sub, existed) })
+	}
+	for _, c := range []struct {
+		sub          packets.Subscription
+		isNew, wants bool
+	}{
+		{packets.Subscription{Filter: "a/+", Qos: 2}, true, true},
+		{packets.Subscription{Filter: "a/+", Qos: 2}, false, true},                     // Retain Handling 0: again
+		{packets.Subscription{Filter: "a/+", Qos: 2, RetainHandling: 1}, false, false}, // only if new
+		{packets.Subscription{Filter: "a/#", Qos: 1, RetainHandling: 1}, true, true},
+		{packets.Subscription{Filter: "a/b", RetainHandling: 2}, true, false},
+		{packets.Subscription{Filter: "$share/g/a/b", ShareName: []string{"g"}}, true, false},
+	} {
+		isNew, got := subscribe("c1", c.sub)
+		if isNew != c.isNew || (len(got) == 1) != c.wants || len(got) > 1 || (c.wants && string(got[0].Payload) != "1") {
+			t.Errorf("%+v: new %v, retained %v; want new %v, the message %v", c.sub, isNew, got, c.isNew, c.wants)
+		}
+	}
+
+	r, subs = x.retainAndGather(packets.Packet{TopicName: "a/b", Payload: []byte("2")})
+	if _, ok := subs.Subscriptions["c1"]; r != 1 || !ok || len(subs.Shared) != 1 {
+		t.Errorf("retainAndGather: %d, subscribers %+v, shared %+v; want 1, c1 and the group", r, subs.Subscriptions, subs.Shared)
+	}
+	releaseSubscribers(subs)
+	if got := x.inlineSubscribeRetained(InlineSubscription{Subscription: packets.Subscription{Filter: "a/#", Identifier: 1}}); len(got) != 1 || string(got[0].Payload) != "2" {
+		t.Errorf("inlineSubscribeRetained: %v, want the message stored last", got)
+	}
+}
+
+// TestDeferLive: while a client is making a subscription, the live
+// messages routed to it wait in its deferred list, at most as many as its
+// queue holds, and endSubscribing queues them after what was queued
+// meanwhile (the retained messages), dropping those that do not fit as a
+// full queue does; for an ended connection it queues nothing, and the QoS 1
+// ones stay in flight. While it lasts, messages keep their topic beside an
+// outbound topic alias (MQTK.md, change 17; TestRetainedOnce/order in mqtk's
+// internal/broker shows the order on the wire).
+func TestDeferLive(t *testing.T) {
+	caps := NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 2
+	s := New(&Options{Capabilities: caps})
+	if err := s.AddHook(new(allowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	newClient := func(id string) *Client {
+		conn, other := net.Pipe()
+		t.Cleanup(func() { conn.Close(); other.Close() })
+		cl := s.NewClient(conn, "test", id, false)
+		cl.Properties.ProtocolVersion = 5
+		return cl
+	}
+	live := packets.Subscription{Filter: "a", Qos: 1}
+	retained := packets.Subscription{Filter: "a", Qos: 1, FwdRetainedFlag: true}
+	msg := func(payload string, retain bool) packets.Packet {
+		return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain}, TopicName: "a", Payload: []byte(payload)}
+	}
+	queue := func(cl *Client) (got []string) {
+		for len(cl.State.outbound) > 0 {
+			pk := <-cl.State.outbound
+			got = append(got, string(pk.Payload))
+		}
+		return got
+	}
+
+	cl := newClient("c1")
+	cl.State.subscribing.Store(true)
+	for _, p := range []string{"live1", "live2", "live3"} {
+		_, err := s.publishToClient(cl, live, msg(p, false))
+		if want := map[bool]error{true: packets.ErrPendingClientWritesExceeded, false: nil}[p == "live3"]; err != want {
+			t.Errorf("%s: %v, want %v", p, err, want)
+		}
+	}
+	if n, d := len(cl.State.outbound), len(cl.State.deferred); n != 0 || d != 2 {
+		t.Fatalf("while subscribing: %d queued and %d deferred, want 0 and 2", n, d)
+	}
+	if _, err := s.publishToClient(cl, retained, msg("old", true)); err != nil {
+		t.Fatal(err)
+	}
+	s.endSubscribing(cl)
+	if got := queue(cl); !slices.Equal(got, []string{"old", "live1"}) {
+		t.Errorf("queued %q, want the retained message, then the live one that fits", got)
+	}
+	if d, in := s.Info.MessagesDropped, cl.State.Inflight.Len(); d != 2 || in != 2 || cl.State.subscribing.Load() || cl.State.deferred != nil {
+		t.Errorf("after: %d dropped, %d in flight, subscribing %v, deferred %v; want 2, 2 (old, live1), false, nil",
+			d, in, cl.State.subscribing.Load(), cl.State.deferred)
+	}
+	if _, err := s.publishToClient(cl, live, msg("live4", false)); err != nil || len(cl.State.outbound) != 1 {
+		t.Errorf("after: %v, %d queued; want the message queued", err, len(cl.State.outbound))
+	}
+
+	cl = newClient("c2")
+	cl.State.subscribing.Store(true)
+	if _, err := s.publishToClient(cl, live, msg("live1", false)); err != nil {
+		t.Fatal(err)
+	}
+	cl.Stop(nil)
+	s.endSubscribing(cl)
+	if n, in := len(cl.State.outbound), cl.State.Inflight.Len(); n != 0 || in != 1 || cl.State.deferred != nil {
+		t.Errorf("connection ended: %d queued, %d in flight, deferred %v; want 0, 1, nil", n, in, cl.State.deferred)
+	}
+
+	cl = newClient("c3")
+	cl.Properties.Props.TopicAliasMaximum = 5
+	cl.State.TopicAliases.Outbound = NewOutboundTopicAliases(5)
+	var topics []string
+	for _, subscribing := range []bool{false, false, true, false} {
+		cl.State.subscribing.Store(subscribing)
+		out, err := s.publishToClient(cl, packets.Subscription{Filter: "a"}, msg("m", false))
+		if err != nil || out.Properties.TopicAlias != 1 {
+			t.Fatalf("%v, alias %d; want alias 1", err, out.Properties.TopicAlias)
+		}
+		topics = append(topics, out.TopicName)
+		queue(cl)
+	}
+	if want := []string{"a", "", "a", ""}; !slices.Equal(topics, want) {
+		t.Errorf("topics beside the alias %q, want %q: the topic kept while subscribing", topics, want)
+	}
+	s.endSubscribing(cl)
+}
+
+// allowHook allows every client everything.
+type allowHook struct{ HookBase }
+
+func (h *allowHook) ID() string { return "allow" }
+func (h *allowHook) Provides(b byte) bool {
+	return b == OnACLCheck || b == OnConnectAuthenticate
+}
+func (h *allowHook) OnACLCheck(*Client, string, bool) bool              { return true }
+func (h *allowHook) OnConnectAuthenticate(*Client, packets.Packet) bool { return true }
 
 // TestInflightPooled: the packets of an Inflight map are its own: what Get
 // and GetAll returned does not change with later Sets and Deletes (MQTK.md,

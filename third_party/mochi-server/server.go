@@ -829,11 +829,13 @@ func (s *Server) Subscribe(filter string, subscriptionId int, handler InlineSubF
 		Handler:      handler,
 	}
 
-	s.Topics.InlineSubscribe(inlineSubscription)
+	// mqtk: the subscription is added and the retained messages looked up
+	// under one lock (see TopicsIndex.subscribeRetained).
+	retained := s.Topics.inlineSubscribeRetained(inlineSubscription)
 	s.hooks.OnSubscribed(s.inlineClient, pk, []byte{packets.CodeSuccess.Code})
 
 	// Handling retained messages.
-	for _, pkv := range s.Topics.Messages(filter) { // [MQTT-3.8.4-4]
+	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		handler(s.inlineClient, inlineSubscription.Subscription, pkv)
 	}
 	return nil
@@ -956,15 +958,16 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
-		s.retainMessage(cl, pk)
+	var subscribers *Subscribers // mqtk: see retainMessage
+	if pk.FixedHeader.Retain {   // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
+		subscribers = s.retainMessage(cl, pk)
 	}
 
 	// If it's inlineClient, it can't handle PUBREC and PUBREL.
 	// When it publishes a package with a qos > 0, the server treats
 	// the package as qos=0, and the client receives it as qos=1 or 2.
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
-		s.publishToSubscribers(pk)
+		s.publishToSubscribers(pk, subscribers)
 		s.hooks.OnPublished(cl, pk)
 		return nil
 	}
@@ -982,6 +985,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
+		if subscribers != nil {
+			releaseSubscribers(subscribers) // mqtk: see retainMessage
+		}
 		return err
 	}
 
@@ -993,7 +999,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosComplete(cl, ack)
 	}
 
-	s.publishToSubscribers(pk)
+	s.publishToSubscribers(pk, subscribers)
 	s.hooks.OnPublished(cl, pk)
 
 	return nil
@@ -1001,20 +1007,34 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 // retainMessage adds a message to a topic, and if a persistent store is provided,
 // adds the message to the store to be reloaded if necessary.
-func (s *Server) retainMessage(cl *Client, pk packets.Packet) {
+//
+// mqtk: it returns the message's subscribers, gathered under the lock that
+// stores the message (TopicsIndex.retainAndGather), for the caller to hand
+// to publishToSubscribers: gathered later, as mochi did (after the PUBACK
+// or PUBREC), they included a subscription made in between, which had
+// found the message retained as well, and got it twice (MQTK.md, change
+// 17). nil when the message is not stored; publishToSubscribers gathers
+// them then. The hooks run after the lock.
+func (s *Server) retainMessage(cl *Client, pk packets.Packet) *Subscribers {
 	if s.Options.Capabilities.RetainAvailable == 0 || pk.Ignore {
-		return
+		return nil
 	}
 
 	out := pk.Copy(false)
-	r := s.Topics.RetainMessage(out)
+	r, subscribers := s.Topics.retainAndGather(out)
 	s.hooks.OnRetainMessage(cl, pk, r)
 	atomic.StoreInt64(&s.Info.Retained, int64(s.Topics.Retained.Len()))
+	return subscribers
 }
 
 // publishToSubscribers publishes a publish packet to all subscribers with matching topic filters.
-func (s *Server) publishToSubscribers(pk packets.Packet) {
+// mqtk: subscribers, if not nil, are pk's subscribers as retainMessage
+// gathered them (from the pool); nil, they are gathered here.
+func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscribers) {
 	if pk.Ignore {
+		if subscribers != nil {
+			releaseSubscribers(subscribers)
+		}
 		return
 	}
 
@@ -1031,7 +1051,9 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 
 	// mqtk: a pooled Subscribers, given back below unless a hook that
 	// selects shared subscribers was handed it (and might keep it).
-	subscribers := s.Topics.pooledSubscribers(pk.TopicName)
+	if subscribers == nil {
+		subscribers = s.Topics.pooledSubscribers(pk.TopicName)
+	}
 	pooled := subscribers
 	release := true
 	if len(subscribers.Shared) > 0 {
@@ -1098,15 +1120,24 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 	}
 
+	var aliasExists bool
 	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		var aliasExists bool
 		out.Properties.TopicAlias, aliasExists = cl.State.TopicAliases.Outbound.Set(pk.TopicName)
 		if out.Properties.TopicAlias > 0 {
 			out.Properties.TopicAliasFlag = true
-			if aliasExists {
-				out.TopicName = ""
-			}
 		}
+	}
+
+	// mqtk: whether the client is making a subscription, when a live
+	// message is held back behind the retained ones (see deferLive).
+	// Meanwhile a message keeps its topic beside an alias the client
+	// already has: a live message held back is written after retained
+	// ones prepared after it, and one of those, with the alias alone, could
+	// otherwise reach the client before the message that sets the alias.
+	// Loaded once, after the alias is set, for both.
+	subscribing := cl.State.subscribing.Load()
+	if aliasExists && !subscribing {
+		out.TopicName = ""
 	}
 
 	if out.FixedHeader.Qos > 0 {
@@ -1171,21 +1202,107 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 	}
 
+	if subscribing && !sub.FwdRetainedFlag { // mqtk: see deferLive
+		if deferred, err := s.deferLive(cl, pk, queued); deferred {
+			return out, err
+		}
+	}
+
 	select {
 	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
-		freePooledPacket(queued)
-		atomic.AddInt64(&s.Info.MessagesDropped, 1)
-		cl.ops.hooks.OnPublishDropped(cl, pk)
-		if out.FixedHeader.Qos > 0 {
-			cl.State.Inflight.Delete(out.PacketID) // packet was dropped due to irregular circumstances, so rollback inflight.
-			cl.State.Inflight.IncreaseSendQuota()
-		}
+		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return out, packets.ErrPendingClientWritesExceeded
 	}
 
 	return out, nil
+}
+
+// dropQueued drops queued, a message for cl from the pool, that does not
+// fit in cl's queue: counted, passed to the OnPublishDropped hooks (as pk),
+// and taken out of the in-flight messages if QoS 1 or 2. mqtk: was at the
+// end of publishToClient; endSubscribing drops the same way.
+func (s *Server) dropQueued(cl *Client, pk packets.Packet, queued *packets.Packet) {
+	qos, id := queued.FixedHeader.Qos, queued.PacketID
+	freePooledPacket(queued)
+	atomic.AddInt64(&s.Info.MessagesDropped, 1)
+	cl.ops.hooks.OnPublishDropped(cl, pk)
+	if qos > 0 {
+		cl.State.Inflight.Delete(id) // packet was dropped due to irregular circumstances, so rollback inflight.
+		cl.State.Inflight.IncreaseSendQuota()
+	}
+}
+
+// deferLive holds back queued, a live message (not a retained one sent on
+// subscribing) prepared for cl, while cl's read loop is making a
+// subscription (ClientState.subscribing): it goes in cl's deferred list,
+// which endSubscribing moves into cl's queue once the subscription's
+// retained messages are queued. It reports false if the subscription was
+// done meanwhile (the caller queues the message as usual); a message
+// beyond the queue's capacity is dropped (dropQueued) with
+// ErrPendingClientWritesExceeded, as when the queue is full, so a client
+// that stopped reading while subscribing holds no more than its queue
+// would. The publisher never waits but for the mutex, which is held only
+// to append and to move the list.
+//
+// mqtk: mochi put such a message straight into the queue, ahead of the
+// retained messages, which are queued after the SUBACK, so a client could
+// get a topic's new value live, then its old one as retained, and keep
+// the old one (MQTK.md, change 17). processSubscribe sets subscribing
+// before it adds the subscription to the index, and a publisher reads it
+// after finding the subscription there, so every message routed to the
+// new subscription is held back. It holds back messages for the client's
+// other subscriptions too: they keep their order among themselves.
+func (s *Server) deferLive(cl *Client, pk packets.Packet, queued *packets.Packet) (bool, error) {
+	cl.State.deferMu.Lock()
+	if !cl.State.subscribing.Load() {
+		cl.State.deferMu.Unlock()
+		return false, nil
+	}
+	if len(cl.State.deferred) >= cap(cl.State.outbound) {
+		cl.State.deferMu.Unlock()
+		s.dropQueued(cl, pk, queued)
+		return true, packets.ErrPendingClientWritesExceeded
+	}
+	cl.State.deferred = append(cl.State.deferred, queued)
+	cl.State.deferMu.Unlock()
+	return true, nil
+}
+
+// endSubscribing ends what processSubscribe began by setting
+// cl.State.subscribing: the live messages held back meanwhile (deferLive)
+// go into cl's queue, after the retained messages queued before, without
+// waiting (those that do not fit are dropped, as in publishToClient), and
+// the client's messages go straight to its queue again. If the connection
+// has ended, they are given back to the pool instead, as publishToClient
+// does not queue for an ended connection; a QoS 1 or 2 one stays in the
+// session's in-flight messages, as one left in the queue does. mqtk: see
+// deferLive.
+func (s *Server) endSubscribing(cl *Client) {
+	cl.State.deferMu.Lock()
+	deferred := cl.State.deferred
+	cl.State.deferred = nil
+	closed := cl.Net.Conn == nil || cl.Closed()
+	dropped := deferred[:0] // the ones that do not fit, reusing deferred
+	for _, queued := range deferred {
+		if closed {
+			freePooledPacket(queued)
+			continue
+		}
+		select {
+		case cl.State.outbound <- queued:
+			atomic.AddInt32(&cl.State.outboundQty, 1)
+		default:
+			dropped = append(dropped, queued)
+		}
+	}
+	cl.State.subscribing.Store(false)
+	cl.State.deferMu.Unlock()
+
+	for _, queued := range dropped { // the hooks, outside the lock
+		s.dropQueued(cl, *queued, queued)
+	}
 }
 
 // outboundCopy is pk as sent to one subscriber: what pk.Copy(false) gives
@@ -1228,17 +1345,29 @@ func freePooledPacket(p *packets.Packet) {
 	pooledPackets.Put(p)
 }
 
-func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {
+// sendsRetained reports whether a subscription, new or not (existed), is
+// sent the retained messages matching its filter when it is made. mqtk:
+// was at the start of publishRetainedToClient; TopicsIndex.subscribeRetained
+// asks it, to look the messages up under the lock it subscribes under.
+func sendsRetained(sub packets.Subscription, existed bool) bool {
 	if IsSharedFilter(sub.Filter) {
-		return // 4.8.2 Non-normative - Shared Subscriptions - No Retained Messages are sent to the Session when it first subscribes.
+		return false // 4.8.2 Non-normative - Shared Subscriptions - No Retained Messages are sent to the Session when it first subscribes.
 	}
 
 	if sub.RetainHandling == 1 && existed || sub.RetainHandling == 2 { // [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-		return
+		return false
 	}
+	return true
+}
 
+// publishRetainedToClient sends a new subscription the retained messages
+// that matched it when it was made. mqtk: looked up by
+// TopicsIndex.subscribeRetained under the lock the subscription was added
+// under (MQTK.md, change 17), they are sent here, outside it: waiting for
+// room in the client's queue (see publishToClient) holds no one else up.
+func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, retained []packets.Packet) {
 	sub.FwdRetainedFlag = true
-	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
@@ -1360,7 +1489,13 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 		code = packets.ErrPacketIdentifierInUse
 	}
 
-	filterExisted := make([]bool, len(pk.Filters))
+	// mqtk: from before the first subscription is added until the SUBACK
+	// is written and the retained messages queued, the live messages routed
+	// to the client are held back, to follow them (see deferLive).
+	cl.State.subscribing.Store(true)
+	defer s.endSubscribing(cl)
+
+	retained := make([][]packets.Packet, len(pk.Filters)) // mqtk: was filterExisted, see subscribeRetained
 	reasonCodes := make([]byte, len(pk.Filters))
 	for i, sub := range pk.Filters {
 		if code != packets.CodeSuccess {
@@ -1376,7 +1511,11 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 				reasonCodes[i] = packets.ErrUnspecifiedError.Code
 			}
 		} else {
-			isNew := s.Topics.Subscribe(cl.ID, sub) // [MQTT-3.8.4-3]
+			// mqtk: the retained messages are looked up as the
+			// subscription is added, under one lock; they are sent after
+			// the SUBACK (see TopicsIndex.subscribeRetained).
+			isNew, pks := s.Topics.subscribeRetained(cl.ID, sub, func(existed bool) bool { return sendsRetained(sub, existed) }) // [MQTT-3.8.4-3]
+			retained[i] = pks
 			if isNew {
 				atomic.AddInt64(&s.Info.Subscriptions, 1)
 			}
@@ -1386,7 +1525,6 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 				sub.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 			}
 
-			filterExisted[i] = !isNew
 			reasonCodes[i] = sub.Qos // [MQTT-3.9.3-1] [MQTT-3.8.4-7]
 		}
 
@@ -1421,7 +1559,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 			continue
 		}
 
-		s.publishRetainedToClient(cl, sub, filterExisted[i])
+		s.publishRetainedToClient(cl, sub, retained[i])
 	}
 
 	return nil
@@ -1601,8 +1739,8 @@ func (s *Server) publishSysTopics() {
 	for topic, payload := range topics {
 		pk.TopicName = topic
 		pk.Payload = []byte(payload)
-		s.Topics.RetainMessage(pk.Copy(false))
-		s.publishToSubscribers(pk)
+		_, subscribers := s.Topics.retainAndGather(pk.Copy(false)) // mqtk: was RetainMessage, see retainMessage
+		s.publishToSubscribers(pk, subscribers)
 	}
 
 	s.hooks.OnSysInfoTick(info)
@@ -1658,11 +1796,12 @@ func (s *Server) sendLWT(cl *Client) {
 		return
 	}
 
+	var subscribers *Subscribers // mqtk: see retainMessage
 	if pk.FixedHeader.Retain {
-		s.retainMessage(cl, pk)
+		subscribers = s.retainMessage(cl, pk)
 	}
 
-	s.publishToSubscribers(pk)                      // [MQTT-3.1.2-8]
+	s.publishToSubscribers(pk, subscribers)         // [MQTT-3.1.2-8]
 	atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // [MQTT-3.1.2-10]
 	s.hooks.OnWillSent(cl, pk)
 }
@@ -1862,11 +2001,17 @@ func (s *Server) clearExpiredInflights(now int64) {
 func (s *Server) sendDelayedLWT(dt int64) {
 	for id, pk := range s.loop.willDelayed.GetAll() {
 		if dt > pk.Expiry {
-			s.publishToSubscribers(pk) // [MQTT-3.1.2-8]
-			if cl, ok := s.Clients.Get(id); ok {
-				if pk.FixedHeader.Retain {
-					s.retainMessage(cl, pk)
-				}
+			// mqtk: retained first, with its subscribers gathered under the
+			// same lock (see retainMessage), as sendLWT does; it was sent
+			// first and retained after, and a subscription made in between
+			// got it neither way.
+			var subscribers *Subscribers
+			cl, ok := s.Clients.Get(id)
+			if ok && pk.FixedHeader.Retain {
+				subscribers = s.retainMessage(cl, pk)
+			}
+			s.publishToSubscribers(pk, subscribers) // [MQTT-3.1.2-8]
+			if ok {
 				cl.Properties.Will = Will{} // [MQTT-3.1.2-10]
 				s.hooks.OnWillSent(cl, pk)
 			}

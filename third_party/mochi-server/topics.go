@@ -368,7 +368,20 @@ func NewTopicsIndex() *TopicsIndex {
 func (x *TopicsIndex) InlineSubscribe(subscription InlineSubscription) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	return x.inlineSubscribe(subscription)
+}
 
+// inlineSubscribeRetained is InlineSubscribe that also returns the retained
+// messages matching the filter. mqtk: looked up under the same lock, as
+// subscribeRetained does for a client's subscription (MQTK.md, change 17).
+func (x *TopicsIndex) inlineSubscribeRetained(subscription InlineSubscription) []packets.Packet {
+	x.root.Lock()
+	defer x.root.Unlock()
+	x.inlineSubscribe(subscription)
+	return x.scanMessages(subscription.Filter, 0, nil, []packets.Packet{})
+}
+
+func (x *TopicsIndex) inlineSubscribe(subscription InlineSubscription) bool {
 	var existed bool
 	n := x.set(subscription.Filter, 0)
 	_, existed = n.inlineSubscriptions.Get(subscription.Identifier)
@@ -401,7 +414,27 @@ func (x *TopicsIndex) InlineUnsubscribe(id int, filter string) bool {
 func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	return x.subscribe(client, subscription)
+}
 
+// subscribeRetained is Subscribe that also returns, if retained says so
+// (given whether the subscription existed), the retained messages matching
+// the filter. mqtk: both under the root lock, which retainAndGather holds
+// while it stores a retained message and gathers its subscribers, so that a
+// message retained while the subscription is made is either in what this
+// returns or sent live to the subscription, not both (MQTK.md, change 17).
+// Nothing is sent here: the caller sends the messages after the lock.
+func (x *TopicsIndex) subscribeRetained(client string, subscription packets.Subscription, retained func(existed bool) bool) (bool, []packets.Packet) {
+	x.root.Lock()
+	defer x.root.Unlock()
+	isNew := x.subscribe(client, subscription)
+	if !retained(!isNew) {
+		return isNew, nil
+	}
+	return isNew, x.scanMessages(subscription.Filter, 0, nil, []packets.Packet{})
+}
+
+func (x *TopicsIndex) subscribe(client string, subscription packets.Subscription) bool {
 	var existed bool
 	prefix, _ := isolateParticle(subscription.Filter, 0)
 	if strings.EqualFold(prefix, SharePrefix) {
@@ -453,7 +486,25 @@ func (x *TopicsIndex) Unsubscribe(filter, client string) bool {
 func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	x.root.Lock()
 	defer x.root.Unlock()
+	return x.retainMessage(pk)
+}
 
+// retainAndGather is RetainMessage, and the subscribers of pk's topic
+// gathered (into a Subscribers from the pool, see pooledSubscribers) under
+// the same lock. mqtk: subscribeRetained adds a subscription and looks up
+// the retained messages under that lock too, so a subscription made while
+// pk is retained either finds pk among the retained messages or is among
+// the subscribers pk is sent to, never both (MQTK.md, change 17). Only
+// retained messages take this lock for their subscribers; others gather
+// them with pooledSubscribers alone.
+func (x *TopicsIndex) retainAndGather(pk packets.Packet) (int64, *Subscribers) {
+	x.root.Lock()
+	defer x.root.Unlock()
+	r := x.retainMessage(pk)
+	return r, x.pooledSubscribers(pk.TopicName)
+}
+
+func (x *TopicsIndex) retainMessage(pk packets.Packet) int64 {
 	n := x.set(pk.TopicName, 0)
 	n.Lock()
 	defer n.Unlock()
