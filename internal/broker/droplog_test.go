@@ -103,8 +103,17 @@ func TestOfflineSessionDrops(t *testing.T) {
 	sub.await(t, paho.CONNACK)
 	sub.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "drops", QoS: 1}}, Properties: &paho.Properties{}})
 	sub.await(t, paho.SUBACK)
+	gone := make(chan struct{})
+	if err := s.m.AddHook(&disconnectHook{id: "offline", gone: gone}, nil); err != nil {
+		t.Fatal(err)
+	}
 	sub.send(t, &paho.Disconnect{Properties: &paho.Properties{}})
 	sub.conn.Close()
+	select { // routed to while still connected, the messages would be queued, not dropped at the in-flight limit
+	case <-gone:
+	case <-time.After(time.Minute): // a bound against a hang only
+		t.Fatal("the broker did not end the offline client's connection")
+	}
 
 	const n = 1000
 	pub := rawDial(t, addr)
@@ -136,6 +145,23 @@ func TestOfflineSessionDrops(t *testing.T) {
 	}
 	if max := 1 + int(time.Since(start)/dropLogInterval); lines < 1 || lines > max {
 		t.Errorf("%d lines logged for %d messages dropped, want 1 to %d", lines, n-10, max)
+	}
+}
+
+// disconnectHook closes gone when the client id's connection has ended.
+type disconnectHook struct {
+	mqtt.HookBase
+	id   string
+	gone chan struct{}
+}
+
+func (h *disconnectHook) ID() string { return "test-disconnect" }
+
+func (h *disconnectHook) Provides(b byte) bool { return b == mqtt.OnDisconnect }
+
+func (h *disconnectHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.ID == h.id {
+		close(h.gone)
 	}
 }
 
