@@ -252,6 +252,14 @@ func connect(t testing.TB, addr string, version byte, id string, opts ...option)
 // connect sends a CONNECT and returns the CONNACK.
 func (c *client) connect(opts ...option) packets.Packet {
 	c.t.Helper()
+	c.sendConnect(opts...)
+	return c.expect(packets.Connack)
+}
+
+// sendConnect sends a CONNECT for clean session (clean start 1) and the
+// options, and leaves the CONNACK to be read.
+func (c *client) sendConnect(opts ...option) {
+	c.t.Helper()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: c.version,
@@ -269,7 +277,6 @@ func (c *client) connect(opts ...option) packets.Packet {
 		o(&pk)
 	}
 	c.send(pk)
-	return c.expect(packets.Connack)
 }
 
 // send writes pk, with the connection's protocol version.

@@ -315,11 +315,22 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 
 // ResendInflightMessages attempts to resend any pending inflight messages to connected clients.
 func (cl *Client) ResendInflightMessages(force bool) error {
+	return cl.resendInflight(nil)
+}
+
+// resendInflight is ResendInflightMessages for the messages whose packet
+// identifiers are in only (all of them if only is nil), in the order
+// Inflight.GetAll gives. mqtk: a resumed session resends the queue it
+// took over, not the messages routed to it since (see attachClient).
+func (cl *Client) resendInflight(only map[uint16]bool) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil
 	}
 
 	for _, tk := range cl.State.Inflight.GetAll(false) {
+		if only != nil && !only[tk.PacketID] {
+			continue
+		}
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}
