@@ -237,6 +237,12 @@ func receiveMaximum(n uint16) option {
 	return func(pk *packets.Packet) { pk.Properties.ReceiveMaximum = n }
 }
 
+// topicAliasMaximum sets the MQTT 5 Topic Alias Maximum: how many topic
+// aliases the server may set on this connection.
+func topicAliasMaximum(n uint16) option {
+	return func(pk *packets.Packet) { pk.Properties.TopicAliasMaximum = n }
+}
+
 // connect dials and connects with a CONNECT for clean session (clean start
 // 1) and the options, and expects a successful CONNACK, which it returns.
 func connect(t testing.TB, addr string, version byte, id string, opts ...option) (*client, packets.Packet) {

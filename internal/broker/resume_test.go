@@ -17,8 +17,9 @@ import (
 	"mqtk/internal/brokertest"
 )
 
-// Resuming a session while messages for it keep coming. See
-// third_party/mochi-server/MQTK.md, change 18.
+// Resuming a session while messages for it keep coming, and what a resumed
+// session's queue carries over from the connection before (topic aliases).
+// See third_party/mochi-server/MQTK.md, changes 18 and 19.
 
 // resumeHook lets a test act at moments of a session's resumption that no
 // client sees, and wait for a connection's end. It is added after mqtk's
@@ -267,4 +268,134 @@ func testResumeWhilePublishing(t *testing.T, mode string, v byte, extra []option
 		t.Fatalf("the resumed session got\n%s\nwant\n%s", g, w)
 	}
 	s.quiet("after the queue and the messages published while resuming")
+}
+
+// topicOf resolves the topic of a PUBLISH a client receives on a
+// connection with the Topic Alias Maximum max, with the aliases the server
+// has set on it so far, and fails the test for an alias the connection may
+// not carry or does not know.
+func topicOf(t *testing.T, aliases map[uint16]string, max uint16, pk packets.Packet) string {
+	t.Helper()
+	a := pk.Properties.TopicAlias
+	switch {
+	case a == 0 && pk.TopicName == "":
+		t.Fatalf("got %s: no topic and no alias", describe(pk))
+	case a == 0:
+	case a > max:
+		t.Fatalf("got %s with topic alias %d, above the connection's Topic Alias Maximum %d [MQTT-3.1.2-26] [MQTT-3.1.2-27]", describe(pk), a, max)
+	case pk.TopicName != "":
+		aliases[a] = pk.TopicName
+	default:
+		topic, ok := aliases[a]
+		if !ok {
+			t.Fatalf("got %s with topic alias %d, which this connection never set (a protocol error, §3.3.2.3.4)", describe(pk), a)
+		}
+		return topic
+	}
+	return pk.TopicName
+}
+
+// TestResumeTopicAliases: the queue a session carries to its next
+// connection holds full topic names. mochi queued a message as it sent it,
+// with the topic replaced by an outbound topic alias once the connection
+// knew the alias, so the next connection, which never agreed that alias
+// (topic aliases belong to one connection [MQTT-3.3.2-7]), got a PUBLISH
+// with an alias it did not know, or with one at all though it allowed
+// none, and after a restart a PUBLISH with no topic and no alias. The
+// queue is resent with topics, or with aliases set anew on the new
+// connection, and later messages use those.
+func TestResumeTopicAliases(t *testing.T) {
+	t.Parallel()
+	for _, mode := range resumeModes {
+		for _, max := range []uint16{5, 0} {
+			t.Run(fmt.Sprintf("%s/then-alias-maximum-%d", mode, max), func(t *testing.T) {
+				t.Parallel()
+				testResumeTopicAliases(t, mode, max)
+			})
+		}
+	}
+}
+
+func testResumeTopicAliases(t *testing.T, mode string, max uint16) {
+	if *onMosquitto {
+		t.Skip("mosquitto sends no topic aliases")
+	}
+	closeAfterBroker(t)
+	const id = "aliased"
+	cfg := resumeConfig(t, mode, broker.Config{})
+	b, h, addr := startHooked(t, cfg, id)
+
+	s, _ := connect(t, addr, v5, id, persistent(), topicAliasMaximum(5))
+	s.mustSubscribe(sub("alias/#", 1))
+	p, _ := connect(t, addr, v5, "alias-pub")
+	p.pub("alias/a", "1", 1, false)
+	p.pub("alias/a", "2", 1, false)
+	p.pub("alias/b", "3", 1, false)
+	aliases := map[uint16]string{}
+	for i, payload := range []string{"1", "2", "3"} {
+		m := s.expect(packets.Publish)
+		topicOf(t, aliases, 5, m)
+		if string(m.Payload) != payload || m.Properties.TopicAlias == 0 {
+			t.Fatalf("first connection: got %s alias %d, want %q with an alias", describe(m), m.Properties.TopicAlias, payload)
+		}
+		if i == 0 {
+			s.ack(m) // 2 and 3 stay in the session; 2 came with the alias alone
+		}
+	}
+	s.disconnect()
+	h.waitGone(t, 1)
+	if mode == "restart" {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, h, addr = startHooked(t, cfg, id)
+		p, _ = connect(t, addr, v5, "alias-pub")
+	}
+
+	opts := []option{persistent()}
+	if max > 0 {
+		opts = append(opts, topicAliasMaximum(max))
+	}
+	s, ack := connect(t, addr, v5, id, opts...)
+	if !ack.SessionPresent {
+		t.Fatal("the session was not resumed")
+	}
+	aliases = map[uint16]string{}
+	var got []string
+	for range 2 {
+		m := s.receive()
+		got = append(got, fmt.Sprintf("%s %s dup=%v", topicOf(t, aliases, max, m), m.Payload, m.FixedHeader.Dup))
+	}
+	p.pub("alias/a", "4", 1, false)
+	p.pub("alias/b", "5", 1, false)
+	for range 2 {
+		m := s.receive()
+		got = append(got, fmt.Sprintf("%s %s dup=%v", topicOf(t, aliases, max, m), m.Payload, m.FixedHeader.Dup))
+	}
+	want := []string{"alias/a 2 dup=true", "alias/b 3 dup=true", "alias/a 4 dup=false", "alias/b 5 dup=false"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the resumed session got %q, want %q", got, want)
+	}
+	s.quiet("after the messages")
+}
+
+// TestTopicAliasAfterRefusedWrite: a message the broker does not send
+// because it exceeds the client's Maximum Packet Size [MQTT-3.1.2-25] sets
+// no topic alias; the next message on its topic brings the topic (mochi
+// had set the alias when it routed the dropped message, and sent the next
+// one with the alias alone, which the client never learnt).
+func TestTopicAliasAfterRefusedWrite(t *testing.T) {
+	t.Parallel()
+	addr := startMQTK(t, broker.Config{})
+	s, _ := connect(t, addr, v5, "small", topicAliasMaximum(5), func(pk *packets.Packet) { pk.Properties.MaximumPacketSize = 200 })
+	s.mustSubscribe(sub("big/#", 1))
+	p, _ := connect(t, addr, v5, "big-pub")
+	p.pub("big/t", strings.Repeat("x", 500), 0, false)
+	p.pub("big/t", "small", 1, false)
+	aliases := map[uint16]string{}
+	m := s.receive()
+	if topic := topicOf(t, aliases, 5, m); topic != "big/t" || string(m.Payload) != "small" {
+		t.Errorf("got %s on %q, want the small message on big/t", describe(m), topic)
+	}
+	s.quiet("after the small message")
 }
