@@ -44,8 +44,7 @@ func TestFanoutPerSubscriber(t *testing.T) {
 	for _, s := range subscribers {
 		var opts []option
 		if s.aliases > 0 {
-			n := s.aliases
-			opts = append(opts, func(pk *packets.Packet) { pk.Properties.TopicAliasMaximum = n })
+			opts = append(opts, topicAliasMaximum(s.aliases))
 		}
 		c, _ := connect(t, addr, s.version, "fan-"+s.name, opts...)
 		for i, f := range s.subs {

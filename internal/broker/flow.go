@@ -37,6 +37,9 @@ import (
 // last, and a refused write (held back here, or too large for the client)
 // does not flush the buffer; if the writes refused are the last of the
 // burst, what was buffered before waits for the connection's next write.
+// And an acknowledgement frees its quota (PacketRead) a moment before the
+// hook writes what it held back: a new message mochi's writer brings in
+// that moment is admitted, ahead of older ones still held back.
 //
 // It must come after queueOrder, which puts a resumed session's messages
 // in order when its CONNACK is encoded.

@@ -91,13 +91,11 @@ func addPersistence(m *mqtt.Server, dir string) error {
 //     session with the same client identifier receives messages it never
 //     subscribed to. The store removes them.
 //
-// Not mended: a message queued for a session while it is being resumed
-// (between mochi registering the new connection and resending the queue)
-// is written at once as well as resent, so it can come before older queued
-// messages, and a QoS 1 one twice. A session's queue holds messages mochi
-// rewrote for topic aliases the old connection had agreed, which a new
-// connection does not know (only for clients that set a Topic Alias
-// Maximum).
+// Two more are mended in mochi itself (third_party/mochi-server/MQTK.md,
+// 18 and 19): a message queued for a session while it was being resumed
+// was written twice, possibly before older ones, or lost; and the queue
+// held messages rewritten for the old connection's topic aliases, so the
+// copies stored here lacked their topic.
 //
 // Only persistent sessions (MQTT 5 session expiry > 0, or MQTT 3 clean
 // session 0) are stored: a clean session ends with its connection, so it

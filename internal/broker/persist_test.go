@@ -422,9 +422,9 @@ func TestPersistQueuedMessages(t *testing.T) {
 				b = restart(t, b, crash)
 				send(publisher(t, b), 15, "after")
 				// A publish is acknowledged before it is queued; let the last
-				// one be queued before the session resumes (mochi may send a
-				// message queued during the resumption before the older ones,
-				// and a QoS 1 one twice).
+				// one be queued before the session resumes, so that it is
+				// resent with the stored queue (one queued during the
+				// resumption comes after the queue: TestResumeWhilePublishing).
 				b.wait(t, "queued "+id, 15)
 
 				sub = connect(t, b, id, true)

@@ -237,6 +237,12 @@ func receiveMaximum(n uint16) option {
 	return func(pk *packets.Packet) { pk.Properties.ReceiveMaximum = n }
 }
 
+// topicAliasMaximum sets the MQTT 5 Topic Alias Maximum: how many topic
+// aliases the server may set on this connection.
+func topicAliasMaximum(n uint16) option {
+	return func(pk *packets.Packet) { pk.Properties.TopicAliasMaximum = n }
+}
+
 // connect dials and connects with a CONNECT for clean session (clean start
 // 1) and the options, and expects a successful CONNACK, which it returns.
 func connect(t testing.TB, addr string, version byte, id string, opts ...option) (*client, packets.Packet) {
@@ -251,6 +257,14 @@ func connect(t testing.TB, addr string, version byte, id string, opts ...option)
 
 // connect sends a CONNECT and returns the CONNACK.
 func (c *client) connect(opts ...option) packets.Packet {
+	c.t.Helper()
+	c.sendConnect(opts...)
+	return c.expect(packets.Connack)
+}
+
+// sendConnect sends a CONNECT for clean session (clean start 1) and the
+// options, and leaves the CONNACK to be read.
+func (c *client) sendConnect(opts ...option) {
 	c.t.Helper()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
@@ -269,7 +283,6 @@ func (c *client) connect(opts ...option) packets.Packet {
 		o(&pk)
 	}
 	c.send(pk)
-	return c.expect(packets.Connack)
 }
 
 // send writes pk, with the connection's protocol version.

@@ -24,9 +24,7 @@ import (
 //     has none the identifiers of the client's subscriptions matching its
 //     topic, as on a single copy for overlapping ones [MQTT-3.3.4-4]. (A
 //     live message keeps RETAIN 1 only for Retain As Published
-//     subscriptions, and mochi gives those their identifiers itself.) A
-//     message sent with an outbound topic alias and no topic is left as it
-//     is.
+//     subscriptions, and mochi gives those their identifiers itself.)
 type subscribeHook struct {
 	mqtt.HookBase
 	m *mqtt.Server

@@ -323,11 +323,22 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 
 // ResendInflightMessages attempts to resend any pending inflight messages to connected clients.
 func (cl *Client) ResendInflightMessages(force bool) error {
+	return cl.resendInflight(nil)
+}
+
+// resendInflight is ResendInflightMessages for the messages whose packet
+// identifiers are in only (all of them if only is nil), in the order
+// Inflight.GetAll gives. mqtk: a resumed session resends the queue it
+// took over, not the messages routed to it since (see attachClient).
+func (cl *Client) resendInflight(only map[uint16]bool) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil
 	}
 
 	for _, tk := range cl.State.Inflight.GetAll(false) {
+		if only != nil && !only[tk.PacketID] {
+			continue
+		}
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}
@@ -683,6 +694,16 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 	var err error
 	buf := writeBuffers.Get() // mqtk: was a new buffer per packet, see writeBuffers
 	defer writeBuffers.Put(buf)
+
+	// mqtk: a PUBLISH to a client that takes topic aliases gets its alias
+	// here, and is encoded and written under writeMu: see setTopicAlias.
+	aliasing := pk.FixedHeader.Type == packets.Publish && cl.Properties.Props.TopicAliasMaximum > 0
+	var newAlias uint16
+	if aliasing {
+		cl.writeMu.Lock()
+		newAlias = cl.setTopicAlias(pk)
+	}
+
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -717,16 +738,23 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 	default:
 		err = fmt.Errorf("%w: %v", packets.ErrNoValidPacketAvailable, pk.FixedHeader.Type)
 	}
+	if err == nil && pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
+		err = packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
+	}
 	if err != nil {
+		if aliasing { // mqtk: not written, so the client never learns the alias
+			if newAlias > 0 {
+				cl.State.TopicAliases.Outbound.unset(pk.TopicName, newAlias)
+			}
+			cl.writeMu.Unlock()
+		}
 		return err
 	}
 
-	if pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
-		return packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
-	}
-
 	n, err := func() (int64, error) {
-		cl.writeMu.Lock() // mqtk: not cl.Lock, see writeMu
+		if !aliasing { // mqtk: held already when aliasing, see above
+			cl.writeMu.Lock() // mqtk: not cl.Lock, see writeMu
+		}
 		defer cl.writeMu.Unlock()
 		if hold { // mqtk: see WriteAck
 			if cl.Net.outbuf == nil {
@@ -781,6 +809,38 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 	}
 
 	return err
+}
+
+// setTopicAlias gives a PUBLISH to a client that takes topic aliases (it
+// set a Topic Alias Maximum) the outbound alias of its topic: with the
+// topic the first time, when the alias is set, and alone after. It returns
+// the alias if it set it now, to be taken back if the packet is not
+// written. It is called with writeMu held until the packet is written, so
+// aliases are set in the order the client receives them.
+//
+// mqtk: mochi set the alias when it routed a message to the client, on
+// the copy it both queued and kept in Inflight (and so in the store). A
+// message resent on a later connection of the session carried an alias
+// that connection never agreed ([MQTT-3.3.2-7]; with no topic, a protocol
+// error), or carried none and no topic after a restart. Also, a message
+// too large for the client, which is not sent, had set an alias the client
+// never learnt, and two publishers routing to the client at once could
+// queue the alias alone before the packet that set it.
+func (cl *Client) setTopicAlias(pk *packets.Packet) uint16 {
+	if pk.TopicName == "" {
+		return 0
+	}
+	alias, exists := cl.State.TopicAliases.Outbound.Set(pk.TopicName)
+	if alias == 0 {
+		return 0 // none left: the topic goes in full
+	}
+	pk.Properties.TopicAlias = alias
+	pk.Properties.TopicAliasFlag = true
+	if exists {
+		pk.TopicName = ""
+		return 0
+	}
+	return alias
 }
 
 // writeBuffers are the buffers WritePacket encodes into. mqtk: a new

@@ -20,6 +20,7 @@ type Inflight struct {
 	sendQuota           int32                      // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                      // maximum allowed receive quota
 	maximumSendQuota    int32                      // maximum allowed send quota
+	handedOver          bool                       // mqtk: see HandOver
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
@@ -91,6 +92,53 @@ func (i *Inflight) Clone() *Inflight {
 		c.internal[k] = &m
 	}
 	return c
+}
+
+// HandOver is Clone for a session that another connection takes over: the
+// copy goes to the new connection, and from then on this Inflight takes no
+// new message (setNew). mqtk: a message routed to the old connection after
+// the copy was made went into the old connection's Inflight and was lost.
+func (i *Inflight) HandOver() *Inflight {
+	c := NewInflights()
+	i.Lock()
+	defer i.Unlock()
+	for k, v := range i.internal {
+		m := *v
+		c.internal[k] = &m
+	}
+	i.handedOver = true
+	return c
+}
+
+// setNew is Set for a message being queued, unless the Inflight has been
+// handed over to another connection (handedOver true; nothing is set).
+// mqtk: see HandOver.
+func (i *Inflight) setNew(m packets.Packet) (added, handedOver bool) {
+	i.Lock()
+	defer i.Unlock()
+	if i.handedOver {
+		return false, true
+	}
+	if p, ok := i.internal[m.PacketID]; ok {
+		*p = m
+		return false, false
+	}
+	p := inflightPackets.Get().(*packets.Packet)
+	*p = m
+	i.internal[m.PacketID] = p
+	return true, false
+}
+
+// ids returns the packet identifiers in flight. mqtk: see
+// Client.resendInflight.
+func (i *Inflight) ids() map[uint16]bool {
+	i.RLock()
+	defer i.RUnlock()
+	ids := make(map[uint16]bool, len(i.internal))
+	for k := range i.internal {
+		ids[k] = true
+	}
+	return ids
 }
 
 // GetAll returns all the inflight messages.

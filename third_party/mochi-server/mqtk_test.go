@@ -125,8 +125,7 @@ func TestSubscribeRetained(t *testing.T) {
 // queue holds, and endSubscribing queues them after what was queued
 // meanwhile (the retained messages), dropping those that do not fit as a
 // full queue does; for an ended connection it queues nothing, and the QoS 1
-// ones stay in flight. While it lasts, messages keep their topic beside an
-// outbound topic alias (MQTK.md, change 17; TestRetainedOnce/order in mqtk's
+// ones stay in flight (MQTK.md, change 17; TestRetainedOnce/order in mqtk's
 // internal/broker shows the order on the wire).
 func TestDeferLive(t *testing.T) {
 	caps := NewDefaultServerCapabilities()
@@ -192,23 +191,6 @@ func TestDeferLive(t *testing.T) {
 		t.Errorf("connection ended: %d queued, %d in flight, deferred %v; want 0, 1, nil", n, in, cl.State.deferred)
 	}
 
-	cl = newClient("c3")
-	cl.Properties.Props.TopicAliasMaximum = 5
-	cl.State.TopicAliases.Outbound = NewOutboundTopicAliases(5)
-	var topics []string
-	for _, subscribing := range []bool{false, false, true, false} {
-		cl.State.subscribing.Store(subscribing)
-		out, err := s.publishToClient(cl, packets.Subscription{Filter: "a"}, msg("m", false))
-		if err != nil || out.Properties.TopicAlias != 1 {
-			t.Fatalf("%v, alias %d; want alias 1", err, out.Properties.TopicAlias)
-		}
-		topics = append(topics, out.TopicName)
-		queue(cl)
-	}
-	if want := []string{"a", "", "a", ""}; !slices.Equal(topics, want) {
-		t.Errorf("topics beside the alias %q, want %q: the topic kept while subscribing", topics, want)
-	}
-	s.endSubscribing(cl)
 }
 
 // allowHook allows every client everything.

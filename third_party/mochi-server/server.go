@@ -482,6 +482,15 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	lock := s.sessionLock(cl.ID) // mqtk: see sessionLock
 	lock.Lock()
 	sessionPresent := s.inheritClientSession(pk, cl)
+	// mqtk: the queue to resend is the one taken over, listed before
+	// publishers can find the new connection. A message routed to it from
+	// then on is queued for WriteLoop as well as kept in Inflight; mochi
+	// resent everything in Inflight after starting WriteLoop, so such a
+	// message was written twice, and could come before older ones.
+	var resend map[uint16]bool
+	if sessionPresent {
+		resend = cl.State.Inflight.ids()
+	}
 	s.Clients.Add(cl) // [MQTT-4.1.0-1]
 	lock.Unlock()
 
@@ -489,16 +498,18 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	if err != nil {
 		return fmt.Errorf("ack connection packet: %w", err)
 	}
-	go cl.WriteLoop() // mqtk: only now, see above
 
 	s.loop.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
 
 	if sessionPresent {
-		err = cl.ResendInflightMessages(true)
+		err = cl.resendInflight(resend) // mqtk: was ResendInflightMessages(true), see above
 		if err != nil {
 			return fmt.Errorf("resend inflight: %w", err)
 		}
 	}
+	// mqtk: only now, after CONNACK (see above) and after the queue taken
+	// over: what was routed to the connection meanwhile comes after it.
+	go cl.WriteLoop()
 
 	s.hooks.OnSessionEstablished(cl, pk)
 
@@ -601,8 +612,11 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 		}
 
 		existing.State.isTakenOver.Store(true)
-		if existing.State.Inflight.Len() > 0 {
-			cl.State.Inflight = existing.State.Inflight.Clone() // [MQTT-3.1.2-5]
+		// mqtk: HandOver, not Clone: a message routed to the old connection
+		// after the copy was made was lost; publishToClient now routes it
+		// to the new one.
+		if handed := existing.State.Inflight.HandOver(); handed.Len() > 0 {
+			cl.State.Inflight = handed // [MQTT-3.1.2-5]
 			if cl.State.Inflight.maximumReceiveQuota == 0 && cl.ops.options.Capabilities.ReceiveMaximum != 0 {
 				cl.State.Inflight.ResetReceiveQuota(int32(cl.ops.options.Capabilities.ReceiveMaximum)) // server receive max per client
 				cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))            // client receive max
@@ -1120,25 +1134,16 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 	}
 
-	var aliasExists bool
-	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		out.Properties.TopicAlias, aliasExists = cl.State.TopicAliases.Outbound.Set(pk.TopicName)
-		if out.Properties.TopicAlias > 0 {
-			out.Properties.TopicAliasFlag = true
-		}
-	}
+	// mqtk: the outbound topic alias is no longer set here but when the
+	// packet is written (see Client.setTopicAlias): the copy kept in
+	// Inflight, and stored, is resent on later connections, which never
+	// agreed the aliases of this one. Set as packets are written, aliases
+	// also stay in order when a live message is held back behind retained
+	// ones (deferLive).
 
 	// mqtk: whether the client is making a subscription, when a live
 	// message is held back behind the retained ones (see deferLive).
-	// Meanwhile a message keeps its topic beside an alias the client
-	// already has: a live message held back is written after retained
-	// ones prepared after it, and one of those, with the alias alone, could
-	// otherwise reach the client before the message that sets the alias.
-	// Loaded once, after the alias is set, for both.
 	subscribing := cl.State.subscribing.Load()
-	if aliasExists && !subscribing {
-		out.TopicName = ""
-	}
 
 	if out.FixedHeader.Qos > 0 {
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
@@ -1163,7 +1168,14 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
 		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
 
-		if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		ok, handedOver := cl.State.Inflight.setNew(out) // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		if handedOver {
+			// mqtk: another connection has taken the session over, with
+			// its Inflight, since cl was looked up; the message goes to
+			// that connection (see Inflight.HandOver).
+			return s.publishToSuccessor(cl, sub, pk)
+		}
+		if ok {
 			atomic.AddInt64(&s.Info.Inflight, 1)
 			s.hooks.OnQosPublish(cl, out, out.Created, 0)
 			cl.State.Inflight.DecreaseSendQuota()
@@ -1303,6 +1315,22 @@ func (s *Server) endSubscribing(cl *Client) {
 	for _, queued := range dropped { // the hooks, outside the lock
 		s.dropQueued(cl, *queued, queued)
 	}
+}
+
+// publishToSuccessor routes a message to the connection that took over
+// cl's session while the message was being routed to cl. mqtk: see
+// Inflight.HandOver. The session lock is held while a connection takes a
+// session over (until it is in Clients), so once it is free Clients has
+// the successor.
+func (s *Server) publishToSuccessor(cl *Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error) {
+	lock := s.sessionLock(cl.ID)
+	lock.Lock()
+	next, ok := s.Clients.Get(cl.ID)
+	lock.Unlock()
+	if !ok || next == cl {
+		return pk, packets.CodeDisconnect
+	}
+	return s.publishToClient(next, sub, pk)
 }
 
 // outboundCopy is pk as sent to one subscriber: what pk.Copy(false) gives

@@ -104,6 +104,19 @@ func (a *OutboundTopicAliases) Set(topic string) (uint16, bool) {
 	return uint16(i) + 1, false
 }
 
+// unset takes back alias, which Set has just given topic, when the packet
+// that was to tell the client is not written. mqtk: see
+// Client.setTopicAlias, which calls Set and unset under the client's
+// writeMu, so no alias is set in between.
+func (a *OutboundTopicAliases) unset(topic string, alias uint16) {
+	a.Lock()
+	defer a.Unlock()
+	if a.internal[topic] == alias && atomic.LoadUint32(&a.cursor) == uint32(alias) {
+		delete(a.internal, topic)
+		atomic.StoreUint32(&a.cursor, uint32(alias)-1)
+	}
+}
+
 // SharedSubscriptions contains a map of subscriptions to a shared filter,
 // keyed on share group then client id.
 type SharedSubscriptions struct {
