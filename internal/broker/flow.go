@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -33,13 +34,12 @@ import (
 // those beyond the Receive Maximum out of the session, and holds them back.
 // Other packets are never held back [MQTT-3.3.4-10].
 //
-// Not mended: when mochi writes a burst it buffers the packets until the
-// last, and a refused write (held back here, or too large for the client)
-// does not flush the buffer; if the writes refused are the last of the
-// burst, what was buffered before waits for the connection's next write.
-// And an acknowledgement frees its quota (PacketRead) a moment before the
-// hook writes what it held back: a new message mochi's writer brings in
-// that moment is admitted, ahead of older ones still held back.
+// While anything is held back, a new message is held back behind it, even
+// if the quota has room: an acknowledgement frees its quota (PacketRead) a
+// moment before the hook writes what it held back, and a new message
+// written in that moment would overtake older ones. (A refused write used
+// to leave the packets buffered before it unwritten; mochi flushes them
+// now, third_party/mochi-server/MQTK.md change 6.)
 //
 // It must come after queueOrder, which puts a resumed session's messages
 // in order when its CONNACK is encoded.
@@ -119,12 +119,13 @@ func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 }
 
 // admit reports whether a PUBLISH may be written now, and counts it; one
-// that may not is held back.
+// that may not, because the quota is used up or others are held back
+// before it, is held back.
 func (f *flow) admit(id uint16) bool {
 	switch {
 	case f.unacked[id]:
 		return true // counted: held back before, or written again
-	case f.resending[id] || len(f.unacked) < f.max:
+	case f.resending[id] || len(f.unacked) < f.max && len(f.held) == 0:
 		f.unacked[id] = true
 		return true
 	}
@@ -236,7 +237,12 @@ func (h *flowHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 			break
 		}
 		if err := cl.WritePacket(next); err != nil {
-			break
+			if !errors.Is(err, packets.ErrPacketTooLarge) {
+				break // the connection is gone
+			}
+			// Too large for the client: it can never be written, so it
+			// frees the quota it was counted in, and the next goes.
+			h.uncount(cl, next.PacketID)
 		}
 	}
 	return nil
@@ -263,6 +269,15 @@ func (h *flowHook) next(cl *mqtt.Client) (packets.Packet, bool) {
 		return pk, true
 	}
 	return packets.Packet{}, false
+}
+
+// uncount frees the quota of a message counted but not written.
+func (h *flowHook) uncount(cl *mqtt.Client, id uint16) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f := h.flows[cl]; f != nil {
+		delete(f.unacked, id)
+	}
 }
 
 func (h *flowHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
