@@ -155,20 +155,20 @@ type Will struct {
 
 // ClientState tracks the state of the client.
 type ClientState struct {
-	TopicAliases    TopicAliases         // a map of topic aliases
-	stopCause       atomic.Value         // reason for stopping
-	Inflight        *Inflight            // a map of in-flight qos messages
-	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
-	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
-	outbound        chan *packets.Packet // queue for pending outbound packets
-	endOnce         sync.Once            // only end once
-	isTakenOver     atomic.Bool          // used to identify orphaned clients
-	packetID        uint32               // the current highest packetID
-	open            context.Context      // indicate that the client is open for packet exchange
-	cancelOpen      context.CancelFunc   // cancel function for open context
-	outboundQty     int32                // number of messages currently in the outbound queue
-	Keepalive       uint16               // the number of seconds the connection can wait
-	ServerKeepalive bool                 // keepalive was set by the server
+	TopicAliases    TopicAliases       // a map of topic aliases
+	stopCause       atomic.Value       // reason for stopping
+	Inflight        *Inflight          // a map of in-flight qos messages
+	Subscriptions   *Subscriptions     // a map of the subscription filters a client maintains
+	disconnected    int64              // the time the client disconnected in unix time, for calculating expiry
+	outbound        *outQueue          // queue for pending outbound packets (mqtk: was a channel, see outQueue)
+	endOnce         sync.Once          // only end once
+	isTakenOver     atomic.Bool        // used to identify orphaned clients
+	packetID        uint32             // the current highest packetID
+	open            context.Context    // indicate that the client is open for packet exchange
+	cancelOpen      context.CancelFunc // cancel function for open context
+	outboundQty     int32              // number of messages currently in the outbound queue
+	Keepalive       uint16             // the number of seconds the connection can wait
+	ServerKeepalive bool               // keepalive was set by the server
 
 	// mqtk: set while the read loop makes a subscription (processSubscribe),
 	// until its retained messages are queued; the live messages routed to
@@ -191,13 +191,13 @@ func newClient(c net.Conn, o *ops) *Client {
 			open:          ctx,
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
-			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
 		},
 		ops: o,
 	}
+	cl.State.outbound = newOutQueue(int(o.options.Capabilities.MaximumClientWritesPending), cl.writeQueued) // mqtk: see outQueue
 
 	if c != nil {
 		cl.Net = ClientConnection{
@@ -210,20 +210,29 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
-// WriteLoop ranges over pending outbound messages and writes them to the client connection.
-func (cl *Client) WriteLoop() {
+// startWriting lets the packets queued for the client be written: those
+// queued so far and, from now on, each as it is queued. mqtk: it replaces
+// WriteLoop, a goroutine per client waiting on the queue for the
+// connection's whole life; a writer (writeQueued) now runs only while the
+// queue holds something (see outQueue).
+func (cl *Client) startWriting() {
+	cl.State.outbound.start()
+}
+
+// writeQueued writes the packets queued for the client, in order, until the
+// queue is empty. After the connection has ended, what is left is given
+// back to the pool (writePacket refuses at once).
+func (cl *Client) writeQueued() {
 	for {
-		select {
-		case pk := <-cl.State.outbound:
-			if err := cl.writePacketFrom(pk); err != nil { // mqtk: was WritePacket(*pk)
-				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
-			}
-			freePooledPacket(pk) // mqtk: see pooledPackets
-			atomic.AddInt32(&cl.State.outboundQty, -1)
-		case <-cl.State.open.Done():
+		pk, ok := cl.State.outbound.pop()
+		if !ok {
 			return
 		}
+		if err := cl.writePacketFrom(pk); err != nil { // mqtk: was WritePacket(*pk)
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		freePooledPacket(pk) // mqtk: see pooledPackets
+		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }
 
@@ -641,7 +650,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 // writePacketFrom is WritePacket for a packet of the caller's own, which
 // the write changes (the encode hooks get it through a pointer). mqtk:
 // writing took the Packet (800 bytes) by value, and passed it on by value
-// to each hook; WriteLoop hands over the queued packet itself.
+// to each hook; writeQueued hands over the queued packet itself.
 func (cl *Client) writePacketFrom(pk *packets.Packet) error {
 	err := cl.writePacket(pk, false)
 	if err != nil && !cl.Closed() {
@@ -650,7 +659,7 @@ func (cl *Client) writePacketFrom(pk *packets.Packet) error {
 		// client, or held back by a hook), they were left in the buffer
 		// until the next write, a keep-alive later at worst.
 		cl.writeMu.Lock()
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.Len() == 0 {
 			_ = cl.flushOutbuf()
 		}
 		cl.writeMu.Unlock()
@@ -767,7 +776,7 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 			err = cl.flushOutbuf()
 			return int64(n), err
 		}
-		if len(cl.State.outbound) == 0 {
+		if cl.State.outbound.Len() == 0 {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}

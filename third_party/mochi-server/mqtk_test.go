@@ -147,11 +147,13 @@ func TestDeferLive(t *testing.T) {
 		return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain}, TopicName: "a", Payload: []byte(payload)}
 	}
 	queue := func(cl *Client) (got []string) {
-		for len(cl.State.outbound) > 0 {
-			pk := <-cl.State.outbound
+		for {
+			pk, ok := cl.State.outbound.pop()
+			if !ok {
+				return got
+			}
 			got = append(got, string(pk.Payload))
 		}
-		return got
 	}
 
 	cl := newClient("c1")
@@ -162,7 +164,7 @@ func TestDeferLive(t *testing.T) {
 			t.Errorf("%s: %v, want %v", p, err, want)
 		}
 	}
-	if n, d := len(cl.State.outbound), len(cl.State.deferred); n != 0 || d != 2 {
+	if n, d := cl.State.outbound.Len(), len(cl.State.deferred); n != 0 || d != 2 {
 		t.Fatalf("while subscribing: %d queued and %d deferred, want 0 and 2", n, d)
 	}
 	if _, err := s.publishToClient(cl, retained, msg("old", true)); err != nil {
@@ -176,8 +178,8 @@ func TestDeferLive(t *testing.T) {
 		t.Errorf("after: %d dropped, %d in flight, subscribing %v, deferred %v; want 2, 2 (old, live1), false, nil",
 			d, in, cl.State.subscribing.Load(), cl.State.deferred)
 	}
-	if _, err := s.publishToClient(cl, live, msg("live4", false)); err != nil || len(cl.State.outbound) != 1 {
-		t.Errorf("after: %v, %d queued; want the message queued", err, len(cl.State.outbound))
+	if _, err := s.publishToClient(cl, live, msg("live4", false)); err != nil || cl.State.outbound.Len() != 1 {
+		t.Errorf("after: %v, %d queued; want the message queued", err, cl.State.outbound.Len())
 	}
 
 	cl = newClient("c2")
@@ -187,7 +189,7 @@ func TestDeferLive(t *testing.T) {
 	}
 	cl.Stop(nil)
 	s.endSubscribing(cl)
-	if n, in := len(cl.State.outbound), cl.State.Inflight.Len(); n != 0 || in != 1 || cl.State.deferred != nil {
+	if n, in := cl.State.outbound.Len(), cl.State.Inflight.Len(); n != 0 || in != 1 || cl.State.deferred != nil {
 		t.Errorf("connection ended: %d queued, %d in flight, deferred %v; want 0, 1, nil", n, in, cl.State.deferred)
 	}
 

@@ -484,7 +484,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	sessionPresent := s.inheritClientSession(pk, cl)
 	// mqtk: the queue to resend is the one taken over, listed before
 	// publishers can find the new connection. A message routed to it from
-	// then on is queued for WriteLoop as well as kept in Inflight; mochi
+	// then on is queued for the writer as well as kept in Inflight; mochi
 	// resent everything in Inflight after starting WriteLoop, so such a
 	// message was written twice, and could come before older ones.
 	var resend map[uint16]bool
@@ -509,7 +509,7 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 	// mqtk: only now, after CONNACK (see above) and after the queue taken
 	// over: what was routed to the connection meanwhile comes after it.
-	go cl.WriteLoop()
+	cl.startWriting()
 
 	s.hooks.OnSessionEstablished(cl, pk)
 
@@ -1200,18 +1200,16 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		// queue holds got only the first ones). This runs in the
 		// subscriber's own read loop, so only it waits, and only until
 		// its connection ends.
-		select {
-		case cl.State.outbound <- queued:
+		if cl.State.outbound.pushWait(queued, cl.State.open.Done()) {
 			atomic.AddInt32(&cl.State.outboundQty, 1)
 			return out, nil
-		case <-cl.State.open.Done():
-			freePooledPacket(queued)
-			if out.FixedHeader.Qos > 0 {
-				cl.State.Inflight.Delete(out.PacketID)
-				cl.State.Inflight.IncreaseSendQuota()
-			}
-			return out, packets.CodeDisconnect
 		}
+		freePooledPacket(queued)
+		if out.FixedHeader.Qos > 0 {
+			cl.State.Inflight.Delete(out.PacketID)
+			cl.State.Inflight.IncreaseSendQuota()
+		}
+		return out, packets.CodeDisconnect
 	}
 
 	if subscribing && !sub.FwdRetainedFlag { // mqtk: see deferLive
@@ -1220,13 +1218,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 	}
 
-	select {
-	case cl.State.outbound <- queued:
-		atomic.AddInt32(&cl.State.outboundQty, 1)
-	default:
+	if !cl.State.outbound.push(queued) {
 		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return out, packets.ErrPendingClientWritesExceeded
 	}
+	atomic.AddInt32(&cl.State.outboundQty, 1)
 
 	return out, nil
 }
@@ -1272,7 +1268,7 @@ func (s *Server) deferLive(cl *Client, pk packets.Packet, queued *packets.Packet
 		cl.State.deferMu.Unlock()
 		return false, nil
 	}
-	if len(cl.State.deferred) >= cap(cl.State.outbound) {
+	if len(cl.State.deferred) >= cl.State.outbound.Cap() {
 		cl.State.deferMu.Unlock()
 		s.dropQueued(cl, pk, queued)
 		return true, packets.ErrPendingClientWritesExceeded
@@ -1302,10 +1298,9 @@ func (s *Server) endSubscribing(cl *Client) {
 			freePooledPacket(queued)
 			continue
 		}
-		select {
-		case cl.State.outbound <- queued:
+		if cl.State.outbound.push(queued) {
 			atomic.AddInt32(&cl.State.outboundQty, 1)
-		default:
+		} else {
 			dropped = append(dropped, queued)
 		}
 	}
@@ -1357,8 +1352,8 @@ func outboundCopy(pk *packets.Packet) packets.Packet {
 
 // pooledPackets hold the packets in clients' outbound queues, and those
 // being written and read. mqtk: the queue holds pointers, so each message
-// queued was a Packet (800 bytes) allocated on the heap; WriteLoop returns
-// each one here once written.
+// queued was a Packet (800 bytes) allocated on the heap; writeQueued
+// returns each one here once written.
 var pooledPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
 
 // newPooledPacket is a copy of pk from the pool.

@@ -1,0 +1,173 @@
+// mqtk: this file is mqtk's (MQTK.md, change 21).
+
+package mqtt
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// outQueue is a client's queue of packets waiting to be written, in order,
+// by a writer goroutine that runs only while the queue holds something.
+//
+// mqtk: it replaces a channel of MaximumClientWritesPending slots made at
+// connect (64 KiB at the default 8,192, most of what an idle connection
+// cost the broker's heap) and the goroutine (WriteLoop) that waited on it
+// for the connection's whole life. The queue holds its packets in
+// segments of outSegmentSize from a pool shared by all clients, taken as it
+// fills and given back as it drains: an idle client holds none, and a burst
+// allocates nothing once the pool has enough.
+type outQueue struct {
+	mu      sync.Mutex
+	head    *outSegment // popped from at hi
+	tail    *outSegment // pushed to at ti
+	hi, ti  int
+	n       int
+	size    atomic.Int32 // n, for Len without the lock
+	max     int          // the bound: push refuses beyond it
+	started bool         // writing may begin (see start)
+	running bool         // a writer goroutine is running
+	waiting int          // pushWait calls waiting for room
+	room    chan struct{}
+	writer  func() // the writer goroutine's body: pops and writes until pop says stop
+}
+
+const outSegmentSize = 32
+
+type outSegment struct {
+	pks  [outSegmentSize]*packets.Packet
+	next *outSegment
+}
+
+var outSegments = sync.Pool{New: func() any { return new(outSegment) }}
+
+func newOutQueue(max int, writer func()) *outQueue {
+	if max < 1 {
+		max = 1
+	}
+	return &outQueue{max: max, writer: writer, room: make(chan struct{}, 1)}
+}
+
+// Len is the number of packets queued and not yet taken by the writer.
+func (q *outQueue) Len() int { return int(q.size.Load()) }
+
+// Cap is the most the queue holds.
+func (q *outQueue) Cap() int { return q.max }
+
+// push queues pk, and reports false, queuing nothing, if the queue is full.
+func (q *outQueue) push(pk *packets.Packet) bool {
+	q.mu.Lock()
+	if q.n >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	spawn := q.add(pk)
+	q.mu.Unlock()
+	if spawn {
+		go q.writer()
+	}
+	return true
+}
+
+// pushWait queues pk, waiting for room while the queue is full, until done
+// is closed (then it queues nothing and reports false).
+func (q *outQueue) pushWait(pk *packets.Packet, done <-chan struct{}) bool {
+	for {
+		q.mu.Lock()
+		if q.n < q.max {
+			spawn := q.add(pk)
+			q.mu.Unlock()
+			if spawn {
+				go q.writer()
+			}
+			return true
+		}
+		q.waiting++
+		q.mu.Unlock()
+		select {
+		case <-q.room:
+		case <-done:
+		}
+		q.mu.Lock()
+		q.waiting--
+		q.mu.Unlock()
+		select {
+		case <-done:
+			return false
+		default:
+		}
+	}
+}
+
+// add puts pk at the tail, under q.mu, and reports whether a writer must
+// be started.
+func (q *outQueue) add(pk *packets.Packet) bool {
+	switch {
+	case q.tail == nil:
+		q.head = outSegments.Get().(*outSegment)
+		q.tail, q.hi, q.ti = q.head, 0, 0
+	case q.ti == outSegmentSize:
+		next := outSegments.Get().(*outSegment)
+		q.tail.next, q.tail, q.ti = next, next, 0
+	}
+	q.tail.pks[q.ti] = pk
+	q.ti++
+	q.n++
+	q.size.Store(int32(q.n))
+	if q.started && !q.running {
+		q.running = true
+		return true
+	}
+	return false
+}
+
+// pop takes the packet at the head for the writer. When the queue is
+// empty it reports false, and the writer must return: the next push starts
+// another.
+func (q *outQueue) pop() (*packets.Packet, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		q.running = false
+		return nil, false
+	}
+	pk := q.head.pks[q.hi]
+	q.head.pks[q.hi] = nil
+	q.hi++
+	q.n--
+	q.size.Store(int32(q.n))
+	if q.n == 0 { // the last segment goes back to the pool too
+		q.head.next = nil
+		outSegments.Put(q.head)
+		q.head, q.tail, q.hi, q.ti = nil, nil, 0, 0
+	} else if q.hi == outSegmentSize {
+		done := q.head
+		q.head, q.hi = done.next, 0
+		done.next = nil
+		outSegments.Put(done)
+	}
+	if q.waiting > 0 {
+		select {
+		case q.room <- struct{}{}:
+		default:
+		}
+	}
+	return pk, true
+}
+
+// start lets writing begin (packets queued before wait), starting a writer
+// if anything is queued.
+func (q *outQueue) start() {
+	q.mu.Lock()
+	q.started = true
+	spawn := q.n > 0 && !q.running
+	if spawn {
+		q.running = true
+	}
+	q.mu.Unlock()
+	if spawn {
+		go q.writer()
+	}
+}
