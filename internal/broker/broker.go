@@ -82,6 +82,17 @@ type Config struct {
 	// MaxInflight bounds the QoS 1/2 messages stored per client (mochi's
 	// default 8192 when 0).
 	MaxInflight int
+	// QueueWait is how long a message routed to a client whose queue is
+	// full (MaxQueued) waits for room before it is dropped; after a wait in
+	// vain, that client's messages are dropped at once until it takes
+	// another from its queue. With it, a subscriber that reads more slowly
+	// than messages come gets every one, at its pace, and so do the other
+	// subscribers of its publishers (the publisher is held back, as TCP
+	// holds back a publisher of a broker that cannot keep up); one that
+	// stopped reading holds its publishers up once. 0, the default: a
+	// message that finds the queue full is dropped at once, so a slow
+	// subscriber never slows anyone else, and loses what does not fit.
+	QueueWait time.Duration
 	// SysInterval is how often $SYS topics are published (10s when 0).
 	SysInterval time.Duration
 	// Verbose logs every connect, disconnect, subscribe and publish at
@@ -154,7 +165,7 @@ func Start(cfg Config) (*Server, error) {
 	if sysInterval <= 0 {
 		sysInterval = 10
 	}
-	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval})
+	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval, QueueFullWait: max(cfg.QueueWait, 0)})
 	fail := func(err error) (*Server, error) {
 		m.Close() // releases what hooks hold, such as the persistence file
 		return nil, err

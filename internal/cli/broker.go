@@ -41,6 +41,7 @@ type brokerOptions struct {
 	maxConnections int
 	maxKeepalive   int
 	maxQueued      int
+	queueWait      time.Duration
 	maxInflight    int
 	sysInterval    time.Duration
 	verbose        bool
@@ -62,6 +63,15 @@ client then authenticates) or --allow-anonymous says who may connect. With a
 password file, anonymous clients are refused unless --allow-anonymous.
 Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file);
 SIGHUP reads them again without dropping connections.
+
+A client that reads more slowly than its messages come has up to --max-queued
+waiting for it; what does not fit is dropped, counted in
+$SYS/broker/messages/dropped and logged, and its publishers never wait for it.
+With --queue-wait D a message waits up to D for room instead: a slow
+subscriber then gets every message and slows its publishers (and their other
+subscribers) to its pace, as mosquitto's single thread does; one that stopped
+reading holds them up once, for D. A write that makes no progress for
+--write-timeout closes the connection.
 
 The startup lines on stderr say what is exposed and how it is protected. The
 broker runs until Ctrl-C or SIGTERM, then disconnects every client and exits
@@ -108,6 +118,7 @@ line beat the file.`,
 	fs.IntVar(&o.maxKeepalive, "max-keepalive", 0, "cap the keep-alive clients may ask for, in `SECONDS` (0: no cap; MQTT 3 clients asking for more, or 0, are refused)")
 	fs.IntVar(&o.maxQueued, "max-queued", 0, "messages waiting to be written to one client before more are dropped (`N`; 0: 8192)")
 	fs.IntVar(&o.maxInflight, "max-inflight", 0, "QoS 1/2 messages stored per client (`N`; 0: 8192)")
+	fs.DurationVar(&o.queueWait, "queue-wait", 0, "let a message wait up to `D` for room in a client's full queue before it is dropped: slow subscribers then slow their publishers instead of losing messages (0: drop at once)")
 	fs.DurationVar(&o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D`")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every connect, subscribe and publish (never payloads or passwords)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
@@ -159,7 +170,7 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 		Port: o.port, Loopback: len(o.listen) == 0, Listen: o.listen, WSListen: o.ws, TLSListen: o.tlsListen, Unix: o.unix,
 		AllowAnonymous: o.allowAnonymous, PasswordFile: o.passwordFile, ACLFile: o.aclFile,
 		PersistDir: o.persist, ConnectTimeout: o.connectTimeout, WriteTimeout: o.writeTimeout, SysInterval: o.sysInterval,
-		MaxConnections: o.maxConnections, MaxQueued: o.maxQueued, MaxInflight: o.maxInflight,
+		MaxConnections: o.maxConnections, MaxQueued: o.maxQueued, MaxInflight: o.maxInflight, QueueWait: o.queueWait,
 		Verbose: o.verbose, Logger: log,
 	}
 	if o.port < 0 || o.port > 65535 {
@@ -175,6 +186,9 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	}
 	if o.writeTimeout <= 0 {
 		return cfg, usageErrorf("--write-timeout must be positive")
+	}
+	if o.queueWait < 0 {
+		return cfg, usageErrorf("--queue-wait must be 0 or positive")
 	}
 	if len(o.tlsListen) > 0 || o.tlsCert != "" || o.tlsKey != "" {
 		if len(o.tlsListen) == 0 || o.tlsCert == "" || o.tlsKey == "" {

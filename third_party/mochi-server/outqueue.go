@@ -5,6 +5,7 @@ package mqtt
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -30,6 +31,12 @@ type outQueue struct {
 	started bool         // writing may begin (see start)
 	running bool         // a writer goroutine is running
 	waiting int          // pushWait calls waiting for room
+	pops    uint64       // packets taken by the writer, ever
+	// stuck: a pushWithin timed out waiting for room when pops was
+	// stuckAt; until the writer takes another packet, pushWithin fails at
+	// once.
+	stuck   bool
+	stuckAt uint64
 	room    chan struct{}
 	writer  func() // the writer goroutine's body: pops and writes until pop says stop
 }
@@ -74,6 +81,41 @@ func (q *outQueue) push(pk *packets.Packet) bool {
 // pushWait queues pk, waiting for room while the queue is full, until done
 // is closed (then it queues nothing and reports false).
 func (q *outQueue) pushWait(pk *packets.Packet, done <-chan struct{}) bool {
+	return q.pushUntil(pk, done, nil)
+}
+
+// pushWithin queues pk, waiting up to wait for room if the queue is full,
+// and reports false, queuing nothing, if there is none by then or done is
+// closed. After a wait that ended without room, pushWithin fails at once
+// until the writer takes another packet. So a client that reads more
+// slowly than its messages come is sent every one, at the pace it reads
+// (the publisher waits, as TCP makes a publisher wait for a broker), while
+// one that stopped reading costs its publishers one wait, and then what it
+// is sent is dropped.
+func (q *outQueue) pushWithin(pk *packets.Packet, wait time.Duration, done <-chan struct{}) bool {
+	if q.push(pk) {
+		return true
+	}
+	q.mu.Lock()
+	stuck := q.stuck && q.stuckAt == q.pops
+	q.mu.Unlock()
+	if stuck || wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	if q.pushUntil(pk, done, t.C) {
+		return true
+	}
+	q.mu.Lock()
+	q.stuck, q.stuckAt = true, q.pops
+	q.mu.Unlock()
+	return false
+}
+
+// pushUntil queues pk, waiting for room while the queue is full, until done
+// is closed or timeout fires (then it queues nothing and reports false).
+func (q *outQueue) pushUntil(pk *packets.Packet, done <-chan struct{}, timeout <-chan time.Time) bool {
 	for {
 		q.mu.Lock()
 		if q.n < q.max {
@@ -86,17 +128,25 @@ func (q *outQueue) pushWait(pk *packets.Packet, done <-chan struct{}) bool {
 		}
 		q.waiting++
 		q.mu.Unlock()
+		gaveUp := false
 		select {
 		case <-q.room:
 		case <-done:
+			gaveUp = true
+		case <-timeout:
+			gaveUp = true
 		}
 		q.mu.Lock()
 		q.waiting--
+		if q.waiting > 0 && q.n < q.max {
+			select { // pass the wake-up on: room for more than one waiter
+			case q.room <- struct{}{}:
+			default:
+			}
+		}
 		q.mu.Unlock()
-		select {
-		case <-done:
+		if gaveUp {
 			return false
-		default:
 		}
 	}
 }
@@ -138,6 +188,7 @@ func (q *outQueue) pop() (*packets.Packet, bool) {
 	q.hi++
 	q.n--
 	q.size.Store(int32(q.n))
+	q.pops++
 	if q.n == 0 { // the last segment goes back to the pool too
 		q.head.next = nil
 		outSegments.Put(q.head)

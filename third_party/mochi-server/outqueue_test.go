@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -124,5 +125,43 @@ func TestOutQueuePushWait(t *testing.T) {
 	}
 	if q.Len() != 1 {
 		t.Errorf("%d queued, want 1", q.Len())
+	}
+}
+
+// TestOutQueuePushWithin: pushWithin waits for room up to its limit; after
+// a wait in vain it fails at once (here with an hour to wait, which would
+// hang the test) until the writer takes a packet, and then waits again
+// (MQTK.md, change 22).
+func TestOutQueuePushWithin(t *testing.T) {
+	q := newOutQueue(1, func() {})
+	q.push(&packets.Packet{PacketID: 1})
+	if q.pushWithin(&packets.Packet{PacketID: 2}, time.Millisecond, nil) {
+		t.Fatal("pushWithin queued into a full queue no one takes from")
+	}
+	if q.pushWithin(&packets.Packet{PacketID: 3}, time.Hour, nil) {
+		t.Fatal("pushWithin queued into a full queue")
+	}
+	q.pop()
+	if !q.pushWithin(&packets.Packet{PacketID: 4}, time.Hour, nil) {
+		t.Fatal("pushWithin refused with room")
+	}
+	done := make(chan struct{})
+	pushed := make(chan bool)
+	go func() { pushed <- q.pushWithin(&packets.Packet{PacketID: 5}, time.Hour, done) }()
+	for { // until it waits: the writer took a packet since the wait in vain
+		q.mu.Lock()
+		w := q.waiting
+		q.mu.Unlock()
+		if w == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if pk, _ := q.pop(); pk.PacketID != 4 || !<-pushed {
+		t.Fatalf("popped %d, and the waiting push did not get the room", pk.PacketID)
+	}
+	close(done)
+	if q.pushWithin(&packets.Packet{PacketID: 6}, time.Hour, done) {
+		t.Error("pushWithin queued into a full queue after done")
 	}
 }

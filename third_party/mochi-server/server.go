@@ -130,6 +130,13 @@ type Options struct {
 	// Enable Inline client to allow direct subscribing and publishing from the parent codebase,
 	// with negligible performance difference (disabled by default to prevent confusion in statistics).
 	InlineClient bool `yaml:"inline_client" json:"inline_client"`
+
+	// QueueFullWait is how long a message routed to a client whose queue
+	// is full waits for room before it is dropped; after such a wait in
+	// vain, the client's messages are dropped at once until it takes
+	// another from its queue. 0: dropped at once, as mochi did. mqtk: see
+	// outQueue.pushWithin (MQTK.md, change 22).
+	QueueFullWait time.Duration `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -1218,7 +1225,10 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 	}
 
-	if !cl.State.outbound.push(queued) {
+	// mqtk: a full queue makes the publisher wait a while, unless the
+	// client is congested (see Options.QueueFullWait); mochi dropped the
+	// message at once.
+	if !cl.State.outbound.pushWithin(queued, s.Options.QueueFullWait, cl.State.open.Done()) {
 		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return out, packets.ErrPendingClientWritesExceeded
 	}

@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.golang/packets"
+
+	"mqtk/internal/mqttc"
+)
+
+// The publishers of these tests send queueWaitN messages of 1 KiB, more
+// than socket buffers hold, through queues of queueWaitQueue.
+const (
+	queueWaitN     = 10000
+	queueWaitQueue = 10
+)
+
+// publishLoad writes n QoS 0 PUBLISHes of 1 KiB to "load" and a PINGREQ on
+// pub, from a goroutine (the broker may stop reading it), and returns a
+// channel that is closed when the broker has answered the PINGREQ: it has
+// routed every message by then.
+func publishLoad(t *testing.T, addr string, n int) <-chan struct{} {
+	pub := rawDial(t, addr)
+	pub.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "pub", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
+	pub.await(t, paho.CONNACK)
+	var burst bytes.Buffer
+	payload := bytes.Repeat([]byte("x"), 1024)
+	for range n {
+		(&paho.Publish{Topic: "load", Payload: payload, Properties: &paho.Properties{}}).WriteTo(&burst)
+	}
+	paho.NewControlPacket(paho.PINGREQ).WriteTo(&burst)
+	routed := make(chan struct{})
+	go func() {
+		defer close(routed)
+		if _, err := pub.conn.Write(burst.Bytes()); err != nil {
+			t.Error(err)
+			return
+		}
+		pub.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+		for {
+			p, err := paho.ReadPacket(pub.r)
+			if err != nil {
+				t.Errorf("the publisher's PINGRESP: %v", err)
+				return
+			}
+			if p.Type == paho.PINGRESP {
+				return
+			}
+		}
+	}()
+	return routed
+}
+
+// TestQueueWaitSlowSubscriber: with --queue-wait, a subscriber that reads
+// nothing until the publisher has sent everything, through a queue of 10,
+// gets every message: the publisher waits for room instead of the message
+// being dropped. (With QueueWait 0 the same test loses messages.)
+func TestQueueWaitSlowSubscriber(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, QueueWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	sub := rawDial(t, addr)
+	// Not as small as the stalled subscribers' 4 KiB: a window that never
+	// reaches a loopback segment (64 KiB) is reopened only by TCP's zero
+	// window probes, seconds apart.
+	if err := sub.conn.(*net.TCPConn).SetReadBuffer(128 << 10); err != nil {
+		t.Fatal(err)
+	}
+	sub.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "slow", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
+	sub.await(t, paho.CONNACK)
+	sub.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load"}}, Properties: &paho.Properties{}})
+	sub.await(t, paho.SUBACK)
+
+	routed := publishLoad(t, addr, queueWaitN)
+	// Now read: the broker's writer to this client was stuck until now.
+	sub.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+	for i := 0; i < queueWaitN; i++ {
+		p, err := paho.ReadPacket(sub.r)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v (dropped %d)", i, queueWaitN, err, s.m.Info.Clone().MessagesDropped)
+		}
+		if p.Type != paho.PUBLISH {
+			i--
+		}
+	}
+	<-routed
+	if d := s.m.Info.Clone().MessagesDropped; d != 0 {
+		t.Errorf("%d messages dropped", d)
+	}
+}
+
+// TestQueueWaitStalledSubscriber: with --queue-wait, a subscriber that
+// stopped reading holds the publisher up once: after a wait in vain its
+// messages are dropped at once (the publisher would otherwise wait a second
+// per message, over an hour for these), and a healthy subscriber gets them
+// all.
+func TestQueueWaitStalledSubscriber(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, QueueWait: time.Second, WriteTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
+	defer cancel()
+
+	stalled := rawDial(t, addr)
+	if err := stalled.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	stalled.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "stalled", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
+	stalled.await(t, paho.CONNACK)
+	stalled.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load"}}, Properties: &paho.Properties{}})
+	stalled.await(t, paho.SUBACK) // and it reads nothing more
+
+	host, port, _ := net.SplitHostPort(addr)
+	got := make(chan struct{}, queueWaitN)
+	healthy, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: host, Port: atoi(port)}, ClientID: "healthy", CleanStart: true,
+		OnMessage: func(*mqttc.Message) { got <- struct{}{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer healthy.Disconnect(ctx)
+	if _, err := healthy.Subscribe(ctx, []mqttc.Subscription{{Filter: "load"}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	routed := publishLoad(t, addr, queueWaitN)
+	select {
+	case <-routed:
+	case <-ctx.Done():
+		t.Fatal("the publisher was held up: the broker did not route its messages")
+	}
+	for i := 0; i < queueWaitN; i++ {
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("the healthy subscriber got %d of %d messages", i, queueWaitN)
+		}
+	}
+	if d := s.m.Info.Clone().MessagesDropped; d == 0 {
+		t.Error("nothing dropped for the stalled subscriber")
+	}
+}
