@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"sync"
 	"time"
 
@@ -34,10 +33,16 @@ import (
 // those beyond the Receive Maximum out of the session, and holds them back.
 // Other packets are never held back [MQTT-3.3.4-10].
 //
-// While anything is held back, a new message is held back behind it, even
-// if the quota has room: an acknowledgement frees its quota (PacketRead) a
-// moment before the hook writes what it held back, and a new message
-// written in that moment would overtake older ones. (A refused write used
+// Not mended: an acknowledgement frees its quota (PacketRead) a moment
+// before the hook writes what it held back, and a new message mochi's
+// writer brings in that moment is admitted, ahead of older ones still held
+// back. Holding every new message back while anything is held looks like
+// the cure, but a resumed session's queue is counted at CONNACK together
+// with messages routed to the new connection before it (which the writer
+// sends only after the resend), and those can then wait for an
+// acknowledgement that never comes. And a message too large for the
+// client keeps the quota it was counted in, though it is never sent
+// ([MQTT-3.1.2-25] says to go on as if it had been). (A refused write used
 // to leave the packets buffered before it unwritten; mochi flushes them
 // now, third_party/mochi-server/MQTK.md change 6.)
 //
@@ -119,13 +124,12 @@ func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 }
 
 // admit reports whether a PUBLISH may be written now, and counts it; one
-// that may not, because the quota is used up or others are held back
-// before it, is held back.
+// that may not is held back.
 func (f *flow) admit(id uint16) bool {
 	switch {
 	case f.unacked[id]:
 		return true // counted: held back before, or written again
-	case f.resending[id] || len(f.unacked) < f.max && len(f.held) == 0:
+	case f.resending[id] || len(f.unacked) < f.max:
 		f.unacked[id] = true
 		return true
 	}
@@ -237,12 +241,7 @@ func (h *flowHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 			break
 		}
 		if err := cl.WritePacket(next); err != nil {
-			if !errors.Is(err, packets.ErrPacketTooLarge) {
-				break // the connection is gone
-			}
-			// Too large for the client: it can never be written, so it
-			// frees the quota it was counted in, and the next goes.
-			h.uncount(cl, next.PacketID)
+			break
 		}
 	}
 	return nil
@@ -269,15 +268,6 @@ func (h *flowHook) next(cl *mqtt.Client) (packets.Packet, bool) {
 		return pk, true
 	}
 	return packets.Packet{}, false
-}
-
-// uncount frees the quota of a message counted but not written.
-func (h *flowHook) uncount(cl *mqtt.Client, id uint16) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f := h.flows[cl]; f != nil {
-		delete(f.unacked, id)
-	}
 }
 
 func (h *flowHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
