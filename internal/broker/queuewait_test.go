@@ -20,18 +20,22 @@ const (
 	queueWaitQueue = 10
 )
 
-// publishLoad writes n QoS 0 PUBLISHes of 1 KiB to "load" and a PINGREQ on
+// publishLoad writes n PUBLISHes of 1 KiB at qos to "load" and a PINGREQ on
 // pub, from a goroutine (the broker may stop reading it), and returns a
 // channel that is closed when the broker has answered the PINGREQ: it has
 // routed every message by then.
-func publishLoad(t *testing.T, addr string, n int) <-chan struct{} {
+func publishLoad(t *testing.T, addr string, n int, qos byte) <-chan struct{} {
 	pub := rawDial(t, addr)
 	pub.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "pub", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
 	pub.await(t, paho.CONNACK)
 	var burst bytes.Buffer
 	payload := bytes.Repeat([]byte("x"), 1024)
-	for range n {
-		(&paho.Publish{Topic: "load", Payload: payload, Properties: &paho.Properties{}}).WriteTo(&burst)
+	for i := range n {
+		p := &paho.Publish{Topic: "load", QoS: qos, Payload: payload, Properties: &paho.Properties{}}
+		if qos > 0 {
+			p.PacketID = uint16(i + 1)
+		}
+		p.WriteTo(&burst)
 	}
 	paho.NewControlPacket(paho.PINGREQ).WriteTo(&burst)
 	routed := make(chan struct{})
@@ -79,7 +83,7 @@ func TestQueueWaitSlowSubscriber(t *testing.T) {
 	sub.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load"}}, Properties: &paho.Properties{}})
 	sub.await(t, paho.SUBACK)
 
-	routed := publishLoad(t, addr, queueWaitN)
+	routed := publishLoad(t, addr, queueWaitN, 0)
 	// Now read: the broker's writer to this client was stuck until now.
 	sub.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
 	for i := 0; i < queueWaitN; i++ {
@@ -133,7 +137,7 @@ func TestQueueWaitStalledSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	routed := publishLoad(t, addr, queueWaitN)
+	routed := publishLoad(t, addr, queueWaitN, 0)
 	select {
 	case <-routed:
 	case <-ctx.Done():
@@ -148,5 +152,39 @@ func TestQueueWaitStalledSubscriber(t *testing.T) {
 	}
 	if d := s.m.Info.Clone().MessagesDropped; d == 0 {
 		t.Error("nothing dropped for the stalled subscriber")
+	}
+}
+
+// TestInflightCountAfterDrops: QoS 1 messages dropped because a stalled
+// subscriber's queue is full are counted out of
+// $SYS/broker/messages/inflight (MQTK.md change 23): the count equals what
+// is in flight.
+func TestInflightCountAfterDrops(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	stalled := rawDial(t, addr)
+	if err := stalled.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	stalled.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "stalled", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
+	stalled.await(t, paho.CONNACK)
+	stalled.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: 1}}, Properties: &paho.Properties{}})
+	stalled.await(t, paho.SUBACK) // and it reads nothing more
+
+	<-publishLoad(t, addr, 2000, 1)
+	cl, ok := s.m.Clients.Get("stalled")
+	if !ok {
+		t.Fatal("the stalled client is gone")
+	}
+	info := s.m.Info.Clone()
+	if info.MessagesDropped == 0 {
+		t.Fatal("nothing dropped: the test did not fill the queue")
+	}
+	if n := int64(cl.State.Inflight.Len()); info.Inflight != n {
+		t.Errorf("$SYS inflight %d, in flight %d (%d dropped)", info.Inflight, n, info.MessagesDropped)
 	}
 }

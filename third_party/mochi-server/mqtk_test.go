@@ -343,7 +343,7 @@ func TestRetainedExpiry(t *testing.T) {
 	p := packets.NewPackets()
 	p.Add("old", packets.Packet{Created: 10})
 	p.Add("new", packets.Packet{Created: 90})
-	old := func(pk *packets.Packet) bool { return pk.Created < 50 }
+	old := func(pk packets.Packet) bool { return pk.Created < 50 }
 	got := p.Matching(old)
 	if !slices.Equal(got, []string{"old"}) {
 		t.Fatalf("Matching = %v, want [old]", got)

@@ -1211,11 +1211,8 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			atomic.AddInt32(&cl.State.outboundQty, 1)
 			return out, nil
 		}
+		s.rollbackInflight(cl, queued) // mqtk: was Delete and IncreaseSendQuota, see rollbackInflight
 		freePooledPacket(queued)
-		if out.FixedHeader.Qos > 0 {
-			cl.State.Inflight.Delete(out.PacketID)
-			cl.State.Inflight.IncreaseSendQuota()
-		}
 		return out, packets.CodeDisconnect
 	}
 
@@ -1242,14 +1239,26 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 // and taken out of the in-flight messages if QoS 1 or 2. mqtk: was at the
 // end of publishToClient; endSubscribing drops the same way.
 func (s *Server) dropQueued(cl *Client, pk packets.Packet, queued *packets.Packet) {
-	qos, id := queued.FixedHeader.Qos, queued.PacketID
-	freePooledPacket(queued)
 	atomic.AddInt64(&s.Info.MessagesDropped, 1)
 	cl.ops.hooks.OnPublishDropped(cl, pk)
-	if qos > 0 {
-		cl.State.Inflight.Delete(id) // packet was dropped due to irregular circumstances, so rollback inflight.
-		cl.State.Inflight.IncreaseSendQuota()
+	s.rollbackInflight(cl, queued) // packet was dropped due to irregular circumstances, so rollback inflight.
+	freePooledPacket(queued)
+}
+
+// rollbackInflight takes out of cl's in-flight messages a QoS 1 or 2
+// message that was never queued for it. mqtk: mochi deleted it without
+// counting it out of $SYS/broker/messages/inflight or telling the
+// OnQosDropped hooks, so the count only grew and mqtk's store kept the
+// message for the session (a restart sent it after all).
+func (s *Server) rollbackInflight(cl *Client, pk *packets.Packet) {
+	if pk.FixedHeader.Qos == 0 {
+		return
 	}
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&s.Info.Inflight, -1)
+		s.hooks.OnQosDropped(cl, *pk)
+	}
+	cl.State.Inflight.IncreaseSendQuota()
 }
 
 // deferLive holds back queued, a live message (not a retained one sent on
@@ -2004,7 +2013,7 @@ func (s *Server) clearExpiredClients(dt int64) {
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
 	maximumExpiry := s.Options.Capabilities.MaximumMessageExpiryInterval
-	isExpired := func(pk *packets.Packet) bool {
+	isExpired := func(pk packets.Packet) bool {
 		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
 
 		// If the maximum message expiry interval is set (greater than 0), and the message

@@ -97,12 +97,12 @@ func (p *Packets) GetAll() map[string]Packet {
 // the broker looked for expired retained messages every second through
 // GetAll, a copy of every retained message (with thousands retained,
 // megabytes a second) made while RetainMessage waited for the lock.
-func (p *Packets) Matching(match func(*Packet) bool) []string {
+func (p *Packets) Matching(match func(Packet) bool) []string {
 	p.RLock()
 	defer p.RUnlock()
 	var ids []string
-	for k := range p.internal {
-		if v := p.internal[k]; match(&v) {
+	for k, v := range p.internal {
+		if match(v) { // by value: a pointer to v would move it to the heap, each time
 			ids = append(ids, k)
 		}
 	}
@@ -111,11 +111,11 @@ func (p *Packets) Matching(match func(*Packet) bool) []string {
 
 // DeleteIf removes the packet id if match is still true of it (a packet
 // stored anew since Matching chose it stays). mqtk: see Matching.
-func (p *Packets) DeleteIf(id string, match func(*Packet) bool) bool {
+func (p *Packets) DeleteIf(id string, match func(Packet) bool) bool {
 	p.Lock()
 	defer p.Unlock()
 	v, ok := p.internal[id]
-	if !ok || !match(&v) {
+	if !ok || !match(v) {
 		return false
 	}
 	delete(p.internal, id)
