@@ -1,0 +1,51 @@
+package broker
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.golang/packets"
+)
+
+// TestTakeoverOfStalledClient: a client that reconnects while its old
+// connection is stuck in a write (the old socket's buffers full: a device
+// that lost its network and came back) gets its CONNACK without waiting for
+// the old connection's write timeout (an hour here).
+func TestTakeoverOfStalledClient(t *testing.T) {
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	expiry := uint32(600)
+	old := rawDial(t, addr)
+	if err := old.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	old.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "device", KeepAlive: 600, Properties: &paho.Properties{SessionExpiryInterval: &expiry}})
+	old.await(t, paho.CONNACK)
+	old.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: 1}}, Properties: &paho.Properties{}})
+	old.await(t, paho.SUBACK) // and it reads nothing more: the broker's writes to it block
+
+	<-publishLoad(t, addr, 2000, 1)
+	cl, ok := s.m.Clients.Get("device")
+	if !ok || cl.State.Inflight.Len() == 0 || s.m.Info.Clone().MessagesDropped == 0 {
+		t.Fatal("the old connection's queue did not fill: its writes are not stuck")
+	}
+
+	next := rawDial(t, addr)
+	next.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "device", KeepAlive: 600, Properties: &paho.Properties{SessionExpiryInterval: &expiry}})
+	next.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+	for {
+		p, err := paho.ReadPacket(next.r)
+		if err != nil {
+			t.Fatalf("the new connection got no CONNACK: %v", err)
+		}
+		if p.Type == paho.CONNACK {
+			break
+		}
+	}
+}
