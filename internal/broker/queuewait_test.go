@@ -60,6 +60,26 @@ func publishLoad(t *testing.T, addr string, n int, qos byte) <-chan struct{} {
 	return routed
 }
 
+// rawSubscriber connects a raw MQTT 5 client id with a receive buffer of
+// rcvbuf bytes and subscribes it to "load" at qos; with expiry > 0 its
+// session outlives the connection. It reads nothing more unless told to.
+func rawSubscriber(t *testing.T, addr, id string, rcvbuf int, qos byte, expiry uint32) *rawConn {
+	t.Helper()
+	c := rawDial(t, addr)
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(rcvbuf); err != nil {
+		t.Fatal(err)
+	}
+	connect := &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: id, CleanStart: expiry == 0, KeepAlive: 600, Properties: &paho.Properties{}}
+	if expiry > 0 {
+		connect.Properties.SessionExpiryInterval = &expiry
+	}
+	c.send(t, connect)
+	c.await(t, paho.CONNACK)
+	c.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: qos}}, Properties: &paho.Properties{}})
+	c.await(t, paho.SUBACK)
+	return c
+}
+
 // TestQueueWaitSlowSubscriber: with --queue-wait, a subscriber that reads
 // nothing until the publisher has sent everything, through a queue of 10,
 // gets every message: the publisher waits for room instead of the message
@@ -71,17 +91,10 @@ func TestQueueWaitSlowSubscriber(t *testing.T) {
 	}
 	defer s.Close()
 	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
-	sub := rawDial(t, addr)
-	// Not as small as the stalled subscribers' 4 KiB: a window that never
-	// reaches a loopback segment (64 KiB) is reopened only by TCP's zero
-	// window probes, seconds apart.
-	if err := sub.conn.(*net.TCPConn).SetReadBuffer(128 << 10); err != nil {
-		t.Fatal(err)
-	}
-	sub.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "slow", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
-	sub.await(t, paho.CONNACK)
-	sub.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load"}}, Properties: &paho.Properties{}})
-	sub.await(t, paho.SUBACK)
+	// A receive buffer not as small as the stalled subscribers' 4 KiB: a
+	// window that never reaches a loopback segment (64 KiB) is reopened
+	// only by TCP's zero window probes, seconds apart.
+	sub := rawSubscriber(t, addr, "slow", 128<<10, 0, 0)
 
 	routed := publishLoad(t, addr, queueWaitN, 0)
 	// Now read: the broker's writer to this client was stuck until now.
@@ -116,18 +129,10 @@ func TestQueueWaitStalledSubscriber(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()
 
-	stalled := rawDial(t, addr)
-	if err := stalled.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	stalled.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "stalled", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
-	stalled.await(t, paho.CONNACK)
-	stalled.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load"}}, Properties: &paho.Properties{}})
-	stalled.await(t, paho.SUBACK) // and it reads nothing more
+	rawSubscriber(t, addr, "stalled", 4096, 0, 0) // and it reads nothing more
 
-	host, port, _ := net.SplitHostPort(addr)
 	got := make(chan struct{}, queueWaitN)
-	healthy, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: host, Port: atoi(port)}, ClientID: "healthy", CleanStart: true,
+	healthy, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: endpointOf(t, s.URLs()[0]), ClientID: "healthy", CleanStart: true,
 		OnMessage: func(*mqttc.Message) { got <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)
@@ -166,14 +171,7 @@ func TestInflightCountAfterDrops(t *testing.T) {
 	}
 	defer s.Close()
 	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
-	stalled := rawDial(t, addr)
-	if err := stalled.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	stalled.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "stalled", CleanStart: true, KeepAlive: 600, Properties: &paho.Properties{}})
-	stalled.await(t, paho.CONNACK)
-	stalled.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: 1}}, Properties: &paho.Properties{}})
-	stalled.await(t, paho.SUBACK) // and it reads nothing more
+	rawSubscriber(t, addr, "stalled", 4096, 1, 0) // and it reads nothing more
 
 	<-publishLoad(t, addr, 2000, 1)
 	cl, ok := s.m.Clients.Get("stalled")

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,14 +20,7 @@ func TestTakeoverOfStalledClient(t *testing.T) {
 	defer s.Close()
 	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
 	expiry := uint32(600)
-	old := rawDial(t, addr)
-	if err := old.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	old.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "device", KeepAlive: 600, Properties: &paho.Properties{SessionExpiryInterval: &expiry}})
-	old.await(t, paho.CONNACK)
-	old.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: 1}}, Properties: &paho.Properties{}})
-	old.await(t, paho.SUBACK) // and it reads nothing more: the broker's writes to it block
+	rawSubscriber(t, addr, "device", 4096, 1, expiry) // and it reads nothing more: the broker's writes to it block
 
 	<-publishLoad(t, addr, 2000, 1)
 	cl, ok := s.m.Clients.Get("device")
