@@ -11,12 +11,7 @@ import (
 // TestSilentConnectionClosed: a socket that never sends CONNECT is closed
 // after the connect timeout, and Close does not wait for it.
 func TestSilentConnectionClosed(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, ConnectTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	_, addr := startLoopback(t, Config{ConnectTimeout: 50 * time.Millisecond})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -45,4 +40,18 @@ func TestCloseWithSilentConnection(t *testing.T) {
 	case <-time.After(time.Minute): // bound against a hang only
 		t.Fatal("Close waited for a connection that never sent CONNECT")
 	}
+}
+
+// startLoopback starts a broker with cfg and a listener on a free
+// 127.0.0.1 port besides cfg.Listen's, closed when the test ends, and
+// returns it with that listener's HOST:PORT (its URL is s.URLs()[0]).
+func startLoopback(t testing.TB, cfg Config) (*Server, string) {
+	t.Helper()
+	cfg.Listen = append([]string{"127.0.0.1:0"}, cfg.Listen...)
+	s, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, strings.TrimPrefix(s.URLs()[0], "mqtt://")
 }

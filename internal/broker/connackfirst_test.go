@@ -18,11 +18,7 @@ import (
 // reconnects a persistent session many times under a stream of publishes,
 // and a reconnect that fails is the bug.
 func TestConnackFirst(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := startLoopback(t, Config{})
 	ep := endpointOf(t, s.URLs()[0])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()

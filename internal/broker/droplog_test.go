@@ -88,12 +88,7 @@ func TestDropLogRateLimited(t *testing.T) {
 // once, not once each (mochi logged a warning for every one).
 func TestOfflineSessionDrops(t *testing.T) {
 	watch := newLogWatch()
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxInflight: 10, Logger: slog.New(watch)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxInflight: 10, Logger: slog.New(watch)})
 	start := time.Now()
 
 	expiry := uint32(3600)

@@ -18,12 +18,7 @@ import (
 // refused with "identifier rejected", as mosquitto 2 does, rather than
 // accepted and later disconnected for an idleness it was entitled to.
 func TestMaxKeepalive(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxKeepalive: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxKeepalive: 60})
 	const absent = -1
 	for _, tc := range []struct {
 		name      string

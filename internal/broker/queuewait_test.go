@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -85,12 +84,7 @@ func rawSubscriber(t *testing.T, addr, id string, rcvbuf int, qos byte, expiry u
 // gets every message: the publisher waits for room instead of the message
 // being dropped. (With QueueWait 0 the same test loses messages.)
 func TestQueueWaitSlowSubscriber(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, QueueWait: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxQueued: queueWaitQueue, QueueWait: time.Minute})
 	// A receive buffer not as small as the stalled subscribers' 4 KiB: a
 	// window that never reaches a loopback segment (64 KiB) is reopened
 	// only by TCP's zero window probes, seconds apart.
@@ -120,12 +114,7 @@ func TestQueueWaitSlowSubscriber(t *testing.T) {
 // per message, over an hour for these), and a healthy subscriber gets them
 // all.
 func TestQueueWaitStalledSubscriber(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, QueueWait: time.Second, WriteTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxQueued: queueWaitQueue, QueueWait: time.Second, WriteTimeout: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()
 
@@ -165,12 +154,7 @@ func TestQueueWaitStalledSubscriber(t *testing.T) {
 // $SYS/broker/messages/inflight (MQTK.md change 23): the count equals what
 // is in flight.
 func TestInflightCountAfterDrops(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
 	rawSubscriber(t, addr, "stalled", 4096, 1, 0) // and it reads nothing more
 
 	<-publishLoad(t, addr, 2000, 1)

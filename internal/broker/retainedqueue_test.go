@@ -13,11 +13,7 @@ import (
 // under its filter, even when there are more than the client's queue holds
 // (mochi dropped the rest; see third_party/mochi-server/MQTK.md).
 func TestRetainedBeyondQueue(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := startLoopback(t, Config{MaxQueued: 50})
 	ep := endpointOf(t, s.URLs()[0])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()

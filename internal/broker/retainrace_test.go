@@ -17,11 +17,7 @@ import (
 // third_party/mochi-server/MQTK.md). Without -race it checks that every
 // subscription is granted and the broker survives.
 func TestRetainWhileSubscribing(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := startLoopback(t, Config{})
 	ep := endpointOf(t, s.URLs()[0])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()

@@ -22,12 +22,7 @@ import (
 // nothing else: a client connected all along goes on publishing and
 // receiving.
 func TestBadConnectionsClosed(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, ConnectTimeout: 250 * time.Millisecond, MaximumPacketSize: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{ConnectTimeout: 250 * time.Millisecond, MaximumPacketSize: 1024})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()
 	got := make(chan string, 10)

@@ -40,12 +40,7 @@ func testStalledSubscriber(t *testing.T, stalledQoS byte) {
 	// messages too whenever the publisher is faster (mochi drops a QoS 1
 	// message that does not fit in the queue: a known gap, see the notes of
 	// issue 4); 1000 leaves it room.
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: 1000, WriteTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxQueued: 1000, WriteTimeout: time.Hour})
 	host, port, _ := net.SplitHostPort(addr)
 	ep := mqttc.Endpoint{Scheme: "mqtt", Host: host, Port: atoi(port)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
@@ -130,12 +125,8 @@ func atoi(s string) int {
 // every message.
 func TestStalledSubscriberDisconnected(t *testing.T) {
 	watch := newLogWatch()
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, WSListen: []string{"127.0.0.1:0"},
+	s, _ := startLoopback(t, Config{WSListen: []string{"127.0.0.1:0"},
 		WriteTimeout: 250 * time.Millisecond, MaxQueued: 1000, Logger: slog.New(watch)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	ep := endpointOf(t, s.URLs()[0])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
 	defer cancel()

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -13,12 +12,7 @@ import (
 // that lost its network and came back) gets its CONNACK without waiting for
 // the old connection's write timeout (an hour here).
 func TestTakeoverOfStalledClient(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	addr := strings.TrimPrefix(s.URLs()[0], "mqtt://")
+	s, addr := startLoopback(t, Config{MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
 	expiry := uint32(600)
 	rawSubscriber(t, addr, "device", 4096, 1, expiry) // and it reads nothing more: the broker's writes to it block
 
