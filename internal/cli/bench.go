@@ -180,8 +180,10 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 
 	// The connection: the embedded broker's, or the flags'.
 	if o.embedded {
-		for _, f := range []string{"host", "port", "url"} {
-			if o.conn.given(f) {
+		for _, f := range append([]string{"host", "port", "url", "unix", "proxy", "ws-header"}, tlsFlagNames...) {
+			// From MQTK_* variables only the broker's address conflicts;
+			// the rest serve other brokers and are ignored (runBench).
+			if o.conn.fs.Changed(f) || (f == "host" || f == "port" || f == "url") && o.conn.given(f) {
 				return nil, usageErrorf("--embedded and --%s conflict: the embedded broker is on a free loopback port", f)
 			}
 		}
@@ -236,6 +238,8 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 			return err
 		}
 		p.opts.Base.Endpoint = u.Endpoint
+		p.opts.Base.TLS = nil
+		p.opts.Base.Transport = mqttc.Transport{} // a proxy or headers from MQTK_* are for other brokers
 	}
 	p.opts.Broker = p.opts.Base.Endpoint.String()
 	if p.opts.Base.Fallback != nil && !o.embedded {

@@ -36,13 +36,16 @@ func (f *connFlags) wantUnix() (bool, error) {
 	if f.unix == "" {
 		return false, usageErrorf("--unix is empty: give the socket's path")
 	}
-	for _, n := range []string{"cafile", "capath", "cert", "key", "insecure", "tls-version", "tls-server-name", "tls-alpn"} {
+	for _, n := range tlsFlagNames {
 		if f.fs.Changed(n) {
 			return false, usageErrorf("--unix and --%s conflict: a Unix socket has no TLS", n)
 		}
 	}
 	return true, nil
 }
+
+// tlsFlagNames are the flags that configure TLS.
+var tlsFlagNames = []string{"cafile", "capath", "cert", "key", "insecure", "tls-version", "tls-server-name", "tls-alpn"}
 
 // resolveTransport applies the transport flags (WebSocket headers, proxy) to
 // cfg, after the endpoint and TLS are resolved. Flags that do not fit the
