@@ -64,7 +64,11 @@ func TestScripts(t *testing.T) {
 			case "mosquitto":
 				return haveMosquitto(), nil
 			case "mosquitto-websockets": // built WITH_WEBSOCKETS
-				return mosquittoAccepts("listener "+strconv.Itoa(freePortNumber())+" 127.0.0.1", "protocol websockets"), nil
+				port, err := freePortNumber()
+				if err != nil {
+					return false, err
+				}
+				return mosquittoAccepts("listener "+strconv.Itoa(port)+" 127.0.0.1", "protocol websockets"), nil
 			case "mosquitto-unix": // 2.0 or later, built WITH_UNIX_SOCKETS
 				return mosquittoAccepts("listener 0 " + filepath.Join(os.TempDir(), "mqtk-probe.sock")), nil
 			}
@@ -319,19 +323,19 @@ func startMosquitto(ts *testscript.TestScript, confFile string, port int) *mosqP
 }
 
 func freePort(ts *testscript.TestScript) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePortNumber()
 	ts.Check(err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-func freePortNumber() int {
+// freePortNumber is a 127.0.0.1 port that nothing listens on (now).
+func freePortNumber() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // freeport VAR... sets each VAR to a free 127.0.0.1 port, for listeners in
