@@ -116,7 +116,7 @@ line beat the file.`,
 	fs.IntVar(&o.maxPacketSize, "max-packet-size", 0, "largest packet accepted, in `BYTES` (0: no limit)")
 	fs.IntVar(&o.maxConnections, "max-connections", 0, "refuse clients beyond `N` connected (0: no limit)")
 	fs.IntVar(&o.maxKeepalive, "max-keepalive", 0, "cap the keep-alive clients may ask for, in `SECONDS` (0: no cap; MQTT 3 clients asking for more, or 0, are refused)")
-	fs.IntVar(&o.maxQueued, "max-queued", 0, "messages waiting to be written to one client before more are dropped (`N`; 0: 8192)")
+	fs.IntVar(&o.maxQueued, "max-queued", 0, "messages waiting to be written to one client before more are dropped, or wait (--queue-wait) (`N`; 0: 8192)")
 	fs.IntVar(&o.maxInflight, "max-inflight", 0, "QoS 1/2 messages stored per client (`N`; 0: 8192)")
 	fs.DurationVar(&o.queueWait, "queue-wait", 0, "let a message wait up to `D` for room in a client's full queue before it is dropped: slow subscribers then slow their publishers instead of losing messages (0: drop at once)")
 	fs.DurationVar(&o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D`")

@@ -72,7 +72,7 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.id, "id", "i", "", "client identifier `ID` (default: mqtk- and random characters)")
 	fs.StringVarP(&f.idPrefix, "id-prefix", "I", "", "client identifier `PREFIX`; the process id is appended")
 	fs.IntVarP(&f.keepalive, "keepalive", "k", 60, "keep-alive interval in `SECONDS` (0 disables)")
-	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT `VERSION`: 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31); without -V, 5 and then 3.1.1 if the broker refuses 5")
+	fs.StringVarP(&f.protocol, "protocol-version", "V", "5", "MQTT `VERSION`: 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31); without -V, 5, then 3.1.1, then 3.1 if the broker refuses each (a -V given never falls back)")
 	fs.BoolVarP(&f.noClean, "disable-clean-session", "c", false, "keep the session on the broker after disconnecting (needs -i)")
 	fs.StringVarP(&f.sessionExpiry, "session-expiry", "x", "", "session expiry interval `D`: seconds or a duration such as 1h; -1 or ∞ never expires")
 	fs.StringVarP(&f.username, "username", "u", "", "`USER` name")
