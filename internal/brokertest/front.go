@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"mqtk/internal/proxytest"
 )
 
@@ -34,8 +36,7 @@ const (
 // otherwise relays the connection, CONNECT included, to the broker. The
 // listening and relaying are proxytest's.
 type Front struct {
-	Addr string // 127.0.0.1:PORT
-	Port int
+	Port int // on 127.0.0.1
 
 	p      *proxytest.Proxy
 	accept []byte
@@ -54,7 +55,7 @@ func NewFront(backend string, refuse Refusal, accept ...byte) (*Front, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.p, f.Addr, f.Port = p, p.Addr, p.Port
+	f.p, f.Port = p, p.Port
 	return f, nil
 }
 
@@ -99,23 +100,12 @@ func readConnect(r *bufio.Reader) ([]byte, byte, error) {
 	if typ>>4 != 1 {
 		return nil, 0, fmt.Errorf("first packet is of type %d, not CONNECT", typ>>4)
 	}
-	pkt := []byte{typ}
-	n, mult := 0, 1
-	for i := 0; ; i++ {
-		b, err := r.ReadByte()
-		if err != nil {
-			return nil, 0, err
-		}
-		pkt = append(pkt, b)
-		n += int(b&0x7f) * mult
-		mult *= 128
-		if b&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return nil, 0, errors.New("malformed remaining length")
-		}
+	rec := &byteRecorder{r: r, b: []byte{typ}} // the remaining length, kept to relay
+	n, _, err := packets.DecodeLength(rec)
+	if err != nil {
+		return nil, 0, err
 	}
+	pkt := rec.b
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, 0, err
@@ -128,6 +118,20 @@ func readConnect(r *bufio.Reader) ([]byte, byte, error) {
 		return nil, 0, errors.New("CONNECT too short")
 	}
 	return append(pkt, body...), body[2+nameLen], nil
+}
+
+// byteRecorder keeps the bytes read through it.
+type byteRecorder struct {
+	r *bufio.Reader
+	b []byte
+}
+
+func (x *byteRecorder) ReadByte() (byte, error) {
+	c, err := x.r.ReadByte()
+	if err == nil {
+		x.b = append(x.b, c)
+	}
+	return c, err
 }
 
 // String is the front's address as a URL.

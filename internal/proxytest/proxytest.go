@@ -47,7 +47,6 @@ type Options struct {
 
 // Proxy is a running proxy.
 type Proxy struct {
-	URL  string // socks5://127.0.0.1:PORT or http://127.0.0.1:PORT, no credentials
 	Addr string // 127.0.0.1:PORT
 	Port int
 
@@ -75,7 +74,7 @@ func New(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{URL: o.Kind + "://" + ln.Addr().String(), Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port,
+	p := &Proxy{Addr: ln.Addr().String(), Port: ln.Addr().(*net.TCPAddr).Port,
 		o: o, ln: ln, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
