@@ -170,10 +170,7 @@ func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
 		cfg.ACL = append(cfg.ACL, broker.Rule{Filter: "#", Access: broker.ReadWrite})
 	}
 	if *useTLS {
-		dir := ts.MkAbs("certs")
-		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
-		ts.Check(err)
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cfg.TLS = serverTLS(ts)
 		cfg.TLSListen = []string{"127.0.0.1:0"}
 	}
 	if *useWS {
@@ -559,8 +556,8 @@ func writePEM(file, typ string, der []byte) error {
 // tlsfront [-name NAME] [-alpn PROTO,...] [-client-ca FILE] HOST:PORT accepts
 // TLS on a free 127.0.0.1 port with the server certificate from gencerts and
 // relays each connection to HOST:PORT, as a TLS terminator in front of a
-// broker does (wss:// in front of `broker -ws`). It sets $NAME_PORT (NAME
-// defaults to TLSFRONT) and, once each handshake is done, appends a line
+// broker does (wss:// in front of `broker -ws`). It sets $NAME_PORT and
+// $NAME_ADDR (NAME defaults to TLSFRONT) and, once each handshake is done, appends a line
 // "alpn=PROTO client=COMMON-NAME" to $WORK/NAME.log. With -alpn it requires
 // one of those protocols; with -client-ca, a client certificate signed by it.
 func cmdTLSFront(ts *testscript.TestScript, neg bool, args []string) {
@@ -572,10 +569,7 @@ func cmdTLSFront(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || fs.NArg() != 1 {
 		ts.Fatalf("usage: tlsfront [-name NAME] [-alpn PROTO,...] [-client-ca FILE] HOST:PORT")
 	}
-	dir := ts.MkAbs("certs")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
-	ts.Check(err)
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	conf := serverTLS(ts)
 	if *alpn != "" {
 		conf.NextProtos = strings.Split(*alpn, ",")
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -593,7 +587,7 @@ func cmdTLSFront(ts *testscript.TestScript, neg bool, args []string) {
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	logf := scriptLog(ts, *name+".log")
-	startProxy(ts, *name+"_PORT", proxytest.Options{Kind: "tls", TLS: conf, Target: fs.Arg(0), OnTLS: func(cs tls.ConnectionState) {
+	startProxy(ts, *name, proxytest.Options{Kind: "tls", TLS: conf, Target: fs.Arg(0), OnTLS: func(cs tls.ConnectionState) {
 		client := ""
 		if len(cs.PeerCertificates) > 0 {
 			client = cs.PeerCertificates[0].Subject.CommonName
@@ -604,7 +598,8 @@ func cmdTLSFront(ts *testscript.TestScript, neg bool, args []string) {
 
 // proxy [-name NAME] [-user USER:PASS] [-target HOST:PORT] socks5|http starts
 // a SOCKS5 or HTTP CONNECT proxy (internal/proxytest) on a free 127.0.0.1
-// port and sets $NAME_ADDR to its HOST:PORT (NAME defaults to PROXY). It
+// port and sets $NAME_ADDR to its HOST:PORT and $NAME_PORT (NAME defaults
+// to PROXY). It
 // demands USER:PASS if given, and sends every tunnel to -target if given
 // (so a script can name the broker broker.test); each tunnel it opens
 // appends "tunnel ADDRESS-ASKED-FOR" to $WORK/NAME.log before relaying.
@@ -620,20 +615,28 @@ func cmdProxy(ts *testscript.TestScript, neg bool, args []string) {
 	logf := scriptLog(ts, *name+".log")
 	o := proxytest.Options{Kind: fs.Arg(0), Target: *target, OnTunnel: func(asked string) { logf("tunnel %s", asked) }}
 	o.User, o.Password, _ = strings.Cut(*user, ":")
-	startProxy(ts, *name+"_ADDR", o)
+	startProxy(ts, *name, o)
 }
 
 // startProxy starts a proxytest proxy for the script and sets envVar to its
 // address (…_ADDR) or port (…_PORT).
-func startProxy(ts *testscript.TestScript, envVar string, o proxytest.Options) {
+// serverTLS is a TLS server configuration with the certificate gencerts
+// wrote to $WORK/certs.
+func serverTLS(ts *testscript.TestScript) *tls.Config {
+	dir := ts.MkAbs("certs")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+	ts.Check(err)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// startProxy starts a proxytest proxy for the script and sets $NAME_ADDR
+// (127.0.0.1:PORT) and $NAME_PORT.
+func startProxy(ts *testscript.TestScript, name string, o proxytest.Options) {
 	p, err := proxytest.New(o)
 	ts.Check(err)
 	ts.Defer(func() { p.Close() })
-	if strings.HasSuffix(envVar, "_PORT") {
-		ts.Setenv(envVar, strconv.Itoa(p.Port))
-	} else {
-		ts.Setenv(envVar, p.Addr)
-	}
+	ts.Setenv(name+"_ADDR", p.Addr)
+	ts.Setenv(name+"_PORT", strconv.Itoa(p.Port))
 }
 
 // scriptLog creates $WORK/name and returns a function that appends a line to
