@@ -30,6 +30,9 @@ func cmdV3Front(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	var levels []byte
 	for _, c := range *accept {
+		if c < '3' || c > '5' {
+			ts.Fatalf("v3front -accept %q: protocol levels are 3, 4 and 5", *accept)
+		}
 		levels = append(levels, byte(c-'0'))
 	}
 	f, err := brokertest.NewFront("127.0.0.1:"+fs.Arg(0), brokertest.Refusal(*refuse), levels...)
