@@ -120,6 +120,32 @@ func (l *lifecycle) opErr(ctx context.Context, op, topic string, err error) erro
 	return &NetError{Op: op, Addr: l.addr, Err: err}
 }
 
+// disconnect ends the connection on the client's side, within ctx: it
+// waits for what was queued before to be written, then runs send (the
+// backend's DISCONNECT, and its wait for the end of the connection). If ctx
+// ends first, the connection is aborted: a broker that stopped reading
+// would otherwise keep send (and any publisher waiting for room in the
+// queue) waiting for good.
+func (l *lifecycle) disconnect(ctx context.Context, send func()) {
+	// What was queued before (a QoS 0 publish) must have been written for
+	// the session to end cleanly; if it could not be, say so.
+	if err := l.flushQueue(ctx); err != nil {
+		l.endLost(err)
+	}
+	l.startClosing()
+	finished := make(chan struct{})
+	go func() {
+		send()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		l.conn.abort()
+	}
+	l.end(nil)
+}
+
 // flushQueue waits, within ctx, for everything sent so far to be written.
 func (l *lifecycle) flushQueue(ctx context.Context) error {
 	res := make(chan error, 1)

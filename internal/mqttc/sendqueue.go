@@ -29,6 +29,7 @@ type sendQueue struct {
 	writing bool       // a write is under way (by the writer or a direct one)
 	err     error      // the first write error; every later put fails with it
 	closed  bool
+	waiting int // puts waiting for room
 
 	wake    chan struct{} // capacity 1: buf may have something to write
 	stopped chan struct{} // closed when the writer goroutine returns
@@ -59,7 +60,9 @@ func (q *sendQueue) put(p []byte) error {
 		return q.writeDirect(p)
 	}
 	for q.err == nil && !q.closed && len(q.buf)+len(p) > maxQueued {
+		q.waiting++
 		q.cond.Wait()
+		q.waiting--
 	}
 	if q.err != nil {
 		return q.err
@@ -170,6 +173,18 @@ func (q *sendQueue) flush() error {
 		q.cond.Wait()
 	}
 	return q.err
+}
+
+// abort stops the queue at once: what is queued is dropped, a write under
+// way is cut short, and put returns net.ErrClosed, including to a caller
+// waiting for room (the broker has stopped reading and the caller's time is
+// up).
+func (q *sendQueue) abort() {
+	q.mu.Lock()
+	q.closed = true
+	q.fail(net.ErrClosed)
+	q.mu.Unlock()
+	_ = q.conn.SetWriteDeadline(time.Now())
 }
 
 // close stops taking bytes, writes what is queued (for up to

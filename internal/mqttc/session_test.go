@@ -302,3 +302,57 @@ func TestPubackStream(t *testing.T) {
 		t.Fatalf("trace shows %d PUBACKs, want 3:\n%s", n, trace.String())
 	}
 }
+
+// TestDisconnectStalledBroker: against a broker that stopped reading, with
+// the send queue full and a publisher waiting for room in it, Disconnect
+// keeps to its context: the connection is aborted, and the waiting publish
+// returns an error. Before, Disconnect waited for good (paho's DISCONNECT
+// needs the connection's lock, which the waiting publisher held).
+func TestDisconnectStalledBroker(t *testing.T) {
+	cl, _ := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, nil) // and it reads nothing
+	tc := cl.(*v5Client).conn
+	q := tc.q
+	// A small send buffer that TCP does not grow: once the broker's window
+	// is full, the queue's writes block for good.
+	if err := tc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("x"), 1024)
+	published := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	for { // until the publisher waits for room in the queue
+		q.mu.Lock()
+		waiting := q.waiting
+		q.mu.Unlock()
+		if waiting > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond) // poll interval of a condition wait
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	disconnected := make(chan struct{})
+	go func() { cl.Disconnect(ctx); close(disconnected) }()
+	for name, ch := range map[string]<-chan struct{}{"Disconnect": disconnected, "the waiting publish": errDone(published)} {
+		select {
+		case <-ch:
+		case <-time.After(time.Minute): // a bound against a hang only
+			t.Fatalf("%s did not return after Disconnect's context ended", name)
+		}
+	}
+}
+
+// errDone is closed once ch has yielded a value.
+func errDone(ch <-chan error) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { <-ch; close(done) }()
+	return done
+}

@@ -103,6 +103,13 @@ func (c *traceConn) Close() error {
 	return c.Conn.Close()
 }
 
+// abort closes the connection without waiting for anything queued to be
+// written (see sendQueue.abort).
+func (c *traceConn) abort() {
+	c.q.abort()
+	_ = c.Close()
+}
+
 // flushQueue waits until everything written so far has reached the socket
 // and returns the first write error.
 func (c *traceConn) flushQueue() error { return c.q.flush() }

@@ -291,29 +291,13 @@ func (c *v3Client) await(ctx context.Context, tok mqtt.Token, op, topic string) 
 }
 
 func (c *v3Client) Disconnect(ctx context.Context) error {
-	// What was queued before (a QoS 0 publish) must have been written for
-	// the session to end cleanly; if it could not be, say so.
-	if err := c.flushQueue(ctx); err != nil {
-		c.endLost(err)
-	}
-	c.startClosing()
 	// paho sends DISCONNECT, waits up to quiesce for it to be written, and
 	// stops its goroutines.
 	quiesce := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		quiesce = max(time.Until(d), time.Millisecond)
 	}
-	finished := make(chan struct{})
-	go func() {
-		c.pc.Disconnect(uint(quiesce / time.Millisecond))
-		close(finished)
-	}()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		_ = c.conn.Close()
-	}
-	c.end(nil)
+	c.disconnect(ctx, func() { c.pc.Disconnect(uint(quiesce / time.Millisecond)) })
 	return nil
 }
 

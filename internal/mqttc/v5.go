@@ -366,20 +366,12 @@ func (c *v5Client) v5OpErr(ctx context.Context, op, topic string, err error) err
 }
 
 func (c *v5Client) Disconnect(ctx context.Context) error {
-	// What was queued before (a QoS 0 publish) must have been written for
-	// the session to end cleanly; if it could not be, say so.
-	if err := c.flushQueue(ctx); err != nil {
-		c.endLost(err)
-	}
-	c.startClosing()
-	// An error writing DISCONNECT means the connection was already gone,
-	// which is where Disconnect leaves it anyway.
-	_ = c.pc.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	select {
-	case <-c.pc.Done():
-	case <-ctx.Done():
-	}
-	c.end(nil)
+	c.disconnect(ctx, func() {
+		// An error writing DISCONNECT means the connection was already
+		// gone, which is where Disconnect leaves it anyway.
+		_ = c.pc.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		<-c.pc.Done()
+	})
 	return nil
 }
 
