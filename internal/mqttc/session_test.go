@@ -224,6 +224,11 @@ func TestSessionQoS2(t *testing.T) {
 		t.Fatalf("the duplicate was delivered too (%q)", m.Payload)
 	default:
 	}
+
+	b.send(&packets.Publish{Topic: "in", Payload: []byte("q1"), QoS: 1, PacketID: 10, Properties: &packets.Properties{}})
+	if ack := b.next().Content.(*packets.Puback); ack.PacketID != 10 || ack.ReasonCode != 0 {
+		t.Fatalf("PUBACK %d/%#x, want 10/0", ack.PacketID, ack.ReasonCode)
+	}
 }
 
 // TestAppendPublish: the hand encoder writes the bytes paho's does, for
@@ -249,6 +254,9 @@ func TestAppendPublish(t *testing.T) {
 		if got := appendPublish(nil, pb); !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("case %d:\n got %x\nwant %x", i, got, want.Bytes())
 		}
+		if n := packetSize(pb); n != want.Len() {
+			t.Errorf("case %d: packetSize %d, encoded %d bytes", i, n, want.Len())
+		}
 	}
 	ct, exp := "text/plain", uint32(5)
 	for i, pb := range []*packets.Publish{
@@ -259,6 +267,13 @@ func TestAppendPublish(t *testing.T) {
 	} {
 		if plainPublish(pb) {
 			t.Errorf("case %d: taken as plain, but appendPublish would drop its properties or copy a large payload", i)
+		}
+		var want bytes.Buffer
+		if _, err := pb.WriteTo(&want); err != nil {
+			t.Fatal(err)
+		}
+		if n := packetSize(pb); n != want.Len() {
+			t.Errorf("case %d (not plain): packetSize %d, encoded %d bytes", i, n, want.Len())
 		}
 	}
 }

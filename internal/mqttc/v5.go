@@ -226,11 +226,8 @@ func appendPublish(b []byte, pb *packets.Publish) []byte {
 		a := *pb.Properties.TopicAlias
 		props, np = [3]byte{packets.PropTopicAlias, byte(a >> 8), byte(a)}, 3
 	}
-	n := 2 + len(pb.Topic) + 1 + np + len(pb.Payload)
+	n := plainRemaining(pb)
 	flags := byte(packets.PUBLISH<<4) | pb.QoS<<1
-	if pb.QoS > 0 {
-		n += 2
-	}
 	if pb.Duplicate {
 		flags |= 8
 	}
@@ -375,10 +372,29 @@ func (c *v5Client) Disconnect(ctx context.Context) error {
 	return nil
 }
 
+// plainRemaining is the remaining length of pb as appendPublish encodes it
+// (plainPublish(pb) is true).
+func plainRemaining(pb *packets.Publish) int {
+	n := 2 + len(pb.Topic) + 1 + len(pb.Payload)
+	if pb.Properties != nil && pb.Properties.TopicAlias != nil {
+		n += 3
+	}
+	if pb.QoS > 0 {
+		n += 2
+	}
+	return n
+}
+
+// packetSize is the size of pb encoded: worked out for a plain publish,
+// measured from paho's encoding otherwise.
 func packetSize(pb *packets.Publish) int {
 	n := 0
-	for _, b := range pb.Buffers() {
-		n += len(b)
+	if plainPublish(pb) {
+		n = plainRemaining(pb)
+	} else {
+		for _, b := range pb.Buffers() {
+			n += len(b)
+		}
 	}
 	vbi := 1
 	for l := n; l >= 128; l /= 128 {
