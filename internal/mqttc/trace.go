@@ -152,8 +152,9 @@ func (c *traceConn) received(p []byte, err error) {
 	}
 }
 
-// maxBatch is how much a packet's writes are gathered up to; a larger
-// payload is written on its own rather than copied.
+// maxBatch is how much a packet's writes are gathered up to; a larger piece
+// goes to the send queue on its own instead of into the batch (the queue
+// copies it unless it is beyond its own bound, maxQueued).
 const maxBatch = 64 << 10
 
 func (c *traceConn) Lock() {

@@ -124,7 +124,8 @@ func TestV3RoundTrip(t *testing.T) {
 				t.Fatalf("retained message: %+v", m)
 			}
 
-			// Several in flight at once, acknowledged in order.
+			// Several in flight at once, each acknowledged, and delivered in
+			// order within each QoS.
 			var pend []Pending
 			for i := range 30 {
 				p, err := pub.PublishAsync(ctx, &Message{Topic: prefix + "/q/" + strconv.Itoa(i%3), Payload: []byte(strconv.Itoa(i)), QoS: byte(i % 3)})

@@ -10,9 +10,11 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
-// v5Client is the MQTT 5 backend, on eclipse/paho.golang. paho handles the
-// session state, pings and inbound flows; publishes are written here so that
-// several can be in flight in call order (paho's own Publish blocks).
+// v5Client is the MQTT 5 backend, on eclipse/paho.golang. paho reads and
+// decodes packets and sends pings; the session state (packet identifiers,
+// the Receive Maximum, acknowledgements) is connSession's, and publishes are
+// written here so that several can be in flight in call order (paho's own
+// Publish blocks).
 type v5Client struct {
 	lifecycle
 	pc      *paho.Client
