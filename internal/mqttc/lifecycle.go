@@ -111,13 +111,23 @@ func (l *lifecycle) opErr(ctx context.Context, op, topic string, err error) erro
 		return l.lostErr(op)
 	default:
 	}
+	if cerr := ctxErr(ctx, op, topic); cerr != nil {
+		return cerr
+	}
+	return &NetError{Op: op, Addr: l.addr, Err: err}
+}
+
+// ctxErr is the error of an operation whose ctx has ended: a TimeoutError
+// at its deadline, the context's error if it was cancelled; nil if ctx has
+// not ended.
+func ctxErr(ctx context.Context, op, topic string) error {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return &TimeoutError{Op: op, Topic: topic}
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return &NetError{Op: op, Addr: l.addr, Err: err}
+	return nil
 }
 
 // disconnect ends the connection on the client's side, within ctx: it

@@ -153,10 +153,7 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		case <-c.done:
 			return nil, c.lostErr("publish")
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, &TimeoutError{Op: "publish", Topic: m.Topic}
-			}
-			return nil, ctx.Err()
+			return nil, ctxErr(ctx, "publish", m.Topic)
 		}
 	}
 	p := &v3Pending{c: c, topic: m.Topic, slot: m.QoS > 0}
@@ -224,10 +221,7 @@ func (p *v3Pending) Wait(ctx context.Context) error {
 		return p.c.publishLost()
 	case <-ctx.Done():
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &TimeoutError{Op: "publish", Topic: p.topic}
-	}
-	return ctx.Err()
+	return ctxErr(ctx, "publish", p.topic)
 }
 
 // publishLost is the error for a publish whose acknowledgement the end of

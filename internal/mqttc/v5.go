@@ -176,11 +176,8 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	}
 	ret := make(chan packets.ControlPacket, 1)
 	if err := c.session.AddToSession(ctx, pb, ret); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, &TimeoutError{Op: "publish", Topic: m.Topic}
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if cerr := ctxErr(ctx, "publish", m.Topic); cerr != nil {
+			return nil, cerr
 		}
 		return nil, c.lostErr("publish")
 	}
@@ -276,10 +273,7 @@ func (p *pending) Wait(ctx context.Context) error {
 			return p.c.lostErr("publish")
 		}
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return &TimeoutError{Op: "publish", Topic: p.topic}
-		}
-		return ctx.Err()
+		return ctxErr(ctx, "publish", p.topic)
 	}
 	var code byte
 	var props *packets.Properties
