@@ -166,7 +166,6 @@ type ClientState struct {
 	packetID        uint32             // the current highest packetID
 	open            context.Context    // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc // cancel function for open context
-	outboundQty     int32              // number of messages currently in the outbound queue
 	Keepalive       uint16             // the number of seconds the connection can wait
 	ServerKeepalive bool               // keepalive was set by the server
 
@@ -232,7 +231,6 @@ func (cl *Client) writeQueued() {
 			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 		}
 		freePooledPacket(pk) // mqtk: see pooledPackets
-		atomic.AddInt32(&cl.State.outboundQty, -1)
 	}
 }
 

@@ -279,38 +279,30 @@ func (h *Hooks) Stop() {
 // OnSysInfoTick is called when the $SYS topic values are published out.
 func (h *Hooks) OnSysInfoTick(sys *system.Info) {
 	for _, hook := range h.with(OnSysInfoTick) {
-		if hook.Provides(OnSysInfoTick) {
-			hook.OnSysInfoTick(sys)
-		}
+		hook.OnSysInfoTick(sys)
 	}
 }
 
 // OnStarted is called when the server has successfully started.
 func (h *Hooks) OnStarted() {
 	for _, hook := range h.with(OnStarted) {
-		if hook.Provides(OnStarted) {
-			hook.OnStarted()
-		}
+		hook.OnStarted()
 	}
 }
 
 // OnStopped is called when the server has successfully stopped.
 func (h *Hooks) OnStopped() {
 	for _, hook := range h.with(OnStopped) {
-		if hook.Provides(OnStopped) {
-			hook.OnStopped()
-		}
+		hook.OnStopped()
 	}
 }
 
 // OnConnect is called when a new client connects, and may return a packets.Code as an error to halt the connection.
 func (h *Hooks) OnConnect(cl *Client, pk packets.Packet) error {
 	for _, hook := range h.with(OnConnect) {
-		if hook.Provides(OnConnect) {
-			err := hook.OnConnect(cl, pk)
-			if err != nil {
-				return err
-			}
+		err := hook.OnConnect(cl, pk)
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -320,27 +312,21 @@ func (h *Hooks) OnConnect(cl *Client, pk packets.Packet) error {
 // the session is established and CONNACK is sent.
 func (h *Hooks) OnSessionEstablish(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnSessionEstablish) {
-		if hook.Provides(OnSessionEstablish) {
-			hook.OnSessionEstablish(cl, pk)
-		}
+		hook.OnSessionEstablish(cl, pk)
 	}
 }
 
 // OnSessionEstablished is called when a new client establishes a session (after OnConnect).
 func (h *Hooks) OnSessionEstablished(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnSessionEstablished) {
-		if hook.Provides(OnSessionEstablished) {
-			hook.OnSessionEstablished(cl, pk)
-		}
+		hook.OnSessionEstablished(cl, pk)
 	}
 }
 
 // OnDisconnect is called when a client is disconnected for any reason.
 func (h *Hooks) OnDisconnect(cl *Client, err error, expire bool) {
 	for _, hook := range h.with(OnDisconnect) {
-		if hook.Provides(OnDisconnect) {
-			hook.OnDisconnect(cl, err, expire)
-		}
+		hook.OnDisconnect(cl, err, expire)
 	}
 }
 
@@ -375,14 +361,12 @@ func (h *Hooks) readPacket(cl *Client, pk *packets.Packet) error {
 func (h *Hooks) OnAuthPacket(cl *Client, pk packets.Packet) (pkx packets.Packet, err error) {
 	pkx = pk
 	for _, hook := range h.with(OnAuthPacket) {
-		if hook.Provides(OnAuthPacket) {
-			npk, err := hook.OnAuthPacket(cl, pkx)
-			if err != nil {
-				return pk, err
-			}
-
-			pkx = npk
+		npk, err := hook.OnAuthPacket(cl, pkx)
+		if err != nil {
+			return pk, err
 		}
+
+		pkx = npk
 	}
 
 	return
@@ -406,9 +390,7 @@ func (h *Hooks) encodePacket(cl *Client, pk *packets.Packet) {
 // OnPacketProcessed is called when a packet has been received and successfully handled by the broker.
 func (h *Hooks) OnPacketProcessed(cl *Client, pk packets.Packet, err error) {
 	for _, hook := range h.with(OnPacketProcessed) {
-		if hook.Provides(OnPacketProcessed) {
-			hook.OnPacketProcessed(cl, pk, err)
-		}
+		hook.OnPacketProcessed(cl, pk, err)
 	}
 }
 
@@ -416,9 +398,7 @@ func (h *Hooks) OnPacketProcessed(cl *Client, pk packets.Packet, err error) {
 // containing the bytes sent.
 func (h *Hooks) OnPacketSent(cl *Client, pk packets.Packet, b []byte) {
 	for _, hook := range h.with(OnPacketSent) {
-		if hook.Provides(OnPacketSent) {
-			hook.OnPacketSent(cl, pk, b)
-		}
+		hook.OnPacketSent(cl, pk, b)
 	}
 }
 
@@ -428,9 +408,7 @@ func (h *Hooks) OnPacketSent(cl *Client, pk packets.Packet, b []byte) {
 // in the order the hooks were attached.
 func (h *Hooks) OnSubscribe(cl *Client, pk packets.Packet) packets.Packet {
 	for _, hook := range h.with(OnSubscribe) {
-		if hook.Provides(OnSubscribe) {
-			pk = hook.OnSubscribe(cl, pk)
-		}
+		pk = hook.OnSubscribe(cl, pk)
 	}
 	return pk
 }
@@ -438,9 +416,7 @@ func (h *Hooks) OnSubscribe(cl *Client, pk packets.Packet) packets.Packet {
 // OnSubscribed is called when a client subscribes to one or more filters.
 func (h *Hooks) OnSubscribed(cl *Client, pk packets.Packet, reasonCodes []byte) {
 	for _, hook := range h.with(OnSubscribed) {
-		if hook.Provides(OnSubscribed) {
-			hook.OnSubscribed(cl, pk, reasonCodes)
-		}
+		hook.OnSubscribed(cl, pk, reasonCodes)
 	}
 }
 
@@ -450,9 +426,7 @@ func (h *Hooks) OnSubscribed(cl *Client, pk packets.Packet, reasonCodes []byte) 
 // group in a custom manner (such as based on client id, ip, etc).
 func (h *Hooks) OnSelectSubscribers(subs *Subscribers, pk packets.Packet) *Subscribers {
 	for _, hook := range h.with(OnSelectSubscribers) {
-		if hook.Provides(OnSelectSubscribers) {
-			subs = hook.OnSelectSubscribers(subs, pk)
-		}
+		subs = hook.OnSelectSubscribers(subs, pk)
 	}
 	return subs
 }
@@ -463,9 +437,7 @@ func (h *Hooks) OnSelectSubscribers(subs *Subscribers, pk packets.Packet) *Subsc
 // in the order the hooks were attached.
 func (h *Hooks) OnUnsubscribe(cl *Client, pk packets.Packet) packets.Packet {
 	for _, hook := range h.with(OnUnsubscribe) {
-		if hook.Provides(OnUnsubscribe) {
-			pk = hook.OnUnsubscribe(cl, pk)
-		}
+		pk = hook.OnUnsubscribe(cl, pk)
 	}
 	return pk
 }
@@ -473,9 +445,7 @@ func (h *Hooks) OnUnsubscribe(cl *Client, pk packets.Packet) packets.Packet {
 // OnUnsubscribed is called when a client unsubscribes from one or more filters.
 func (h *Hooks) OnUnsubscribed(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnUnsubscribed) {
-		if hook.Provides(OnUnsubscribed) {
-			hook.OnUnsubscribed(cl, pk)
-		}
+		hook.OnUnsubscribed(cl, pk)
 	}
 }
 
@@ -485,26 +455,24 @@ func (h *Hooks) OnUnsubscribed(cl *Client, pk packets.Packet) {
 func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, err error) {
 	pkx = pk
 	for _, hook := range h.with(OnPublish) {
-		if hook.Provides(OnPublish) {
-			npk, err := hook.OnPublish(cl, pkx)
-			if err != nil {
-				if errors.Is(err, packets.ErrRejectPacket) {
-					h.Log.Debug("publish packet rejected",
-						"error", err,
-						"hook", hook.ID(),
-						"packet", pkx)
-					return pk, err
-				} else if errors.Is(err, packets.CodeSuccessIgnore) {
-					return pk, err
-				}
-				h.Log.Error("publish packet error",
+		npk, err := hook.OnPublish(cl, pkx)
+		if err != nil {
+			if errors.Is(err, packets.ErrRejectPacket) {
+				h.Log.Debug("publish packet rejected",
 					"error", err,
 					"hook", hook.ID(),
 					"packet", pkx)
 				return pk, err
+			} else if errors.Is(err, packets.CodeSuccessIgnore) {
+				return pk, err
 			}
-			pkx = npk
+			h.Log.Error("publish packet error",
+				"error", err,
+				"hook", hook.ID(),
+				"packet", pkx)
+			return pk, err
 		}
+		pkx = npk
 	}
 
 	return
@@ -513,9 +481,7 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 // OnPublished is called when a client has published a message to subscribers.
 func (h *Hooks) OnPublished(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnPublished) {
-		if hook.Provides(OnPublished) {
-			hook.OnPublished(cl, pk)
-		}
+		hook.OnPublished(cl, pk)
 	}
 }
 
@@ -523,27 +489,21 @@ func (h *Hooks) OnPublished(cl *Client, pk packets.Packet) {
 // such as when a client is too slow to respond.
 func (h *Hooks) OnPublishDropped(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnPublishDropped) {
-		if hook.Provides(OnPublishDropped) {
-			hook.OnPublishDropped(cl, pk)
-		}
+		hook.OnPublishDropped(cl, pk)
 	}
 }
 
 // OnRetainMessage is called then a published message is retained.
 func (h *Hooks) OnRetainMessage(cl *Client, pk packets.Packet, r int64) {
 	for _, hook := range h.with(OnRetainMessage) {
-		if hook.Provides(OnRetainMessage) {
-			hook.OnRetainMessage(cl, pk, r)
-		}
+		hook.OnRetainMessage(cl, pk, r)
 	}
 }
 
 // OnRetainPublished is called when a retained message is published.
 func (h *Hooks) OnRetainPublished(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnRetainPublished) {
-		if hook.Provides(OnRetainPublished) {
-			hook.OnRetainPublished(cl, pk)
-		}
+		hook.OnRetainPublished(cl, pk)
 	}
 }
 
@@ -552,9 +512,7 @@ func (h *Hooks) OnRetainPublished(cl *Client, pk packets.Packet) {
 // It is typically used to store a new inflight message.
 func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends int) {
 	for _, hook := range h.with(OnQosPublish) {
-		if hook.Provides(OnQosPublish) {
-			hook.OnQosPublish(cl, pk, sent, resends)
-		}
+		hook.OnQosPublish(cl, pk, sent, resends)
 	}
 }
 
@@ -563,9 +521,7 @@ func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends 
 // It is typically used to delete an inflight message from a store.
 func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnQosComplete) {
-		if hook.Provides(OnQosComplete) {
-			hook.OnQosComplete(cl, pk)
-		}
+		hook.OnQosComplete(cl, pk)
 	}
 }
 
@@ -574,9 +530,7 @@ func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
 // inflight message from a store.
 func (h *Hooks) OnQosDropped(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnQosDropped) {
-		if hook.Provides(OnQosDropped) {
-			hook.OnQosDropped(cl, pk)
-		}
+		hook.OnQosDropped(cl, pk)
 	}
 }
 
@@ -584,9 +538,7 @@ func (h *Hooks) OnQosDropped(cl *Client, pk packets.Packet) {
 // assign to a packet.
 func (h *Hooks) OnPacketIDExhausted(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnPacketIDExhausted) {
-		if hook.Provides(OnPacketIDExhausted) {
-			hook.OnPacketIDExhausted(cl, pk)
-		}
+		hook.OnPacketIDExhausted(cl, pk)
 	}
 }
 
@@ -596,17 +548,15 @@ func (h *Hooks) OnPacketIDExhausted(cl *Client, pk packets.Packet) {
 // the hooks were attached.
 func (h *Hooks) OnWill(cl *Client, will Will) Will {
 	for _, hook := range h.with(OnWill) {
-		if hook.Provides(OnWill) {
-			mlwt, err := hook.OnWill(cl, will)
-			if err != nil {
-				h.Log.Error("parse will error",
-					"error", err,
-					"hook", hook.ID(),
-					"will", will)
-				continue
-			}
-			will = mlwt
+		mlwt, err := hook.OnWill(cl, will)
+		if err != nil {
+			h.Log.Error("parse will error",
+				"error", err,
+				"hook", hook.ID(),
+				"will", will)
+			continue
 		}
+		will = mlwt
 	}
 
 	return will
@@ -615,27 +565,21 @@ func (h *Hooks) OnWill(cl *Client, will Will) Will {
 // OnWillSent is called when an LWT message has been issued from a disconnecting client.
 func (h *Hooks) OnWillSent(cl *Client, pk packets.Packet) {
 	for _, hook := range h.with(OnWillSent) {
-		if hook.Provides(OnWillSent) {
-			hook.OnWillSent(cl, pk)
-		}
+		hook.OnWillSent(cl, pk)
 	}
 }
 
 // OnClientExpired is called when a client session has expired and should be deleted.
 func (h *Hooks) OnClientExpired(cl *Client) {
 	for _, hook := range h.with(OnClientExpired) {
-		if hook.Provides(OnClientExpired) {
-			hook.OnClientExpired(cl)
-		}
+		hook.OnClientExpired(cl)
 	}
 }
 
 // OnRetainedExpired is called when a retained message has expired and should be deleted.
 func (h *Hooks) OnRetainedExpired(filter string) {
 	for _, hook := range h.with(OnRetainedExpired) {
-		if hook.Provides(OnRetainedExpired) {
-			hook.OnRetainedExpired(filter)
-		}
+		hook.OnRetainedExpired(filter)
 	}
 }
 
@@ -643,16 +587,14 @@ func (h *Hooks) OnRetainedExpired(filter string) {
 // populate the server clients list before start.
 func (h *Hooks) StoredClients() (v []storage.Client, err error) {
 	for _, hook := range h.with(StoredClients) {
-		if hook.Provides(StoredClients) {
-			v, err := hook.StoredClients()
-			if err != nil {
-				h.Log.Error("failed to load clients", "error", err, "hook", hook.ID())
-				return v, err
-			}
+		v, err := hook.StoredClients()
+		if err != nil {
+			h.Log.Error("failed to load clients", "error", err, "hook", hook.ID())
+			return v, err
+		}
 
-			if len(v) > 0 {
-				return v, nil
-			}
+		if len(v) > 0 {
+			return v, nil
 		}
 	}
 
@@ -663,16 +605,14 @@ func (h *Hooks) StoredClients() (v []storage.Client, err error) {
 // used to populate the server subscriptions list before start.
 func (h *Hooks) StoredSubscriptions() (v []storage.Subscription, err error) {
 	for _, hook := range h.with(StoredSubscriptions) {
-		if hook.Provides(StoredSubscriptions) {
-			v, err := hook.StoredSubscriptions()
-			if err != nil {
-				h.Log.Error("failed to load subscriptions", "error", err, "hook", hook.ID())
-				return v, err
-			}
+		v, err := hook.StoredSubscriptions()
+		if err != nil {
+			h.Log.Error("failed to load subscriptions", "error", err, "hook", hook.ID())
+			return v, err
+		}
 
-			if len(v) > 0 {
-				return v, nil
-			}
+		if len(v) > 0 {
+			return v, nil
 		}
 	}
 
@@ -683,16 +623,14 @@ func (h *Hooks) StoredSubscriptions() (v []storage.Subscription, err error) {
 // and is used to populate the restored clients with inflight messages before start.
 func (h *Hooks) StoredInflightMessages() (v []storage.Message, err error) {
 	for _, hook := range h.with(StoredInflightMessages) {
-		if hook.Provides(StoredInflightMessages) {
-			v, err := hook.StoredInflightMessages()
-			if err != nil {
-				h.Log.Error("failed to load inflight messages", "error", err, "hook", hook.ID())
-				return v, err
-			}
+		v, err := hook.StoredInflightMessages()
+		if err != nil {
+			h.Log.Error("failed to load inflight messages", "error", err, "hook", hook.ID())
+			return v, err
+		}
 
-			if len(v) > 0 {
-				return v, nil
-			}
+		if len(v) > 0 {
+			return v, nil
 		}
 	}
 
@@ -703,16 +641,14 @@ func (h *Hooks) StoredInflightMessages() (v []storage.Message, err error) {
 // and is used to populate the server topics with retained messages before start.
 func (h *Hooks) StoredRetainedMessages() (v []storage.Message, err error) {
 	for _, hook := range h.with(StoredRetainedMessages) {
-		if hook.Provides(StoredRetainedMessages) {
-			v, err := hook.StoredRetainedMessages()
-			if err != nil {
-				h.Log.Error("failed to load retained messages", "error", err, "hook", hook.ID())
-				return v, err
-			}
+		v, err := hook.StoredRetainedMessages()
+		if err != nil {
+			h.Log.Error("failed to load retained messages", "error", err, "hook", hook.ID())
+			return v, err
+		}
 
-			if len(v) > 0 {
-				return v, nil
-			}
+		if len(v) > 0 {
+			return v, nil
 		}
 	}
 
@@ -722,16 +658,14 @@ func (h *Hooks) StoredRetainedMessages() (v []storage.Message, err error) {
 // StoredSysInfo returns a set of system info values.
 func (h *Hooks) StoredSysInfo() (v storage.SystemInfo, err error) {
 	for _, hook := range h.with(StoredSysInfo) {
-		if hook.Provides(StoredSysInfo) {
-			v, err := hook.StoredSysInfo()
-			if err != nil {
-				h.Log.Error("failed to load $SYS info", "error", err, "hook", hook.ID())
-				return v, err
-			}
+		v, err := hook.StoredSysInfo()
+		if err != nil {
+			h.Log.Error("failed to load $SYS info", "error", err, "hook", hook.ID())
+			return v, err
+		}
 
-			if v.Version != "" {
-				return v, nil
-			}
+		if v.Version != "" {
+			return v, nil
 		}
 	}
 
@@ -744,10 +678,8 @@ func (h *Hooks) StoredSysInfo() (v storage.SystemInfo, err error) {
 // check connecting users against an existing user database.
 func (h *Hooks) OnConnectAuthenticate(cl *Client, pk packets.Packet) bool {
 	for _, hook := range h.with(OnConnectAuthenticate) {
-		if hook.Provides(OnConnectAuthenticate) {
-			if ok := hook.OnConnectAuthenticate(cl, pk); ok {
-				return true
-			}
+		if ok := hook.OnConnectAuthenticate(cl, pk); ok {
+			return true
 		}
 	}
 
@@ -760,10 +692,8 @@ func (h *Hooks) OnConnectAuthenticate(cl *Client, pk packets.Packet) bool {
 // check publishing and subscribing users against an existing permissions or roles database.
 func (h *Hooks) OnACLCheck(cl *Client, topic string, write bool) bool {
 	for _, hook := range h.with(OnACLCheck) {
-		if hook.Provides(OnACLCheck) {
-			if ok := hook.OnACLCheck(cl, topic, write); ok {
-				return true
-			}
+		if ok := hook.OnACLCheck(cl, topic, write); ok {
+			return true
 		}
 	}
 

@@ -1208,7 +1208,6 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		// subscriber's own read loop, so only it waits, and only until
 		// its connection ends.
 		if cl.State.outbound.pushWait(queued, cl.State.open.Done()) {
-			atomic.AddInt32(&cl.State.outboundQty, 1)
 			return out, nil
 		}
 		s.rollbackInflight(cl, queued) // mqtk: was Delete and IncreaseSendQuota, see rollbackInflight
@@ -1229,7 +1228,6 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return out, packets.ErrPendingClientWritesExceeded
 	}
-	atomic.AddInt32(&cl.State.outboundQty, 1)
 
 	return out, nil
 }
@@ -1318,7 +1316,6 @@ func (s *Server) endSubscribing(cl *Client) {
 			continue
 		}
 		if cl.State.outbound.push(queued) {
-			atomic.AddInt32(&cl.State.outboundQty, 1)
 		} else {
 			dropped = append(dropped, queued)
 		}
