@@ -68,6 +68,11 @@ func TestPooledSubscribers(t *testing.T) {
 			t.Errorf("c2's only subscription: %+v, want it as subscribed", sub)
 		}
 		releaseSubscribers(got)
+		// Cleared when given back (the pool may or may not hand it out
+		// again: under -race it drops some of what it is given).
+		if n := len(got.Subscriptions) + len(got.Shared) + len(got.SharedSelected) + len(got.InlineSubscriptions); n != 0 {
+			t.Fatalf("a Subscribers given back to the pool still holds %d entries", n)
+		}
 		if other := x.pooledSubscribers("x/y"); len(other.Subscriptions)+len(other.Shared)+len(other.InlineSubscriptions) > 0 {
 			t.Fatalf("a pooled Subscribers for a topic no one subscribes to holds %+v", other)
 		} else {

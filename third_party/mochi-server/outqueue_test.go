@@ -59,7 +59,7 @@ func TestOutQueue(t *testing.T) {
 		t.Fatalf("%d written before start, %d queued; want 0 and 10", early, q.Len())
 	}
 	q.start()
-	<-drained
+	recv(t, drained)
 	for i := 11; i <= 1000; i++ { // pushes racing the writer's end start new writers
 		q.push(&packets.Packet{PacketID: uint16(i)})
 	}
@@ -70,7 +70,7 @@ func TestOutQueue(t *testing.T) {
 		if n == 1000 {
 			break
 		}
-		<-drained
+		recv(t, drained)
 	}
 	for i, id := range got {
 		if id != uint16(i+1) {
@@ -110,7 +110,7 @@ func TestOutQueuePushWait(t *testing.T) {
 	if pk, ok := q.pop(); !ok || pk.PacketID != 1 {
 		t.Fatal("pop: not packet 1")
 	}
-	if !<-pushed {
+	if !recv(t, pushed) {
 		t.Fatal("pushWait gave up after room was made")
 	}
 	if pk, ok := q.pop(); !ok || pk.PacketID != 2 {
@@ -120,7 +120,7 @@ func TestOutQueuePushWait(t *testing.T) {
 	q.push(&packets.Packet{PacketID: 3})
 	go func() { pushed <- q.pushWait(&packets.Packet{PacketID: 4}, done) }()
 	close(done)
-	if <-pushed {
+	if recv(t, pushed) {
 		t.Error("pushWait queued after done was closed, into a full queue")
 	}
 	if q.Len() != 1 {
@@ -138,7 +138,9 @@ func TestOutQueuePushWithin(t *testing.T) {
 	if q.pushWithin(&packets.Packet{PacketID: 2}, time.Millisecond, nil) {
 		t.Fatal("pushWithin queued into a full queue no one takes from")
 	}
-	if q.pushWithin(&packets.Packet{PacketID: 3}, time.Hour, nil) {
+	stuck := make(chan bool)
+	go func() { stuck <- q.pushWithin(&packets.Packet{PacketID: 3}, time.Hour, nil) }()
+	if recv(t, stuck) {
 		t.Fatal("pushWithin queued into a full queue")
 	}
 	q.pop()
@@ -157,11 +159,24 @@ func TestOutQueuePushWithin(t *testing.T) {
 		}
 		runtime.Gosched()
 	}
-	if pk, _ := q.pop(); pk.PacketID != 4 || !<-pushed {
+	if pk, _ := q.pop(); pk.PacketID != 4 || !recv(t, pushed) {
 		t.Fatalf("popped %d, and the waiting push did not get the room", pk.PacketID)
 	}
 	close(done)
 	if q.pushWithin(&packets.Packet{PacketID: 6}, time.Hour, done) {
 		t.Error("pushWithin queued into a full queue after done")
+	}
+}
+
+// recv is <-ch, bounded against a hang (a regression here would otherwise
+// wait for go test's timeout).
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatal("nothing came: the queue hung")
+		panic("unreachable")
 	}
 }
