@@ -96,7 +96,7 @@ func TestSubscribeRetained(t *testing.T) {
 	releaseSubscribers(subs)
 
 	subscribe := func(client string, sub packets.Subscription) (bool, []packets.Packet) {
-		return x.subscribeRetained(client, sub, func(existed bool) bool { return sendsRetained(sub, existed) })
+		return x.subscribeRetained(client, sub)
 	}
 	for _, c := range []struct {
 		sub          packets.Subscription
@@ -220,7 +220,7 @@ func TestInflightPooled(t *testing.T) {
 	}
 	got, ok := i.Get(1)
 	all := i.GetAll(false)
-	clone := i.Clone()
+	clone := i.HandOver() // what a connection taking the session over gets (change 18)
 	if !i.Delete(1) || i.Delete(1) {
 		t.Fatal("Delete reports a known identifier as unknown, or an unknown one as known")
 	}
@@ -233,6 +233,12 @@ func TestInflightPooled(t *testing.T) {
 	}
 	if c, ok := clone.Get(1); !ok || c.TopicName != "uno" {
 		t.Errorf("the clone lost identifier 1 when the original deleted it: %q, %v", c.TopicName, ok)
+	}
+	if added, handedOver := i.setNew(packets.Packet{PacketID: 3}); added || !handedOver {
+		t.Errorf("setNew on a handed-over Inflight: added %v, handed over %v; want false, true", added, handedOver)
+	}
+	if added, handedOver := clone.setNew(packets.Packet{PacketID: 3}); !added || handedOver {
+		t.Errorf("setNew on the successor's Inflight: added %v, handed over %v; want true, false", added, handedOver)
 	}
 }
 

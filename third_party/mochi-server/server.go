@@ -1553,7 +1553,7 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 			// mqtk: the retained messages are looked up as the
 			// subscription is added, under one lock; they are sent after
 			// the SUBACK (see TopicsIndex.subscribeRetained).
-			isNew, pks := s.Topics.subscribeRetained(cl.ID, sub, func(existed bool) bool { return sendsRetained(sub, existed) }) // [MQTT-3.8.4-3]
+			isNew, pks := s.Topics.subscribeRetained(cl.ID, sub) // [MQTT-3.8.4-3]
 			retained[i] = pks
 			if isNew {
 				atomic.AddInt64(&s.Info.Subscriptions, 1)

@@ -430,18 +430,18 @@ func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription
 	return x.subscribe(client, subscription)
 }
 
-// subscribeRetained is Subscribe that also returns, if retained says so
+// subscribeRetained is Subscribe that also returns, if sendsRetained says so
 // (given whether the subscription existed), the retained messages matching
 // the filter. mqtk: both under the root lock, which retainAndGather holds
 // while it stores a retained message and gathers its subscribers, so that a
 // message retained while the subscription is made is either in what this
 // returns or sent live to the subscription, not both (MQTK.md, change 17).
 // Nothing is sent here: the caller sends the messages after the lock.
-func (x *TopicsIndex) subscribeRetained(client string, subscription packets.Subscription, retained func(existed bool) bool) (bool, []packets.Packet) {
+func (x *TopicsIndex) subscribeRetained(client string, subscription packets.Subscription) (bool, []packets.Packet) {
 	x.root.Lock()
 	defer x.root.Unlock()
 	isNew := x.subscribe(client, subscription)
-	if !retained(!isNew) {
+	if !sendsRetained(subscription, !isNew) {
 		return isNew, nil
 	}
 	return isNew, x.scanMessages(subscription.Filter, 0, nil, []packets.Packet{})
