@@ -197,10 +197,3 @@ func (c *rawConn) await(t *testing.T, typ byte) {
 		}
 	}
 }
-
-// all returns what was logged so far.
-func (w *logWatch) all() []slog.Record {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]slog.Record(nil), w.records...)
-}

@@ -337,6 +337,13 @@ type logWait struct {
 
 func newLogWatch() *logWatch { return &logWatch{} }
 
+// all returns what was logged so far.
+func (w *logWatch) all() []slog.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]slog.Record(nil), w.records...)
+}
+
 // waitFor returns a channel closed once a record that matches is logged
 // (maybe already).
 func (w *logWatch) waitFor(match func(slog.Record) bool) <-chan struct{} {
