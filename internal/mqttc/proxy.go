@@ -111,26 +111,12 @@ func proxyFromEnvironment(ep Endpoint) (*Proxy, error) {
 		}
 		return nil, nil
 	}
-	p := &Proxy{Scheme: strings.ToLower(u.Scheme), Host: u.Hostname(), Source: strings.ToUpper(scheme) + "_PROXY"}
-	switch p.Scheme {
-	case "socks5", "socks5h", "http":
-	default:
-		return nil, invalidf("the proxy in %s_PROXY is %s://: mqtk speaks to http://, socks5:// and socks5h:// proxies", strings.ToUpper(scheme), u.Scheme)
+	source := strings.ToUpper(scheme) + "_PROXY"
+	p, err := ParseProxy(u.String())
+	if err != nil {
+		return nil, invalidf("%s %v", source, err)
 	}
-	p.Port = proxyDefaultPort(p.Scheme)
-	if port := u.Port(); port != "" {
-		if p.Port, err = strconv.Atoi(port); err != nil {
-			return nil, invalidf("the proxy in %s_PROXY has a bad port", strings.ToUpper(scheme))
-		}
-	}
-	if u.User != nil {
-		p.Username = u.User.Username()
-		p.Password, _ = u.User.Password()
-		p.HasAuth = true
-	}
-	if err := p.checkAuth(); err != nil {
-		return nil, invalidf("%s_PROXY: %v", strings.ToUpper(scheme), err)
-	}
+	p.Source = source
 	return p, nil
 }
 
