@@ -42,17 +42,14 @@ func (c *traceConn) takeAcks() {
 // at a packet's start, paho is waiting for them anyway). ok is false on a
 // read error or a malformed length.
 func (c *traceConn) nextPacketLen() (first byte, total, hdr int, ok bool) {
-	n, mult := 0, 1
-	for i := 1; i <= 4; i++ {
-		b, err := c.r.Peek(i + 1)
+	for i := 2; i <= 5; i++ {
+		b, err := c.r.Peek(i)
 		if err != nil {
 			return 0, 0, 0, false
 		}
-		n += int(b[i]&127) * mult
-		if b[i] < 128 {
-			return b[0], i + 1 + n, i + 1, true
+		if total, hdr := packetHeader(b); total != 0 {
+			return b[0], total, hdr, total > 0
 		}
-		mult *= 128
 	}
 	return 0, 0, 0, false
 }

@@ -327,21 +327,10 @@ type splitter struct{ buf []byte }
 // and body); the slice is only valid during the call.
 func (s *splitter) feed(p []byte, emit func(raw []byte)) {
 	s.buf = append(s.buf, p...)
-	for len(s.buf) >= 2 {
-		remaining, mult, i := 0, 1, 1
-		for ; i < len(s.buf) && i <= 4; i++ {
-			remaining += int(s.buf[i]&0x7f) * mult
-			mult *= 128
-			if s.buf[i]&0x80 == 0 {
-				break
-			}
-		}
-		if i >= len(s.buf) || s.buf[i]&0x80 != 0 {
-			return // header incomplete
-		}
-		total := i + 1 + remaining
-		if len(s.buf) < total {
-			return
+	for {
+		total, _ := packetHeader(s.buf)
+		if total <= 0 || len(s.buf) < total {
+			return // header or packet incomplete (or malformed: nothing to print)
 		}
 		emit(s.buf[:total])
 		s.buf = append(s.buf[:0], s.buf[total:]...)
@@ -495,4 +484,38 @@ func describe(cp *packets.ControlPacket, version int) string {
 		return fmt.Sprintf("AUTH (%d)", p.ReasonCode)
 	}
 	return fmt.Sprintf("packet type %d", cp.Type)
+}
+
+// appendVBI appends n as an MQTT Variable Byte Integer (a remaining length).
+func appendVBI(b []byte, n int) []byte {
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 128
+		}
+		b = append(b, d)
+		if n == 0 {
+			return b
+		}
+	}
+}
+
+// packetHeader reads the fixed header at the start of b: the packet's total
+// length and the header's. total is 0 while b holds too little of the
+// header to tell, -1 if its remaining length is malformed (more than four
+// bytes).
+func packetHeader(b []byte) (total, hdr int) {
+	n, mult := 0, 1
+	for i := 1; i <= 4; i++ {
+		if i >= len(b) {
+			return 0, 0
+		}
+		n += int(b[i]&127) * mult
+		if b[i] < 128 {
+			return i + 1 + n, i + 1
+		}
+		mult *= 128
+	}
+	return -1, 0
 }

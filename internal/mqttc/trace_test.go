@@ -111,3 +111,21 @@ func TestWatchV3(t *testing.T) {
 		t.Errorf("packets = %d, state = %d", w.packets, w.state)
 	}
 }
+
+// TestPacketHeader: the remaining lengths appendVBI writes read back through
+// packetHeader, at each size of the Variable Byte Integer; a header cut
+// short is "too little to tell", one of five bytes malformed.
+func TestPacketHeader(t *testing.T) {
+	for _, n := range []int{0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455} {
+		b := appendVBI([]byte{0x30}, n)
+		if total, hdr := packetHeader(b); total != len(b)+n || hdr != len(b) {
+			t.Errorf("%d: total %d, header %d; want %d, %d", n, total, hdr, len(b)+n, len(b))
+		}
+		if total, _ := packetHeader(b[:len(b)-1]); total != 0 {
+			t.Errorf("%d cut short: total %d, want 0", n, total)
+		}
+	}
+	if total, _ := packetHeader([]byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}); total != -1 {
+		t.Errorf("five-byte length: total %d, want -1", total)
+	}
+}

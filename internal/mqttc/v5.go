@@ -233,18 +233,7 @@ func appendPublish(b []byte, pb *packets.Publish) []byte {
 	if pb.Retain {
 		flags |= 1
 	}
-	b = append(b, flags)
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 128
-		}
-		b = append(b, d)
-		if n == 0 {
-			break
-		}
-	}
+	b = appendVBI(append(b, flags), n)
 	b = append(b, byte(len(pb.Topic)>>8), byte(len(pb.Topic)))
 	b = append(b, pb.Topic...)
 	if pb.QoS > 0 {
@@ -392,11 +381,7 @@ func packetSize(pb *packets.Publish) int {
 			n += len(b)
 		}
 	}
-	vbi := 1
-	for l := n; l >= 128; l /= 128 {
-		vbi++
-	}
-	return 1 + vbi + n
+	return 1 + len(appendVBI(nil, n)) + n
 }
 
 func toPacketProps(p *Properties) *packets.Properties {
