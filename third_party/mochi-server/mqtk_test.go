@@ -164,7 +164,8 @@ func TestDeferLive(t *testing.T) {
 	cl := newClient("c1")
 	cl.State.subscribing.Store(true)
 	for _, p := range []string{"live1", "live2", "live3"} {
-		_, err := s.publishToClient(cl, live, msg(p, false))
+		m := msg(p, false)
+		err := s.publishToClient(cl, live, &m)
 		if want := map[bool]error{true: packets.ErrPendingClientWritesExceeded, false: nil}[p == "live3"]; err != want {
 			t.Errorf("%s: %v, want %v", p, err, want)
 		}
@@ -172,8 +173,8 @@ func TestDeferLive(t *testing.T) {
 	if n, d := cl.State.outbound.Len(), len(cl.State.deferred); n != 0 || d != 2 {
 		t.Fatalf("while subscribing: %d queued and %d deferred, want 0 and 2", n, d)
 	}
-	if _, err := s.publishToClient(cl, retained, msg("old", true)); err != nil {
-		t.Fatal(err)
+	if m := msg("old", true); s.publishToClient(cl, retained, &m) != nil {
+		t.Fatal("the retained message was not queued")
 	}
 	s.endSubscribing(cl)
 	if got := queue(cl); !slices.Equal(got, []string{"old", "live1"}) {
@@ -183,13 +184,15 @@ func TestDeferLive(t *testing.T) {
 		t.Errorf("after: %d dropped, %d in flight, subscribing %v, deferred %v; want 2, 2 (old, live1), false, nil",
 			d, in, cl.State.subscribing.Load(), cl.State.deferred)
 	}
-	if _, err := s.publishToClient(cl, live, msg("live4", false)); err != nil || cl.State.outbound.Len() != 1 {
+	m := msg("live4", false)
+	if err := s.publishToClient(cl, live, &m); err != nil || cl.State.outbound.Len() != 1 {
 		t.Errorf("after: %v, %d queued; want the message queued", err, cl.State.outbound.Len())
 	}
 
 	cl = newClient("c2")
 	cl.State.subscribing.Store(true)
-	if _, err := s.publishToClient(cl, live, msg("live1", false)); err != nil {
+	m = msg("live1", false)
+	if err := s.publishToClient(cl, live, &m); err != nil {
 		t.Fatal(err)
 	}
 	cl.Stop(nil)

@@ -1095,7 +1095,7 @@ func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscriber
 
 	for id, subs := range subscribers.Subscriptions {
 		if cl, ok := s.Clients.Get(id); ok {
-			_, err := s.publishToClient(cl, subs, pk)
+			err := s.publishToClient(cl, subs, &pk)
 			if err != nil {
 				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
@@ -1103,14 +1103,14 @@ func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscriber
 	}
 }
 
-func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error) {
+func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packets.Packet) error {
 	if sub.NoLocal && pk.Origin == cl.ID {
-		return pk, nil // [MQTT-3.8.3-3]
+		return nil // [MQTT-3.8.3-3]
 	}
 
-	out := outboundCopy(&pk) // mqtk: was pk.Copy(false), see outboundCopy
+	out := outboundCopy(pk) // mqtk: was pk.Copy(false), see outboundCopy
 	if !s.hooks.OnACLCheck(cl, pk.TopicName, false) {
-		return out, packets.ErrNotAuthorized
+		return packets.ErrNotAuthorized
 	}
 	if !sub.FwdRetainedFlag && ((cl.Properties.ProtocolVersion == 5 && !sub.RetainAsPublished) || cl.Properties.ProtocolVersion < 5) { // ![MQTT-3.3.1-13] [v3 MQTT-3.3.1-9]
 		out.FixedHeader.Retain = false // [MQTT-3.3.1-12]
@@ -1159,17 +1159,17 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			// every message (millions of lines for one offline session).
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			atomic.AddInt64(&s.Info.MessagesDropped, 1)
-			s.hooks.OnPublishDropped(cl, pk)
-			return out, packets.ErrQuotaExceeded
+			s.hooks.OnPublishDropped(cl, *pk)
+			return packets.ErrQuotaExceeded
 		}
 
 		i, err := cl.NextPacketID() // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 		if err != nil {
-			s.hooks.OnPacketIDExhausted(cl, pk)
+			s.hooks.OnPacketIDExhausted(cl, *pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			atomic.AddInt64(&s.Info.MessagesDropped, 1) // mqtk: as above
-			s.hooks.OnPublishDropped(cl, pk)
-			return out, packets.ErrQuotaExceeded
+			s.hooks.OnPublishDropped(cl, *pk)
+			return packets.ErrQuotaExceeded
 		}
 
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
@@ -1191,12 +1191,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
 			out.Expiry = -1
 			cl.State.Inflight.Set(out)
-			return out, nil
+			return nil
 		}
 	}
 
 	if cl.Net.Conn == nil || cl.Closed() {
-		return out, packets.CodeDisconnect
+		return packets.CodeDisconnect
 	}
 
 	queued := newPooledPacket(&out) // mqtk: see pooledPackets
@@ -1208,16 +1208,16 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		// subscriber's own read loop, so only it waits, and only until
 		// its connection ends.
 		if cl.State.outbound.pushWait(queued, cl.State.open.Done()) {
-			return out, nil
+			return nil
 		}
 		s.rollbackInflight(cl, queued) // mqtk: was Delete and IncreaseSendQuota, see rollbackInflight
 		freePooledPacket(queued)
-		return out, packets.CodeDisconnect
+		return packets.CodeDisconnect
 	}
 
 	if subscribing && !sub.FwdRetainedFlag { // mqtk: see deferLive
-		if deferred, err := s.deferLive(cl, pk, queued); deferred {
-			return out, err
+		if deferred, err := s.deferLive(cl, *pk, queued); deferred {
+			return err
 		}
 	}
 
@@ -1225,11 +1225,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	// client is congested (see Options.QueueFullWait); mochi dropped the
 	// message at once.
 	if !cl.State.outbound.pushWithin(queued, s.Options.QueueFullWait, cl.State.open.Done()) {
-		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
-		return out, packets.ErrPendingClientWritesExceeded
+		s.dropQueued(cl, *pk, queued) // mqtk: was here, see dropQueued
+		return packets.ErrPendingClientWritesExceeded
 	}
 
-	return out, nil
+	return nil
 }
 
 // dropQueued drops queued, a message for cl from the pool, that does not
@@ -1333,13 +1333,13 @@ func (s *Server) endSubscribing(cl *Client) {
 // Inflight.HandOver. The session lock is held while a connection takes a
 // session over (until it is in Clients), so once it is free Clients has
 // the successor.
-func (s *Server) publishToSuccessor(cl *Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error) {
+func (s *Server) publishToSuccessor(cl *Client, sub packets.Subscription, pk *packets.Packet) error {
 	lock := s.sessionLock(cl.ID)
 	lock.Lock()
 	next, ok := s.Clients.Get(cl.ID)
 	lock.Unlock()
 	if !ok || next == cl {
-		return pk, packets.CodeDisconnect
+		return packets.CodeDisconnect
 	}
 	return s.publishToClient(next, sub, pk)
 }
@@ -1407,7 +1407,7 @@ func sendsRetained(sub packets.Subscription, existed bool) bool {
 func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, retained []packets.Packet) {
 	sub.FwdRetainedFlag = true
 	for _, pkv := range retained { // [MQTT-3.8.4-4]
-		_, err := s.publishToClient(cl, sub, pkv)
+		err := s.publishToClient(cl, sub, &pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
 			continue
