@@ -440,10 +440,8 @@ func (p *publisher) run(ctx context.Context) {
 		if o.Rate > 0 {
 			intended = r.startOffset() + int64(next)
 			next += interval
-			if d := intended - r.now(); d > 0 {
-				if !sleepCtx(ctx, time.Duration(d)) {
-					return
-				}
+			if !r.sleepUntil(ctx, intended) {
+				return
 			}
 		} else {
 			intended = r.now()
@@ -531,17 +529,6 @@ func (p *publisher) collect(ctx context.Context, f inflight) {
 
 // startOffset is where the --rate schedule starts: when publishing began.
 func (r *run) startOffset() int64 { return r.measureStart - int64(r.o.Warmup) }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 func (s *subscriber) onMessage(m *mqttc.Message) {
 	h, ok := ParseHeader(m.Payload)

@@ -1,0 +1,30 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestSleepUntil: the --rate pacer never returns before the scheduled time
+// (in the precise part of a wait as in the coarse one), and a cancelled
+// context ends a long wait.
+func TestSleepUntil(t *testing.T) {
+	r := &run{epoch: time.Now()}
+	ctx := context.Background()
+	for _, d := range []time.Duration{0, 50 * time.Microsecond, 700 * time.Microsecond, coarseSlack + time.Millisecond} {
+		at := r.now() + int64(d)
+		if !r.sleepUntil(ctx, at) {
+			t.Fatalf("%v: reported a cancelled context", d)
+		}
+		if now := r.now(); now < at {
+			t.Errorf("%v: returned %v early", d, time.Duration(at-now))
+		}
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if r.sleepUntil(cancelled, r.now()+int64(time.Hour)) {
+		t.Error("a wait of an hour with a cancelled context did not report it")
+	}
+}
