@@ -165,7 +165,7 @@ func TestInflightCountAfterDrops(t *testing.T) {
 	s, addr := startLoopback(t, Config{MaxQueued: queueWaitQueue, WriteTimeout: time.Hour})
 	rawSubscriber(t, addr, "stalled", 4096, 1, 0) // and it reads nothing more
 
-	<-publishLoad(t, addr, 2000, 1)
+	<-publishLoad(t, addr, queueWaitN, 1) // more than the socket buffers hold
 	cl, ok := s.m.Clients.Get("stalled")
 	if !ok {
 		t.Fatal("the stalled client is gone")

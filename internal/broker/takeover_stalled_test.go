@@ -16,7 +16,7 @@ func TestTakeoverOfStalledClient(t *testing.T) {
 	expiry := uint32(600)
 	rawSubscriber(t, addr, "device", 4096, 1, expiry) // and it reads nothing more: the broker's writes to it block
 
-	<-publishLoad(t, addr, 2000, 1)
+	<-publishLoad(t, addr, queueWaitN, 1) // more than the socket buffers hold
 	cl, ok := s.m.Clients.Get("device")
 	if !ok || cl.State.Inflight.Len() == 0 || s.m.Info.Clone().MessagesDropped == 0 {
 		t.Fatal("the old connection's queue did not fill: its writes are not stuck")

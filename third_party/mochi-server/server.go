@@ -1703,6 +1703,10 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 	return nil
 }
 
+// disconnectWait is the longest DisconnectClient waits for the DISCONNECT
+// to be written before it closes the connection (mqtk).
+const disconnectWait = 100 * time.Millisecond
+
 // DisconnectClient sends a Disconnect packet to a client and then closes the client connection.
 func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	out := packets.Packet{
@@ -1719,7 +1723,23 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 
 	// We already have a code we are using to disconnect the client, so we are not
 	// interested if the write packet fails due to a closed connection (as we are closing it).
-	err := cl.WritePacket(out)
+	//
+	// mqtk: the DISCONNECT is written from a goroutine, and waited for at
+	// most disconnectWait: a client that stopped reading, with a write to it
+	// stuck on its full socket, held whoever disconnected it (the new
+	// connection of a session taking it over, waiting for its CONNACK)
+	// until the write timed out, 15 s by default. Closing the connection
+	// ends the stuck write (MQTK.md, change 24).
+	written := make(chan error, 1)
+	go func() { written <- cl.WritePacket(out) }()
+	var err error
+	wait := time.NewTimer(disconnectWait)
+	select {
+	case err = <-written:
+	case <-wait.C:
+		err = ErrConnectionClosed
+	}
+	wait.Stop()
 	if !s.Options.Capabilities.Compatibilities.PassiveClientDisconnect {
 		cl.Stop(code)
 		if code.Code >= packets.ErrUnspecifiedError.Code {
