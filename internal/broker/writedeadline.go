@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -68,13 +69,22 @@ type deadlineConn struct {
 	timedOut atomic.Bool // a write timed out, not on shutdown: the connection is closed
 	reported atomic.Bool // and that has been logged
 
+	// raw reads and writes Conn's socket, if it is a TCP or Unix one (see
+	// rawSocket); nil otherwise (TLS, WebSocket). sock is raw, or Conn.
+	raw  *rawSocket
+	sock io.ReadWriter
+
 	readDeadline time.Time        // the read deadline set last (see SetDeadline)
 	readSpan     time.Duration    // how far ahead it was then
 	now          func() time.Time // the clock of SetDeadline; nil is time.Now (tests set it)
 }
 
 func newDeadlineConn(c net.Conn, timeout time.Duration, stopBy *atomic.Int64) *deadlineConn {
-	return &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy}
+	d := &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy, raw: newRawSocket(c), sock: c}
+	if d.raw != nil {
+		d.sock = d.raw
+	}
+	return d
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
@@ -85,7 +95,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		stopping := c.extend()
-		m, err := c.Conn.Write(p[n:min(len(p), n+writeChunk)])
+		m, err := c.sock.Write(p[n:min(len(p), n+writeChunk)])
 		n += m
 		if err != nil {
 			if !stopping && c.expired(err) {
@@ -131,7 +141,7 @@ func (c *deadlineConn) expired(err error) bool {
 // Read is the connection's Read, except that once a write has timed out it
 // says so, and that is the reason mochi gives for the disconnect.
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.sock.Read(p)
 	if err != nil && c.timedOut.Load() {
 		err = errWriteTimeout
 	}
