@@ -87,6 +87,31 @@ func newDeadlineConn(c net.Conn, timeout time.Duration, stopBy *atomic.Int64) *d
 	return d
 }
 
+// WriteDirect writes as much of p as the socket takes at once, without
+// waiting, for mochi's write queue (mqtt.DirectWriter): 0 and no error if it
+// takes nothing, or if a Write is under way. Like Write, it closes the
+// connection when a write fails.
+func (c *deadlineConn) WriteDirect(p []byte) (int, error) {
+	if c.raw == nil || !c.wmu.TryLock() {
+		return 0, nil
+	}
+	defer c.wmu.Unlock()
+	c.extend() // the socket refuses any write once its deadline has passed
+	n, err := c.raw.WriteNow(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) { // shutting down: Write times it out
+		return n, nil
+	}
+	if err != nil {
+		_ = c.Conn.Close()
+	}
+	return n, err
+}
+
+// CanWriteDirect reports whether WriteDirect writes (mqtt.DirectWriter).
+func (c *deadlineConn) CanWriteDirect() bool { return c.raw != nil }
+
+var _ mqtt.DirectWriter = (*deadlineConn)(nil)
+
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -131,6 +131,23 @@ type ClientConnection struct {
 	batch     bool      // the packet being handled is not the last one read in
 	held      bool      // outbuf holds acknowledgements not yet written
 	heldSince time.Time // when the first of them was held
+	// mqtk: Conn as a DirectWriter, if it is one that can (see writeDirect).
+	direct DirectWriter
+}
+
+// DirectWriter is a connection that can write without waiting for the
+// socket (mqtk, MQTK.md change 25). The client's write queue uses it to
+// write a packet queued while nothing else is from the goroutine that
+// queued it, when the socket takes it at once, instead of in a writer
+// goroutine of its own.
+type DirectWriter interface {
+	// WriteDirect writes as much of p as the connection takes at once,
+	// without waiting, and returns how much: 0 and no error if it takes
+	// nothing now. An error means the connection is broken.
+	WriteDirect(p []byte) (int, error)
+	// CanWriteDirect reports whether WriteDirect ever writes anything
+	// (not, for example, on a TLS connection).
+	CanWriteDirect() bool
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -196,13 +213,20 @@ func newClient(c net.Conn, o *ops) *Client {
 		},
 		ops: o,
 	}
-	cl.State.outbound = newOutQueue(int(o.options.Capabilities.MaximumClientWritesPending), cl.writeQueued) // mqtk: see outQueue
+	var direct func() bool
+	if dw, ok := c.(DirectWriter); ok && dw.CanWriteDirect() { // mqtk: see writeDirect
+		direct = cl.writeDirect
+	}
+	cl.State.outbound = newOutQueue(int(o.options.Capabilities.MaximumClientWritesPending), cl.writeQueued, direct) // mqtk: see outQueue
 
 	if c != nil {
 		cl.Net = ClientConnection{
 			Conn:   c,
 			bconn:  bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize),
 			Remote: c.RemoteAddr().String(),
+		}
+		if direct != nil {
+			cl.Net.direct = c.(DirectWriter)
 		}
 	}
 
@@ -222,6 +246,13 @@ func (cl *Client) startWriting() {
 // queue is empty. After the connection has ended, what is left is given
 // back to the pool (writePacket refuses at once).
 func (cl *Client) writeQueued() {
+	if cl.Net.direct != nil { // mqtk: what a direct write left, see writeDirect
+		cl.writeMu.Lock()
+		if err := cl.flushOutbuf(); err != nil {
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID)
+		}
+		cl.writeMu.Unlock()
+	}
 	for {
 		pk, ok := cl.State.outbound.pop()
 		if !ok {
@@ -232,6 +263,37 @@ func (cl *Client) writeQueued() {
 		}
 		freePooledPacket(pk) // mqtk: see pooledPackets
 	}
+}
+
+// writeDirect is the client's write queue's first try at writing a packet
+// queued while the queue was idle (see outQueue.direct): the goroutine that
+// queued it writes it, if the client's writes are free and the socket takes
+// the whole packet at once. It reports whether that ended the writing;
+// otherwise the caller starts a writer goroutine, which writes first
+// whatever part of the packet the socket did not take (kept in outbuf),
+// then what was queued meanwhile. A client that stopped reading costs the
+// publisher one write attempt that takes nothing.
+//
+// mqtk: every packet queued for an idle client started a writer goroutine,
+// which usually ran on another thread that had to be woken: at a light load
+// that was most of the broker's latency (MQTK.md, change 25).
+func (cl *Client) writeDirect() bool {
+	if !cl.writeMu.TryLock() { // a write to the client is under way (or blocked)
+		return false
+	}
+	pk, ok := cl.State.outbound.pop()
+	if !ok { // not possible: the caller queued one and is the writer; but if so, idle
+		cl.writeMu.Unlock()
+		return true
+	}
+	err := cl.writePacket(pk, writeDirect)
+	left := cl.Net.outbuf != nil
+	cl.writeMu.Unlock()
+	if err != nil {
+		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+	}
+	freePooledPacket(pk)
+	return !left && cl.State.outbound.finish()
 }
 
 // ParseConnect parses the connect parameters and properties for a client.
@@ -446,7 +508,7 @@ func (cl *Client) WriteAck(pk packets.Packet) error {
 		return cl.WritePacket(pk)
 	}
 	p := newPooledPacket(&pk)
-	err := cl.writePacket(p, true)
+	err := cl.writePacket(p, writeHold)
 	freePooledPacket(p)
 	if err == nil && !cl.Net.held {
 		cl.Net.held = true
@@ -650,7 +712,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 // writing took the Packet (800 bytes) by value, and passed it on by value
 // to each hook; writeQueued hands over the queued packet itself.
 func (cl *Client) writePacketFrom(pk *packets.Packet) error {
-	err := cl.writePacket(pk, false)
+	err := cl.writePacket(pk, writeWait)
 	if err != nil && !cl.Closed() {
 		// mqtk: packets buffered while more were queued are written with
 		// the last of them; when that one is refused (too large for the
@@ -665,8 +727,17 @@ func (cl *Client) writePacketFrom(pk *packets.Packet) error {
 	return err
 }
 
-// writePacket writes pk, or with hold, buffers it (see WriteAck).
-func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
+// writeMode is how writePacket writes (mqtk).
+type writeMode uint8
+
+const (
+	writeWait   writeMode = iota // write the packet, waiting for the socket as long as it takes
+	writeHold                    // buffer it (an acknowledgement, see WriteAck)
+	writeDirect                  // with writeMu held by the caller: write what the socket takes at once, keep the rest in outbuf (see writeDirect)
+)
+
+// writePacket writes pk as mode says.
+func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 	if cl.Closed() {
 		return ErrConnectionClosed
 	}
@@ -704,10 +775,15 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 
 	// mqtk: a PUBLISH to a client that takes topic aliases gets its alias
 	// here, and is encoded and written under writeMu: see setTopicAlias.
+	// With writeDirect, the caller holds it already.
 	aliasing := pk.FixedHeader.Type == packets.Publish && cl.Properties.Props.TopicAliasMaximum > 0
+	locked := mode == writeDirect
 	var newAlias uint16
 	if aliasing {
-		cl.writeMu.Lock()
+		if !locked {
+			cl.writeMu.Lock()
+			locked = true
+		}
 		newAlias = cl.setTopicAlias(pk)
 	}
 
@@ -749,21 +825,24 @@ func (cl *Client) writePacket(pk *packets.Packet, hold bool) error {
 		err = packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 	if err != nil {
-		if aliasing { // mqtk: not written, so the client never learns the alias
-			if newAlias > 0 {
-				cl.State.TopicAliases.Outbound.unset(pk.TopicName, newAlias)
-			}
+		if newAlias > 0 { // mqtk: not written, so the client never learns the alias
+			cl.State.TopicAliases.Outbound.unset(pk.TopicName, newAlias)
+		}
+		if locked && mode != writeDirect {
 			cl.writeMu.Unlock()
 		}
 		return err
 	}
 
 	n, err := func() (int64, error) {
-		if !aliasing { // mqtk: held already when aliasing, see above
+		if mode == writeDirect { // mqtk: see writeDirect; the caller unlocks
+			return cl.writeDirectBytes(buf.Bytes())
+		}
+		if !locked { // mqtk: held already when aliasing, see above
 			cl.writeMu.Lock() // mqtk: not cl.Lock, see writeMu
 		}
 		defer cl.writeMu.Unlock()
-		if hold { // mqtk: see WriteAck
+		if mode == writeHold { // mqtk: see WriteAck
 			if cl.Net.outbuf == nil {
 				cl.Net.outbuf = writeBuffers.Get()
 			}
@@ -855,6 +934,29 @@ func (cl *Client) setTopicAlias(pk *packets.Packet) uint16 {
 // bytes the broker allocated when fanning a message out. Buffers that grew
 // beyond 64 KiB are not kept.
 var writeBuffers = mempool.NewBuffer(64 << 10)
+
+// writeDirectBytes writes b after what outbuf holds, as much as the socket
+// takes at once, and keeps the rest in outbuf; it reports b's length as
+// written (the rest is the writer goroutine's, see writeDirect). It is
+// called with writeMu held.
+func (cl *Client) writeDirectBytes(b []byte) (int64, error) {
+	if cl.Net.outbuf == nil {
+		n, err := cl.Net.direct.WriteDirect(b)
+		if err == nil && n < len(b) {
+			cl.Net.outbuf = writeBuffers.Get()
+			cl.Net.outbuf.Write(b[n:])
+		}
+		return int64(len(b)), err
+	}
+	cl.Net.outbuf.Write(b)
+	n, err := cl.Net.direct.WriteDirect(cl.Net.outbuf.Bytes())
+	cl.Net.outbuf.Next(n)
+	if err == nil && cl.Net.outbuf.Len() == 0 {
+		writeBuffers.Put(cl.Net.outbuf)
+		cl.Net.outbuf = nil
+	}
+	return int64(len(b)), err
+}
 
 func (cl *Client) flushOutbuf() (err error) {
 	if cl.Net.outbuf == nil {

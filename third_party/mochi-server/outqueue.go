@@ -39,6 +39,12 @@ type outQueue struct {
 	stuckAt uint64
 	room    chan struct{}
 	writer  func() // the writer goroutine's body: pops and writes until pop says stop
+	// direct, if not nil, is tried before a writer goroutine is started
+	// for a queue that was idle: it writes from the pushing goroutine what
+	// the connection takes at once, and reports whether that finished the
+	// writing (the queue is idle again); if not, the goroutine does the
+	// rest. See Client.writeDirect.
+	direct func() bool
 }
 
 const outSegmentSize = 32
@@ -50,11 +56,11 @@ type outSegment struct {
 
 var outSegments = sync.Pool{New: func() any { return new(outSegment) }}
 
-func newOutQueue(max int, writer func()) *outQueue {
+func newOutQueue(max int, writer func(), direct func() bool) *outQueue {
 	if max < 1 {
 		max = 1
 	}
-	return &outQueue{max: max, writer: writer, room: make(chan struct{}, 1)}
+	return &outQueue{max: max, writer: writer, direct: direct, room: make(chan struct{}, 1)}
 }
 
 // Len is the number of packets queued and not yet taken by the writer.
@@ -64,7 +70,9 @@ func (q *outQueue) Len() int { return int(q.size.Load()) }
 func (q *outQueue) Cap() int { return q.max }
 
 // push queues pk, and reports false, queuing nothing, if the queue is full.
-func (q *outQueue) push(pk *packets.Packet) bool {
+// With direct, the caller may write pk itself if the queue was idle (see
+// direct).
+func (q *outQueue) push(pk *packets.Packet, direct bool) bool {
 	q.mu.Lock()
 	if q.n >= q.max {
 		q.mu.Unlock()
@@ -73,7 +81,7 @@ func (q *outQueue) push(pk *packets.Packet) bool {
 	spawn := q.add(pk)
 	q.mu.Unlock()
 	if spawn {
-		go q.writer()
+		q.write(direct)
 	}
 	return true
 }
@@ -92,8 +100,8 @@ func (q *outQueue) pushWait(pk *packets.Packet, done <-chan struct{}) bool {
 // (the publisher waits, as TCP makes a publisher wait for a broker), while
 // one that stopped reading costs its publishers one wait, and then what it
 // is sent is dropped.
-func (q *outQueue) pushWithin(pk *packets.Packet, wait time.Duration, done <-chan struct{}) bool {
-	if q.push(pk) {
+func (q *outQueue) pushWithin(pk *packets.Packet, direct bool, wait time.Duration, done <-chan struct{}) bool {
+	if q.push(pk, direct) {
 		return true
 	}
 	q.mu.Lock()
@@ -122,7 +130,7 @@ func (q *outQueue) pushUntil(pk *packets.Packet, done <-chan struct{}, timeout <
 			spawn := q.add(pk)
 			q.mu.Unlock()
 			if spawn {
-				go q.writer()
+				go q.writer() // pushWait and a wait for room: never direct
 			}
 			return true
 		}
@@ -206,6 +214,33 @@ func (q *outQueue) pop() (*packets.Packet, bool) {
 		}
 	}
 	return pk, true
+}
+
+// write writes what was pushed to a queue that was idle: with direct, from
+// the pushing goroutine if it can, else (or for what is left) in a writer
+// goroutine.
+//
+// mqtk: a writer goroutine per message was most of the broker's latency at
+// a light load, each a goroutine to create and, often, another thread to
+// wake (MQTK.md, change 25).
+func (q *outQueue) write(direct bool) {
+	if direct && q.direct != nil && q.direct() {
+		return
+	}
+	go q.writer()
+}
+
+// finish ends the direct write's turn as the writer (see direct): if
+// nothing has been pushed meanwhile, the queue is idle again and finish
+// reports true; otherwise the caller must start a writer goroutine.
+func (q *outQueue) finish() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n > 0 {
+		return false
+	}
+	q.running = false
+	return true
 }
 
 // start lets writing begin (packets queued before wait), starting a writer

@@ -46,9 +46,9 @@ func TestOutQueue(t *testing.T) {
 		case drained <- struct{}{}:
 		default: // the test has as many as it needs to look again
 		}
-	})
+	}, nil)
 	for i := 1; i <= 10; i++ {
-		if !q.push(&packets.Packet{PacketID: uint16(i)}) {
+		if !q.push(&packets.Packet{PacketID: uint16(i)}, false) {
 			t.Fatalf("push %d refused", i)
 		}
 	}
@@ -61,7 +61,7 @@ func TestOutQueue(t *testing.T) {
 	q.start()
 	recv(t, drained)
 	for i := 11; i <= 1000; i++ { // pushes racing the writer's end start new writers
-		q.push(&packets.Packet{PacketID: uint16(i)})
+		q.push(&packets.Packet{PacketID: uint16(i)}, false)
 	}
 	for {
 		mu.Lock()
@@ -84,8 +84,8 @@ func TestOutQueue(t *testing.T) {
 		t.Errorf("drained queue: %d queued, segments kept (head %p, tail %p)", q.Len(), q.head, q.tail)
 	}
 
-	full := newOutQueue(2, func() {}) // never started: nothing is taken
-	if !full.push(&packets.Packet{}) || !full.push(&packets.Packet{}) || full.push(&packets.Packet{}) {
+	full := newOutQueue(2, func() {}, nil) // never started: nothing is taken
+	if !full.push(&packets.Packet{}, false) || !full.push(&packets.Packet{}, false) || full.push(&packets.Packet{}, false) {
 		t.Errorf("a queue of 2 took %d, and refused the third: %v", full.Len(), full.Len() == 2)
 	}
 }
@@ -93,8 +93,8 @@ func TestOutQueue(t *testing.T) {
 // TestOutQueuePushWait: pushWait waits while the queue is full, until the
 // writer takes a packet or done is closed.
 func TestOutQueuePushWait(t *testing.T) {
-	q := newOutQueue(1, func() {})
-	q.push(&packets.Packet{PacketID: 1})
+	q := newOutQueue(1, func() {}, nil)
+	q.push(&packets.Packet{PacketID: 1}, false)
 	done := make(chan struct{})
 	pushed := make(chan bool)
 	go func() { pushed <- q.pushWait(&packets.Packet{PacketID: 2}, done) }()
@@ -117,7 +117,7 @@ func TestOutQueuePushWait(t *testing.T) {
 		t.Fatal("pop: not packet 2")
 	}
 
-	q.push(&packets.Packet{PacketID: 3})
+	q.push(&packets.Packet{PacketID: 3}, false)
 	go func() { pushed <- q.pushWait(&packets.Packet{PacketID: 4}, done) }()
 	close(done)
 	if recv(t, pushed) {
@@ -133,23 +133,23 @@ func TestOutQueuePushWait(t *testing.T) {
 // hang the test) until the writer takes a packet, and then waits again
 // (MQTK.md, change 22).
 func TestOutQueuePushWithin(t *testing.T) {
-	q := newOutQueue(1, func() {})
-	q.push(&packets.Packet{PacketID: 1})
-	if q.pushWithin(&packets.Packet{PacketID: 2}, time.Millisecond, nil) {
+	q := newOutQueue(1, func() {}, nil)
+	q.push(&packets.Packet{PacketID: 1}, false)
+	if q.pushWithin(&packets.Packet{PacketID: 2}, false, time.Millisecond, nil) {
 		t.Fatal("pushWithin queued into a full queue no one takes from")
 	}
 	stuck := make(chan bool)
-	go func() { stuck <- q.pushWithin(&packets.Packet{PacketID: 3}, time.Hour, nil) }()
+	go func() { stuck <- q.pushWithin(&packets.Packet{PacketID: 3}, false, time.Hour, nil) }()
 	if recv(t, stuck) {
 		t.Fatal("pushWithin queued into a full queue")
 	}
 	q.pop()
-	if !q.pushWithin(&packets.Packet{PacketID: 4}, time.Hour, nil) {
+	if !q.pushWithin(&packets.Packet{PacketID: 4}, false, time.Hour, nil) {
 		t.Fatal("pushWithin refused with room")
 	}
 	done := make(chan struct{})
 	pushed := make(chan bool)
-	go func() { pushed <- q.pushWithin(&packets.Packet{PacketID: 5}, time.Hour, done) }()
+	go func() { pushed <- q.pushWithin(&packets.Packet{PacketID: 5}, false, time.Hour, done) }()
 	for { // until it waits: the writer took a packet since the wait in vain
 		q.mu.Lock()
 		w := q.waiting
@@ -163,7 +163,7 @@ func TestOutQueuePushWithin(t *testing.T) {
 		t.Fatalf("popped %d, and the waiting push did not get the room", pk.PacketID)
 	}
 	close(done)
-	if q.pushWithin(&packets.Packet{PacketID: 6}, time.Hour, done) {
+	if q.pushWithin(&packets.Packet{PacketID: 6}, false, time.Hour, done) {
 		t.Error("pushWithin queued into a full queue after done")
 	}
 }

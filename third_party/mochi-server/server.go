@@ -913,6 +913,11 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
 		return nil
 	}
+	// mqtk: with nothing more of the publisher's to read, its read loop may
+	// write the message to idle subscribers itself; with more, it leaves the
+	// writes to their writer goroutines, which run beside it (see
+	// outQueue.direct, MQTK.md change 25).
+	pk.Mods.WriteDirect = !cl.Net.batch
 
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
@@ -1224,7 +1229,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packe
 	// mqtk: a full queue makes the publisher wait a while, unless the
 	// client is congested (see Options.QueueFullWait); mochi dropped the
 	// message at once.
-	if !cl.State.outbound.pushWithin(queued, s.Options.QueueFullWait, cl.State.open.Done()) {
+	if !cl.State.outbound.pushWithin(queued, pk.Mods.WriteDirect, s.Options.QueueFullWait, cl.State.open.Done()) {
 		s.dropQueued(cl, *pk, queued) // mqtk: was here, see dropQueued
 		return packets.ErrPendingClientWritesExceeded
 	}
@@ -1315,7 +1320,7 @@ func (s *Server) endSubscribing(cl *Client) {
 			freePooledPacket(queued)
 			continue
 		}
-		if cl.State.outbound.push(queued) {
+		if cl.State.outbound.push(queued, false) {
 		} else {
 			dropped = append(dropped, queued)
 		}

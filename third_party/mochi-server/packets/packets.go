@@ -174,6 +174,11 @@ type Mods struct {
 	MaxSize             uint32 // the maximum packet size specified by the client / server
 	DisallowProblemInfo bool   // if problem info is disallowed
 	AllowResponseInfo   bool   // if response info is disallowed
+	// mqtk: WriteDirect, on a PUBLISH being routed, says that the goroutine
+	// routing it may write it to a subscriber itself (the publisher has
+	// nothing more waiting to be read); see outQueue.direct in the mqtt
+	// package. It is never encoded, nor copied to the messages queued.
+	WriteDirect bool
 }
 
 // ConnectParams contains packet values which are specifically related to connect packets.
