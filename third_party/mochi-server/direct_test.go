@@ -85,6 +85,11 @@ func payloads(t *testing.T, b []byte) (got []string) {
 	return got
 }
 
+// publishBytes is an MQTT 5 QoS 0 PUBLISH of payload to "a", encoded.
+func publishBytes(payload string) []byte {
+	return append([]byte{0x30, byte(2 + 1 + 1 + len(payload)), 0, 1, 'a', 0}, payload...)
+}
+
 // TestWriteDirect: a message routed to a client with nothing queued is
 // written by the routing goroutine itself when the publisher has nothing
 // more to be read (Mods.WriteDirect); what the socket does not take at once
@@ -141,19 +146,26 @@ func TestWriteDirect(t *testing.T) {
 		t.Fatalf("%d bytes written directly, queue idle %v; want 5, and a writer at work", c.direct, idle(cl))
 	}
 	close(c.gate)
+	want := append(append(publishBytes("first"), publishBytes("second")...), publishBytes("third")...)
 	deadline := time.After(time.Minute) // a bound against a hang only
-	for !idle(cl) {
+	for {
+		c.mu.Lock()
+		n := c.wire.Len()
+		c.mu.Unlock()
+		if n >= len(want) {
+			break
+		}
 		select {
 		case <-c.wrote:
 		case <-deadline:
-			t.Fatal("the writer did not finish")
+			t.Fatalf("the writer wrote %d of %d bytes", n, len(want))
 		}
 	}
 	c.mu.Lock()
 	wire := bytes.Clone(c.wire.Bytes())
 	c.mu.Unlock()
-	if got := payloads(t, wire); !slices.Equal(got, []string{"first", "second", "third"}) {
-		t.Errorf("wire %q, want first second third", got)
+	if !bytes.Equal(wire, want) {
+		t.Errorf("wire %q (% x), want first second third", payloads(t, wire), wire)
 	}
 
 	// Not when the publisher has more to be read, nor while another write
