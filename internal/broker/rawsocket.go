@@ -85,11 +85,16 @@ func (s *rawSocket) WriteNow(p []byte) (int, error) {
 func (s *rawSocket) write(p []byte, wait bool) (int, error) {
 	var n int
 	var errno syscall.Errno
+	var short bool // write(2) took nothing and said nothing
 	err := s.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
 			m, e := rawWrite(fd, p[n:])
 			switch e {
 			case 0:
+				if m <= 0 || m > len(p)-n { // as internal/poll guards (go.dev/issue/61060)
+					short = true
+					return true
+				}
 				n += m
 			case syscall.EINTR:
 			case syscall.EAGAIN:
@@ -106,6 +111,8 @@ func (s *rawSocket) write(p []byte, wait bool) (int, error) {
 		return n, s.opError("write", err)
 	case errno != 0:
 		return n, s.opError("write", os.NewSyscallError("write", errno))
+	case short:
+		return n, s.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }

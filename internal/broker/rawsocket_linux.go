@@ -1,3 +1,5 @@
+//go:build linux && !race
+
 package broker
 
 import (
@@ -16,6 +18,7 @@ func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
 }
 
 // rawWrite is write(2) on fd, a non-blocking socket, as a raw system call.
+// (Under the race detector: rawsocket_race.go.)
 func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(n), e

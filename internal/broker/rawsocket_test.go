@@ -61,7 +61,8 @@ func TestRawSocket(t *testing.T) {
 				t.Errorf("Write after Close: %v; want net.ErrClosed", err)
 			}
 
-			s, _, _ = rawSocketPair(t, network)
+			s, c, _ = rawSocketPair(t, network)
+			c.SetWriteDeadline(time.Now().Add(time.Minute)) // a WriteNow that waited fails, not hangs
 			// A peer that reads nothing: fill the socket until it takes nothing.
 			chunk := bytes.Repeat([]byte("x"), 64<<10)
 			full := false
