@@ -278,6 +278,11 @@ func (cl *Client) writeQueued() {
 // which usually ran on another thread that had to be woken: at a light load
 // that was most of the broker's latency (MQTK.md, change 25).
 func (cl *Client) writeDirect() bool {
+	if cl.ops.hooks.Provides(OnPacketSent) {
+		// Those hooks run with writeMu held here: one writing to the
+		// client would wait for itself. (No mqtk hook provides it.)
+		return false
+	}
 	if !cl.writeMu.TryLock() { // a write to the client is under way (or blocked)
 		return false
 	}

@@ -4,8 +4,10 @@ package mqtt
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,51 +137,55 @@ func TestWriteDirect(t *testing.T) {
 		t.Errorf("wire %q, %d bytes by a writer goroutine; want m1 m2 m3, all written directly", got, c.waited)
 	}
 
-	// Part of the first taken at once: the rest, then what was queued
-	// meanwhile, by the writer goroutine.
-	cl, c = setup("part")
-	c.room, c.gate = 5, make(chan struct{})
-	publish(cl, "first", true) // 5 bytes direct, the rest left for the writer, held at the gate
-	publish(cl, "second", true)
-	publish(cl, "third", true)
-	if c.direct != 5 || idle(cl) {
-		t.Fatalf("%d bytes written directly, queue idle %v; want 5, and a writer at work", c.direct, idle(cl))
-	}
-	close(c.gate)
-	want := append(append(publishBytes("first"), publishBytes("second")...), publishBytes("third")...)
-	deadline := time.After(time.Minute) // a bound against a hang only
-	for {
+	// Part or none of the first taken at once: the rest, then what was
+	// queued meanwhile, by the writer goroutine.
+	for _, room := range []int{5, 0} {
+		cl, c := setup(fmt.Sprintf("room %d", room))
+		c.room, c.gate = room, make(chan struct{})
+		publish(cl, "first", true) // room bytes direct, the rest left for the writer, held at the gate
+		publish(cl, "second", true)
+		publish(cl, "third", true)
+		if c.direct != room || idle(cl) {
+			t.Fatalf("room %d: %d bytes written directly, queue idle %v; want %d, and a writer at work", room, c.direct, idle(cl), room)
+		}
+		close(c.gate)
+		want := append(append(publishBytes("first"), publishBytes("second")...), publishBytes("third")...)
+		deadline := time.After(time.Minute) // a bound against a hang only
+		for {
+			c.mu.Lock()
+			n := c.wire.Len()
+			c.mu.Unlock()
+			if n >= len(want) {
+				break
+			}
+			select {
+			case <-c.wrote:
+			case <-deadline:
+				t.Fatalf("room %d: the writer wrote %d of %d bytes", room, n, len(want))
+			}
+		}
 		c.mu.Lock()
-		n := c.wire.Len()
+		wire := bytes.Clone(c.wire.Bytes())
 		c.mu.Unlock()
-		if n >= len(want) {
-			break
+		if !bytes.Equal(wire, want) {
+			t.Errorf("room %d: wire %q (% x), want first second third", room, payloads(t, wire), wire)
 		}
-		select {
-		case <-c.wrote:
-		case <-deadline:
-			t.Fatalf("the writer wrote %d of %d bytes", n, len(want))
-		}
-	}
-	c.mu.Lock()
-	wire := bytes.Clone(c.wire.Bytes())
-	c.mu.Unlock()
-	if !bytes.Equal(wire, want) {
-		t.Errorf("wire %q (% x), want first second third", payloads(t, wire), wire)
 	}
 
-	// Not when the publisher has more to be read, nor while another write
-	// holds the client's writes.
+	// Not when the publisher has more to be read, nor for a payload above
+	// maxDirectPayload, nor while another write holds the client's writes.
+	large := strings.Repeat("x", maxDirectPayload+1)
 	for _, tc := range []struct {
-		name   string
-		direct bool
-		busy   bool
-	}{{"publisher busy", false, false}, {"writes busy", true, true}} {
-		cl, c = setup(tc.name)
+		name    string
+		payload string
+		direct  bool
+		busy    bool
+	}{{"publisher busy", "m", false, false}, {"large", large, true, false}, {"writes busy", "m", true, true}} {
+		cl, c := setup(tc.name)
 		if tc.busy {
 			cl.writeMu.Lock()
 		}
-		publish(cl, "m", tc.direct)
+		publish(cl, tc.payload, tc.direct)
 		if tc.busy {
 			cl.writeMu.Unlock()
 		}
@@ -188,8 +194,11 @@ func TestWriteDirect(t *testing.T) {
 		case <-time.After(time.Minute): // a bound against a hang only
 			t.Fatalf("%s: nothing written", tc.name)
 		}
-		if got := payloads(t, c.wire.Bytes()); !slices.Equal(got, []string{"m"}) || c.direct != 0 {
-			t.Errorf("%s: wire %q, %d bytes direct; want m, by the writer goroutine", tc.name, got, c.direct)
+		c.mu.Lock()
+		got, direct := payloads(t, c.wire.Bytes()), c.direct
+		c.mu.Unlock()
+		if !slices.Equal(got, []string{tc.payload}) || direct != 0 {
+			t.Errorf("%s: %d packets on the wire, %d bytes direct; want the one, by the writer goroutine", tc.name, len(got), direct)
 		}
 	}
 }

@@ -917,7 +917,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	// write the message to idle subscribers itself; with more, it leaves the
 	// writes to their writer goroutines, which run beside it (see
 	// outQueue.direct, MQTK.md change 25).
-	pk.Mods.WriteDirect = !cl.Net.batch
+	// Not for the inline client (Server.Publish, $SYS), whose callers may
+	// hold locks of their own.
+	pk.Mods.WriteDirect = !cl.Net.Inline && !cl.Net.batch
 
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
@@ -1229,13 +1231,20 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packe
 	// mqtk: a full queue makes the publisher wait a while, unless the
 	// client is congested (see Options.QueueFullWait); mochi dropped the
 	// message at once.
-	if !cl.State.outbound.pushWithin(queued, pk.Mods.WriteDirect, s.Options.QueueFullWait, cl.State.open.Done()) {
+	direct := pk.Mods.WriteDirect && len(pk.Payload) <= maxDirectPayload // mqtk: see outQueue.direct
+	if !cl.State.outbound.pushWithin(queued, direct, s.Options.QueueFullWait, cl.State.open.Done()) {
 		s.dropQueued(cl, *pk, queued) // mqtk: was here, see dropQueued
 		return packets.ErrPendingClientWritesExceeded
 	}
 
 	return nil
 }
+
+// maxDirectPayload is the largest payload written directly (see
+// outQueue.direct): a larger message is encoded, and what the socket does
+// not take copied, in a writer goroutine of the subscriber's, not one
+// after another in the publisher's (mqtk).
+const maxDirectPayload = 64 << 10
 
 // dropQueued drops queued, a message for cl from the pool, that does not
 // fit in cl's queue: counted, passed to the OnPublishDropped hooks (as pk),
@@ -1709,8 +1718,10 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 }
 
 // disconnectWait is the longest DisconnectClient waits for the DISCONNECT
-// to be written before it closes the connection (mqtk).
-const disconnectWait = 100 * time.Millisecond
+// to be written before it closes the connection (mqtk). It is mqtk's
+// shutdown grace for writes (internal/broker's shutdownGrace), so that a
+// client still taking what it was sent at shutdown gets as long as before.
+const disconnectWait = 250 * time.Millisecond
 
 // DisconnectClient sends a Disconnect packet to a client and then closes the client connection.
 func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
