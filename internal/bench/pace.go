@@ -15,9 +15,17 @@ import (
 // lateness into every figure (p50 ~650 µs against a loopback broker).
 //
 // So a wait is a Go timer for all but the last coarseSlack of it, and a
-// precise sleep (fineSleep: nanosleep with a 1 µs timer slack on Linux) for
-// the rest.
-const coarseSlack = 2 * time.Millisecond
+// precise sleep (fineSleep: nanosleep with a 1 ns timer slack on Linux) for
+// the rest. A precise sleep holds an OS thread (and, while the runtime lets
+// it, a P) for its length, so at most fineSleepers publishers sleep that
+// way at once; the others use a Go timer, which is as precise while the
+// process is busy, as it is with that many publishers on a tight schedule.
+const (
+	coarseSlack  = 2 * time.Millisecond
+	fineSleepers = 2
+)
+
+var fineSlots = make(chan struct{}, fineSleepers)
 
 // sleepUntil waits until the run's clock reads t (ns since the epoch). It
 // returns false if ctx ended first; the precise part of a wait is at most
@@ -36,7 +44,15 @@ func (r *run) sleepUntil(ctx context.Context, t int64) bool {
 			if ctx.Err() != nil {
 				return false
 			}
-			fineSleep(d)
+			select {
+			case fineSlots <- struct{}{}:
+				fineSleep(d)
+				<-fineSlots
+			default:
+				if !sleepCtx(ctx, d) {
+					return false
+				}
+			}
 		}
 	}
 }

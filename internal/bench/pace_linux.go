@@ -9,11 +9,11 @@ import (
 const prSetTimerSlack = 29
 
 // fineSleep sleeps for d in a nanosleep of the calling thread, which the
-// kernel ends within the thread's timer slack (50 µs by default; set to 1 µs
-// here). The goroutine may move to another thread between the two calls;
-// then that sleep has the default slack, which is still far below Go's
-// millisecond. Setting the slack of a runtime thread affects only its own
-// timed waits.
+// kernel ends within the thread's timer slack (50 µs by default; set to
+// 1 ns, the least, here). The goroutine may move to another thread between
+// the two calls; then that sleep has the default slack, which is still far
+// below Go's millisecond. Setting the slack of a runtime thread affects only
+// its own timed waits.
 func fineSleep(d time.Duration) {
 	syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0)
 	ts := syscall.NsecToTimespec(int64(d))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,6 +21,24 @@ func TestSleepUntil(t *testing.T) {
 		if now := r.now(); now < at {
 			t.Errorf("%v: returned %v early", d, time.Duration(at-now))
 		}
+	}
+
+	// More sleepers at once than fineSleepers: the rest use Go timers.
+	var wg sync.WaitGroup
+	early := make(chan time.Duration, 8)
+	for range 8 {
+		wg.Go(func() {
+			at := r.now() + int64(500*time.Microsecond)
+			r.sleepUntil(ctx, at)
+			if now := r.now(); now < at {
+				early <- time.Duration(at - now)
+			}
+		})
+	}
+	wg.Wait()
+	close(early)
+	for d := range early {
+		t.Errorf("a concurrent sleeper returned %v early", d)
 	}
 
 	cancelled, cancel := context.WithCancel(ctx)
