@@ -2,7 +2,6 @@ package broker
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -70,9 +69,8 @@ type deadlineConn struct {
 	reported atomic.Bool // and that has been logged
 
 	// raw reads and writes Conn's socket, if it is a TCP or Unix one (see
-	// rawSocket); nil otherwise (TLS, WebSocket). sock is raw, or Conn.
-	raw  *rawSocket
-	sock io.ReadWriter
+	// rawSocket); nil otherwise (TLS, WebSocket), and Conn does.
+	raw *rawSocket
 
 	readDeadline time.Time        // the read deadline set last (see SetDeadline)
 	readSpan     time.Duration    // how far ahead it was then
@@ -80,11 +78,7 @@ type deadlineConn struct {
 }
 
 func newDeadlineConn(c net.Conn, timeout time.Duration, stopBy *atomic.Int64) *deadlineConn {
-	d := &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy, raw: newRawSocket(c), sock: c}
-	if d.raw != nil {
-		d.sock = d.raw
-	}
-	return d
+	return &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy, raw: newRawSocket(c)}
 }
 
 // WriteDirect writes as much of p as the socket takes at once, without
@@ -120,7 +114,14 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		stopping := c.extend()
-		m, err := c.sock.Write(p[n:min(len(p), n+writeChunk)])
+		chunk := p[n:min(len(p), n+writeChunk)]
+		var m int
+		var err error
+		if c.raw != nil {
+			m, err = c.raw.Write(chunk)
+		} else {
+			m, err = c.Conn.Write(chunk)
+		}
 		n += m
 		if err != nil {
 			if !stopping && c.expired(err) {
@@ -166,7 +167,13 @@ func (c *deadlineConn) expired(err error) bool {
 // Read is the connection's Read, except that once a write has timed out it
 // says so, and that is the reason mochi gives for the disconnect.
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	n, err := c.sock.Read(p)
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.raw.Read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if err != nil && c.timedOut.Load() {
 		err = errWriteTimeout
 	}
