@@ -98,14 +98,10 @@ func publishBytes(payload string) []byte {
 // is written by a writer goroutine, before anything queued after it, and
 // the packets reach the wire whole and in order.
 func TestWriteDirect(t *testing.T) {
-	s := New(&Options{})
-	if err := s.AddHook(new(allowHook), nil); err != nil {
-		t.Fatal(err)
-	}
+	s := newAllowServer(t, &Options{})
 	setup := func(id string) (*Client, *directConn) {
 		c := newDirectConn(t)
-		cl := s.NewClient(c, "test", id, false)
-		cl.Properties.ProtocolVersion = 5
+		cl := newV5Client(s, c, id)
 		cl.startWriting()
 		return cl, c
 	}

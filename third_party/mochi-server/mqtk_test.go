@@ -135,16 +135,11 @@ func TestSubscribeRetained(t *testing.T) {
 func TestDeferLive(t *testing.T) {
 	caps := NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = 2
-	s := New(&Options{Capabilities: caps})
-	if err := s.AddHook(new(allowHook), nil); err != nil {
-		t.Fatal(err)
-	}
+	s := newAllowServer(t, &Options{Capabilities: caps})
 	newClient := func(id string) *Client {
 		conn, other := net.Pipe()
 		t.Cleanup(func() { conn.Close(); other.Close() })
-		cl := s.NewClient(conn, "test", id, false)
-		cl.Properties.ProtocolVersion = 5
-		return cl
+		return newV5Client(s, conn, id)
 	}
 	live := packets.Subscription{Filter: "a", Qos: 1}
 	retained := packets.Subscription{Filter: "a", Qos: 1, FwdRetainedFlag: true}
@@ -205,6 +200,23 @@ func TestDeferLive(t *testing.T) {
 
 // allowHook allows every client everything.
 type allowHook struct{ HookBase }
+
+// newAllowServer is a server with opts whose clients may do anything.
+func newAllowServer(t *testing.T, opts *Options) *Server {
+	t.Helper()
+	s := New(opts)
+	if err := s.AddHook(new(allowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newV5Client is an MQTT 5 client id of s on conn, as if connected.
+func newV5Client(s *Server, conn net.Conn, id string) *Client {
+	cl := s.NewClient(conn, "test", id, false)
+	cl.Properties.ProtocolVersion = 5
+	return cl
+}
 
 func (h *allowHook) ID() string { return "allow" }
 func (h *allowHook) Provides(b byte) bool {
