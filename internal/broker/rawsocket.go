@@ -20,9 +20,28 @@ import (
 // broker's 5.7 context switches per message and a fifth of its CPU, on the
 // path of every message (docs/performance.md). A non-blocking socket call
 // never blocks, which is all the runtime's syscall entry is for.
+//
+// The state of a call lives in the rawSocket, and the functions RawConn
+// calls are bound once: a closure per call escapes through the RawConn
+// interface, allocations on every read and write. Reads come from one
+// goroutine (the client's read loop) and writes are serialised by the
+// caller (deadlineConn.wmu), so one set of read state and one of write
+// state suffice.
 type rawSocket struct {
 	rc   syscall.RawConn
 	conn net.Conn // for the addresses in errors
+
+	readFn func(fd uintptr) bool // s.doRead
+	rp     []byte                // being read into
+	rn     int
+	rerrno syscall.Errno
+
+	writeFn func(fd uintptr) bool // s.doWrite
+	wp      []byte                // being written
+	wn      int
+	wwait   bool          // wait for room (Write) or not (WriteNow)
+	werrno  syscall.Errno // write(2) failed
+	wshort  bool          // write(2) took nothing and said nothing
 }
 
 // newRawSocket returns the rawSocket of c, or nil where there is none: a
@@ -41,7 +60,9 @@ func newRawSocket(c net.Conn) *rawSocket {
 	if err != nil {
 		return nil
 	}
-	return &rawSocket{rc: rc, conn: c}
+	s := &rawSocket{rc: rc, conn: c}
+	s.readFn, s.writeFn = s.doRead, s.doWrite
+	return s
 }
 
 // Read is net.Conn's Read.
@@ -49,16 +70,10 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			n, errno = rawRead(fd, p)
-			if errno != syscall.EINTR {
-				return errno != syscall.EAGAIN
-			}
-		}
-	})
+	s.rp, s.rn, s.rerrno = p, 0, 0
+	err := s.rc.Read(s.readFn)
+	n, errno := s.rn, s.rerrno
+	s.rp = nil
 	switch {
 	case err != nil:
 		return 0, s.opError("read", err)
@@ -68,6 +83,17 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// doRead is Read's function for RawConn.Read: it reports false, to wait
+// for input, while the socket has none.
+func (s *rawSocket) doRead(fd uintptr) bool {
+	for {
+		s.rn, s.rerrno = rawRead(fd, s.rp)
+		if s.rerrno != syscall.EINTR {
+			return s.rerrno != syscall.EAGAIN
+		}
+	}
 }
 
 // Write is net.Conn's Write: it writes all of p, waiting for room as long
@@ -83,38 +109,42 @@ func (s *rawSocket) WriteNow(p []byte) (int, error) {
 }
 
 func (s *rawSocket) write(p []byte, wait bool) (int, error) {
-	var n int
-	var errno syscall.Errno
-	var short bool // write(2) took nothing and said nothing
-	err := s.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := rawWrite(fd, p[n:])
-			switch e {
-			case 0:
-				if m <= 0 || m > len(p)-n { // as internal/poll guards (go.dev/issue/61060)
-					short = true
-					return true
-				}
-				n += m
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return !wait
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	s.wp, s.wn, s.wwait, s.werrno, s.wshort = p, 0, wait, 0, false
+	err := s.rc.Write(s.writeFn)
+	n := s.wn
+	s.wp = nil
 	switch {
 	case err != nil:
 		return n, s.opError("write", err)
-	case errno != 0:
-		return n, s.opError("write", os.NewSyscallError("write", errno))
-	case short:
+	case s.werrno != 0:
+		return n, s.opError("write", os.NewSyscallError("write", s.werrno))
+	case s.wshort:
 		return n, s.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
+}
+
+// doWrite is write's function for RawConn.Write: it reports false, to wait
+// for room, when the socket takes no more and the write waits.
+func (s *rawSocket) doWrite(fd uintptr) bool {
+	for s.wn < len(s.wp) {
+		m, e := rawWrite(fd, s.wp[s.wn:])
+		switch e {
+		case 0:
+			if m <= 0 || m > len(s.wp)-s.wn { // as internal/poll guards (go.dev/issue/61060)
+				s.wshort = true
+				return true
+			}
+			s.wn += m
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return !s.wwait
+		default:
+			s.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError is err as the net package would return it from op: an
