@@ -213,11 +213,7 @@ func newClient(c net.Conn, o *ops) *Client {
 		},
 		ops: o,
 	}
-	var direct func() bool
-	if dw, ok := c.(DirectWriter); ok && dw.CanWriteDirect() { // mqtk: see writeDirect
-		direct = cl.writeDirect
-	}
-	cl.State.outbound = newOutQueue(int(o.options.Capabilities.MaximumClientWritesPending), cl.writeQueued, direct) // mqtk: see outQueue
+	cl.State.outbound = newOutQueue(int(o.options.Capabilities.MaximumClientWritesPending), cl.writeQueued, cl.writeDirect) // mqtk: see outQueue
 
 	if c != nil {
 		cl.Net = ClientConnection{
@@ -225,8 +221,8 @@ func newClient(c net.Conn, o *ops) *Client {
 			bconn:  bufio.NewReaderSize(c, o.options.ClientNetReadBufferSize),
 			Remote: c.RemoteAddr().String(),
 		}
-		if direct != nil {
-			cl.Net.direct = c.(DirectWriter)
+		if dw, ok := c.(DirectWriter); ok && dw.CanWriteDirect() { // mqtk: see writeDirect
+			cl.Net.direct = dw
 		}
 	}
 
@@ -278,6 +274,9 @@ func (cl *Client) writeQueued() {
 // which usually ran on another thread that had to be woken: at a light load
 // that was most of the broker's latency (MQTK.md, change 25).
 func (cl *Client) writeDirect() bool {
+	if cl.Net.direct == nil { // not a connection that can
+		return false
+	}
 	if cl.ops.hooks.Provides(OnPacketSent) {
 		// Those hooks run with writeMu held here: one writing to the
 		// client would wait for itself. (No mqtk hook provides it.)
