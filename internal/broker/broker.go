@@ -165,7 +165,8 @@ func Start(cfg Config) (*Server, error) {
 	if sysInterval <= 0 {
 		sysInterval = 10
 	}
-	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval, QueueFullWait: max(cfg.QueueWait, 0)})
+	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval, QueueFullWait: max(cfg.QueueWait, 0),
+		DisconnectWait: shutdownGrace}) // a client being disconnected gets as long to take its DISCONNECT as one at shutdown
 	fail := func(err error) (*Server, error) {
 		m.Close() // releases what hooks hold, such as the persistence file
 		return nil, err

@@ -137,6 +137,12 @@ type Options struct {
 	// another from its queue. 0: dropped at once, as mochi did. mqtk: see
 	// outQueue.pushWithin (MQTK.md, change 22).
 	QueueFullWait time.Duration `yaml:"-" json:"-"`
+
+	// DisconnectWait is the longest DisconnectClient waits for the
+	// DISCONNECT to be written before it closes the connection, ending a
+	// write stuck on it; 0 is defaultDisconnectWait. mqtk: MQTK.md,
+	// change 24.
+	DisconnectWait time.Duration `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -1223,7 +1229,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packe
 	}
 
 	if subscribing && !sub.FwdRetainedFlag { // mqtk: see deferLive
-		if deferred, err := s.deferLive(cl, *pk, queued); deferred {
+		if deferred, err := s.deferLive(cl, pk, queued); deferred {
 			return err
 		}
 	}
@@ -1233,7 +1239,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packe
 	// message at once.
 	direct := pk.Mods.WriteDirect && len(pk.Payload) <= maxDirectPayload // mqtk: see outQueue.direct
 	if !cl.State.outbound.pushWithin(queued, direct, s.Options.QueueFullWait, cl.State.open.Done()) {
-		s.dropQueued(cl, *pk, queued) // mqtk: was here, see dropQueued
+		s.dropQueued(cl, pk, queued) // mqtk: was here, see dropQueued
 		return packets.ErrPendingClientWritesExceeded
 	}
 
@@ -1250,9 +1256,9 @@ const maxDirectPayload = 64 << 10
 // fit in cl's queue: counted, passed to the OnPublishDropped hooks (as pk),
 // and taken out of the in-flight messages if QoS 1 or 2. mqtk: was at the
 // end of publishToClient; endSubscribing drops the same way.
-func (s *Server) dropQueued(cl *Client, pk packets.Packet, queued *packets.Packet) {
+func (s *Server) dropQueued(cl *Client, pk *packets.Packet, queued *packets.Packet) {
 	atomic.AddInt64(&s.Info.MessagesDropped, 1)
-	cl.ops.hooks.OnPublishDropped(cl, pk)
+	cl.ops.hooks.OnPublishDropped(cl, *pk)
 	s.rollbackInflight(cl, queued) // packet was dropped due to irregular circumstances, so rollback inflight.
 	freePooledPacket(queued)
 }
@@ -1293,7 +1299,7 @@ func (s *Server) rollbackInflight(cl *Client, pk *packets.Packet) {
 // after finding the subscription there, so every message routed to the
 // new subscription is held back. It holds back messages for the client's
 // other subscriptions too: they keep their order among themselves.
-func (s *Server) deferLive(cl *Client, pk packets.Packet, queued *packets.Packet) (bool, error) {
+func (s *Server) deferLive(cl *Client, pk *packets.Packet, queued *packets.Packet) (bool, error) {
 	cl.State.deferMu.Lock()
 	if !cl.State.subscribing.Load() {
 		cl.State.deferMu.Unlock()
@@ -1329,8 +1335,7 @@ func (s *Server) endSubscribing(cl *Client) {
 			freePooledPacket(queued)
 			continue
 		}
-		if cl.State.outbound.push(queued, false) {
-		} else {
+		if !cl.State.outbound.push(queued, false) {
 			dropped = append(dropped, queued)
 		}
 	}
@@ -1338,7 +1343,7 @@ func (s *Server) endSubscribing(cl *Client) {
 	cl.State.deferMu.Unlock()
 
 	for _, queued := range dropped { // the hooks, outside the lock
-		s.dropQueued(cl, *queued, queued)
+		s.dropQueued(cl, queued, queued)
 	}
 }
 
@@ -1717,11 +1722,8 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 	return nil
 }
 
-// disconnectWait is the longest DisconnectClient waits for the DISCONNECT
-// to be written before it closes the connection (mqtk). It is mqtk's
-// shutdown grace for writes (internal/broker's shutdownGrace), so that a
-// client still taking what it was sent at shutdown gets as long as before.
-const disconnectWait = 250 * time.Millisecond
+// defaultDisconnectWait is Options.DisconnectWait when it is not set (mqtk).
+const defaultDisconnectWait = 250 * time.Millisecond
 
 // DisconnectClient sends a Disconnect packet to a client and then closes the client connection.
 func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
@@ -1741,7 +1743,7 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	// interested if the write packet fails due to a closed connection (as we are closing it).
 	//
 	// mqtk: the DISCONNECT is written from a goroutine, and waited for at
-	// most disconnectWait: a client that stopped reading, with a write to it
+	// most Options.DisconnectWait: a client that stopped reading, with a write to it
 	// stuck on its full socket, held whoever disconnected it (the new
 	// connection of a session taking it over, waiting for its CONNACK)
 	// until the write timed out, 15 s by default. Closing the connection
@@ -1749,7 +1751,11 @@ func (s *Server) DisconnectClient(cl *Client, code packets.Code) error {
 	written := make(chan error, 1)
 	go func() { written <- cl.WritePacket(out) }()
 	var err error
-	wait := time.NewTimer(disconnectWait)
+	d := s.Options.DisconnectWait
+	if d <= 0 {
+		d = defaultDisconnectWait
+	}
+	wait := time.NewTimer(d)
 	select {
 	case err = <-written:
 	case <-wait.C:
