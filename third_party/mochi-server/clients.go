@@ -394,15 +394,11 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 	}
 }
 
-// ResendInflightMessages attempts to resend any pending inflight messages to connected clients.
-func (cl *Client) ResendInflightMessages(force bool) error {
-	return cl.resendInflight(nil)
-}
-
-// resendInflight is ResendInflightMessages for the messages whose packet
-// identifiers are in only (all of them if only is nil), in the order
-// Inflight.GetAll gives. mqtk: a resumed session resends the queue it
-// took over, not the messages routed to it since (see attachClient).
+// resendInflight resends the in-flight messages whose packet identifiers
+// are in only (all of them if only is nil), in the order Inflight.GetAll
+// gives. mqtk: it replaces ResendInflightMessages, which resent them all: a
+// resumed session resends the queue it took over, not the messages routed
+// to it since (see attachClient).
 func (cl *Client) resendInflight(only map[uint16]bool) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil

@@ -138,7 +138,7 @@ type Hooks struct {
 // provides the event, about fifteen interface calls for mqtk's hooks, with
 // every message delivered passing through five or so events. A hook's
 // Provides is asked when the hook is added, and is expected to give the same
-// answers afterwards (the loops still ask the providers).
+// answers afterwards.
 type byEvent struct {
 	hooks    [StoredSysInfo + 1][]Hook
 	encoders []func(cl *Client, pk *packets.Packet)       // OnPacketEncode

@@ -81,21 +81,9 @@ func (i *Inflight) Len() int {
 	return len(i.internal)
 }
 
-// Clone returns a new instance of Inflight with the same message data.
-// This is used when transferring inflights from a taken-over session.
-func (i *Inflight) Clone() *Inflight {
-	c := NewInflights()
-	i.RLock()
-	defer i.RUnlock()
-	for k, v := range i.internal {
-		m := *v
-		c.internal[k] = &m
-	}
-	return c
-}
-
-// HandOver is Clone for a session that another connection takes over: the
-// copy goes to the new connection, and from then on this Inflight takes no
+// HandOver copies the in-flight messages of a session that another
+// connection takes over (mqtk: it replaces Clone): the copy goes to the new
+// connection, and from then on this Inflight takes no
 // new message (setNew). mqtk: a message routed to the old connection after
 // the copy was made went into the old connection's Inflight and was lost.
 func (i *Inflight) HandOver() *Inflight {

@@ -376,16 +376,9 @@ func NewTopicsIndex() *TopicsIndex {
 	}
 }
 
-// InlineSubscribe adds a new internal subscription for a topic filter, returning
-// true if the subscription was new.
-func (x *TopicsIndex) InlineSubscribe(subscription InlineSubscription) bool {
-	x.root.Lock()
-	defer x.root.Unlock()
-	return x.inlineSubscribe(subscription)
-}
-
-// inlineSubscribeRetained is InlineSubscribe that also returns the retained
-// messages matching the filter. mqtk: looked up under the same lock, as
+// inlineSubscribeRetained adds an internal subscription for a topic filter,
+// and returns the retained messages matching the filter (mqtk: it replaces
+// InlineSubscribe). mqtk: looked up under the same lock, as
 // subscribeRetained does for a client's subscription (MQTK.md, change 17).
 func (x *TopicsIndex) inlineSubscribeRetained(subscription InlineSubscription) []packets.Packet {
 	x.root.Lock()
@@ -583,16 +576,6 @@ func (x *TopicsIndex) trim(n *particle) {
 		n = n.parent
 		n.particles.delete(key)
 	}
-}
-
-// Messages returns a slice of any retained messages which match a filter.
-func (x *TopicsIndex) Messages(filter string) []packets.Packet {
-	// mqtk: under the lock RetainMessage holds while it sets a topic's
-	// retainPath, which scanMessages reads; without it the race detector
-	// flags the pair and a torn read of the string can crash the broker.
-	x.root.Lock()
-	defer x.root.Unlock()
-	return x.scanMessages(filter, 0, nil, []packets.Packet{})
 }
 
 // scanMessages returns all retained messages on topics matching a given filter.
