@@ -3,6 +3,7 @@ package mqttc
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -486,36 +487,24 @@ func describe(cp *packets.ControlPacket, version int) string {
 	return fmt.Sprintf("packet type %d", cp.Type)
 }
 
-// appendVBI appends n as an MQTT Variable Byte Integer (a remaining length).
-func appendVBI(b []byte, n int) []byte {
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 128
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
+// An MQTT Variable Byte Integer (a remaining length) is an unsigned varint
+// of at most four bytes: binary.AppendUvarint writes one, and packetHeader
+// reads one.
 
 // packetHeader reads the fixed header at the start of b: the packet's total
 // length and the header's. total is 0 while b holds too little of the
 // header to tell, -1 if its remaining length is malformed (more than four
 // bytes).
 func packetHeader(b []byte) (total, hdr int) {
-	n, mult := 0, 1
-	for i := 1; i <= 4; i++ {
-		if i >= len(b) {
-			return 0, 0
-		}
-		n += int(b[i]&127) * mult
-		if b[i] < 128 {
-			return i + 1 + n, i + 1
-		}
-		mult *= 128
+	if len(b) < 2 {
+		return 0, 0
+	}
+	n, k := binary.Uvarint(b[1:min(len(b), 5)])
+	switch {
+	case k > 0:
+		return 1 + k + int(n), 1 + k
+	case len(b) < 5: // the four bytes a length may take are not all here
+		return 0, 0
 	}
 	return -1, 0
 }

@@ -2,6 +2,7 @@ package mqttc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -112,12 +113,12 @@ func TestWatchV3(t *testing.T) {
 	}
 }
 
-// TestPacketHeader: the remaining lengths appendVBI writes read back through
+// TestPacketHeader: the remaining lengths binary.AppendUvarint writes read back through
 // packetHeader, at each size of the Variable Byte Integer; a header cut
 // short is "too little to tell", one of five bytes malformed.
 func TestPacketHeader(t *testing.T) {
 	for _, n := range []int{0, 127, 128, 16383, 16384, 2097151, 2097152, 268435455} {
-		b := appendVBI([]byte{0x30}, n)
+		b := binary.AppendUvarint([]byte{0x30}, uint64(n))
 		if total, hdr := packetHeader(b); total != len(b)+n || hdr != len(b) {
 			t.Errorf("%d: total %d, header %d; want %d, %d", n, total, hdr, len(b)+n, len(b))
 		}

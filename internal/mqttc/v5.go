@@ -2,6 +2,7 @@ package mqttc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
@@ -233,7 +234,7 @@ func appendPublish(b []byte, pb *packets.Publish) []byte {
 	if pb.Retain {
 		flags |= 1
 	}
-	b = appendVBI(append(b, flags), n)
+	b = binary.AppendUvarint(append(b, flags), uint64(n))
 	b = append(b, byte(len(pb.Topic)>>8), byte(len(pb.Topic)))
 	b = append(b, pb.Topic...)
 	if pb.QoS > 0 {
@@ -381,7 +382,8 @@ func packetSize(pb *packets.Publish) int {
 			n += len(b)
 		}
 	}
-	return 1 + len(appendVBI(nil, n)) + n
+	var vbi [binary.MaxVarintLen32]byte
+	return 1 + binary.PutUvarint(vbi[:], uint64(n)) + n
 }
 
 func toPacketProps(p *Properties) *packets.Properties {
