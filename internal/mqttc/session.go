@@ -162,11 +162,11 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 		s.mu.Unlock()
 		switch {
 		case !ok:
-			return s.send(&packets.Pubrel{PacketID: rp.PacketID, ReasonCode: 0x92}) // packet identifier not found
+			return s.sendAck(packets.PUBREL, rp.PacketID, 0x92) // packet identifier not found
 		case rp.ReasonCode >= 0x80:
 			s.end(rp.PacketID, recv) // the broker refused it: the flow ends here
 		default:
-			return s.sendAck(packets.PUBREL, rp.PacketID)
+			return s.sendAck(packets.PUBREL, rp.PacketID, 0)
 		}
 	case *packets.Publish:
 		if rp.QoS > 0 && rp.PacketID == 0 {
@@ -189,7 +189,7 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 		if rp.ReasonCode >= 0x80 {
 			return nil
 		}
-		return s.sendAck(packets.PUBCOMP, rp.PacketID)
+		return s.sendAck(packets.PUBCOMP, rp.PacketID, 0)
 	}
 	return nil
 }
@@ -199,34 +199,20 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 func (s *connSession) Ack(pb *packets.Publish) error {
 	switch pb.QoS {
 	case 1:
-		return s.sendAck(packets.PUBACK, pb.PacketID)
+		return s.sendAck(packets.PUBACK, pb.PacketID, 0)
 	case 2:
 		s.mu.Lock()
 		s.server[pb.PacketID] = true
 		s.mu.Unlock()
-		return s.sendAck(packets.PUBREC, pb.PacketID)
+		return s.sendAck(packets.PUBREC, pb.PacketID, 0)
 	}
 	return nil
 }
 
-// send writes an acknowledgement, if the connection is up.
-func (s *connSession) send(p interface {
-	WriteTo(io.Writer) (int64, error)
-}) error {
-	s.mu.Lock()
-	conn := s.conn
-	s.mu.Unlock()
-	if conn == nil {
-		return nil
-	}
-	_, err := p.WriteTo(conn)
-	return err
-}
-
-// sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP of reason 0 without
-// properties, if the connection is up: four bytes, encoded here (paho's
-// encoder allocated about a dozen times for each).
-func (s *connSession) sendAck(typ byte, id uint16) error {
+// sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP without properties,
+// if the connection is up: four bytes for reason 0, five for another,
+// encoded here (paho's encoder allocated about a dozen times for each).
+func (s *connSession) sendAck(typ byte, id uint16, reason byte) error {
 	s.mu.Lock()
 	conn := s.conn
 	s.mu.Unlock()
@@ -234,6 +220,10 @@ func (s *connSession) sendAck(typ byte, id uint16) error {
 		return nil
 	}
 	b := []byte{typ << 4, 2, byte(id >> 8), byte(id)}
+	if reason != 0 { // and no Property Length [MQTT 3.4.2.2]
+		b = append(b, reason)
+		b[1] = 3
+	}
 	if typ == packets.PUBREL {
 		b[0] |= 2 // its fixed header's reserved bits [MQTT-3.6.1-1]
 	}
