@@ -41,7 +41,11 @@ var inflightPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
 func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
+	return i.setLocked(m)
+}
 
+// setLocked is Set with the lock held (mqtk).
+func (i *Inflight) setLocked(m packets.Packet) bool {
 	if p, ok := i.internal[m.PacketID]; ok {
 		*p = m
 		return false
@@ -107,14 +111,7 @@ func (i *Inflight) setNew(m packets.Packet) (added, handedOver bool) {
 	if i.handedOver {
 		return false, true
 	}
-	if p, ok := i.internal[m.PacketID]; ok {
-		*p = m
-		return false, false
-	}
-	p := inflightPackets.Get().(*packets.Packet)
-	*p = m
-	i.internal[m.PacketID] = p
-	return true, false
+	return i.setLocked(m), false
 }
 
 // ids returns the packet identifiers in flight. mqtk: see
@@ -186,19 +183,10 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 // deletes under the write lock only what is still expired (a packet id can
 // be used again in between).
 func (i *Inflight) DeleteExpired(now, maximumExpiry int64) []packets.Packet {
-	expired := func(v *packets.Packet) bool {
-		expired := v.ProtocolVersion == 5 && v.Expiry > 0 && v.Expiry < now // [MQTT-3.3.2-5]
-
-		// If the maximum message expiry interval is set (greater than 0), and the message
-		// retention period exceeds the maximum expiry, the message will be forcibly removed.
-		enforced := maximumExpiry > 0 && now-v.Created > maximumExpiry
-		return expired || enforced
-	}
-
 	var ids []uint16
 	i.RLock()
 	for id, v := range i.internal {
-		if expired(v) {
+		if v.Expired(now, maximumExpiry) {
 			ids = append(ids, id)
 		}
 	}
@@ -211,7 +199,7 @@ func (i *Inflight) DeleteExpired(now, maximumExpiry int64) []packets.Packet {
 	defer i.Unlock()
 	m := make([]packets.Packet, 0, len(ids))
 	for _, id := range ids {
-		if p, ok := i.internal[id]; ok && expired(p) {
+		if p, ok := i.internal[id]; ok && p.Expired(now, maximumExpiry) {
 			m = append(m, *p)
 			delete(i.internal, id)
 			*p = packets.Packet{}

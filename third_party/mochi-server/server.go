@@ -2052,14 +2052,7 @@ func (s *Server) clearExpiredClients(dt int64) {
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
 	maximumExpiry := s.Options.Capabilities.MaximumMessageExpiryInterval
-	isExpired := func(pk packets.Packet) bool {
-		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
-
-		// If the maximum message expiry interval is set (greater than 0), and the message
-		// retention period exceeds the maximum expiry, the message will be forcibly removed.
-		enforced := maximumExpiry > 0 && now-pk.Created > maximumExpiry
-		return expired || enforced
-	}
+	isExpired := func(pk packets.Packet) bool { return pk.Expired(now, maximumExpiry) }
 	for _, filter := range s.Topics.Retained.Matching(isExpired) { // mqtk: was GetAll, see Matching
 		if s.Topics.Retained.DeleteIf(filter, isExpired) {
 			s.hooks.OnRetainedExpired(filter)

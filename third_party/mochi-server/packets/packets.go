@@ -122,6 +122,15 @@ func (p *Packets) DeleteIf(id string, match func(Packet) bool) bool {
 	return true
 }
 
+// Expired reports whether a message is to be dropped at now (Unix
+// seconds): its message expiry has passed [MQTT-3.3.2-5], or it is older
+// than maximumExpiry seconds, if that is above 0. mqtk: the test the
+// in-flight and the retained sweeps each wrote out.
+func (pk *Packet) Expired(now, maximumExpiry int64) bool {
+	return pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now ||
+		maximumExpiry > 0 && now-pk.Created > maximumExpiry
+}
+
 // Get returns a specific packet in the map by packet id.
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
