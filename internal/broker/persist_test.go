@@ -421,8 +421,8 @@ func TestPersistQueuedMessages(t *testing.T) {
 				send(pub, 15, "before")
 				b = restart(t, b, crash)
 				send(publisher(t, b), 15, "after")
-				// A publish is acknowledged before it is queued; let the last
-				// one be queued before the session resumes, so that it is
+				// A publish is acknowledged once it is queued (MQTK.md change
+				// 26), so all are stored before the session resumes and are
 				// resent with the stored queue (one queued during the
 				// resumption comes after the queue: TestResumeWhilePublishing).
 				b.wait(t, "queued "+id, 15)

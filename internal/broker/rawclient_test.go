@@ -550,12 +550,10 @@ func message(topic, payload string, qos byte, retain bool) packets.Packet {
 }
 
 // publish sends a PUBLISH and completes its QoS flow: it returns the
-// PUBACK or PUBREC (after PUBREL and PUBCOMP), or nothing for QoS 0. A
-// retained message it follows with sync: the server has then stored it and
-// sent it to the subscribers. (mochi acknowledges a message before it sends
-// it on, so a test going on at the acknowledgement would race the sending;
-// before third_party/mochi-server/MQTK.md change 17, a subscription made in
-// between also got the message twice, live and as a retained message.)
+// PUBACK or PUBREC (after PUBREL and PUBCOMP), or nothing for QoS 0. The
+// server acknowledges a message once it has routed it (MQTK.md change 26).
+// A retained message it follows with sync, which also covers QoS 0: the
+// server has then stored it and sent it to the subscribers.
 func (c *client) publish(pk packets.Packet) packets.Packet {
 	c.t.Helper()
 	if pk.FixedHeader.Qos > 0 && pk.PacketID == 0 {

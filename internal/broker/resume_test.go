@@ -235,14 +235,16 @@ func testResumeWhilePublishing(t *testing.T, mode string, v byte, extra []option
 	h.onRoute = func() { close(lateHeld); hold(connacked) }
 	h.onConnack = func() { close(connacked); hold(published) }
 	h.mu.Unlock()
-	p.publish(message("resume/late", "late", 1, false)) // acknowledged before it is routed
+	late := message("resume/late", "late", 1, false)
+	late.PacketID = p.newID()
+	p.send(late) // acknowledged once routed: after the hook lets it go
 	awaitSignal(t, lateHeld, "the late message is being routed to the offline session")
 	want = append(want, "resume/late late q1 dup=false")
 
 	s = dial(t, addr, v, id)
 	s.sendConnect(opts...)
 	awaitSignal(t, connacked, "the session is resumed")
-	p.sync() // the late message has been routed
+	p.await(packets.Puback, late.PacketID) // the late message has been routed
 	for i := range 6 {
 		qos := byte(1 + i%2)
 		p.pub("resume/new", fmt.Sprint("new-", i), qos, false)

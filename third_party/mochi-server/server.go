@@ -1017,11 +1017,11 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
+	s.publishToSubscribers(pk, subscribers)
+	s.hooks.OnPublished(cl, pk)
+
 	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
-		if subscribers != nil {
-			releaseSubscribers(subscribers) // mqtk: see retainMessage
-		}
 		return err
 	}
 
@@ -1032,9 +1032,6 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		cl.State.Inflight.IncreaseReceiveQuota()
 		s.hooks.OnQosComplete(cl, ack)
 	}
-
-	s.publishToSubscribers(pk, subscribers)
-	s.hooks.OnPublished(cl, pk)
 
 	return nil
 }
