@@ -4,8 +4,10 @@
 #
 # Both brokers run as separate processes on loopback with their defaults
 # (mosquitto: a listener and allow_anonymous; mqtk: `mqtk broker --port`).
-# Each scenario runs RUNS times, alternating brokers, and the medians and the
-# ratio mqtk/mosquitto are printed:
+# Each scenario runs RUNS times on each broker, the two runs of a round back
+# to back and which goes first alternating from round to round. Printed: the
+# medians and their ratio mqtk/mosquitto, and the median of the rounds' own
+# ratios (the fairer figure for latency on a machine whose load drifts):
 #   qos0-1to1     QoS 0, 1 publisher -> 1 subscriber, as fast as possible: deliveries/s
 #   qos0-1to10    QoS 0, 1 publisher -> 10 subscribers: deliveries/s (all subscribers)
 #   qos1-1to1     QoS 1, 1 publisher (window 100) -> 1 subscriber: deliveries/s
@@ -58,10 +60,13 @@ EOF
   stall_pid=$!
 }
 
-# scenario NAME METRIC BENCH-ARGS...: one run against each broker.
+# scenario RUN NAME METRIC BENCH-ARGS...: one run against each broker,
+# mosquitto first in odd rounds.
 scenario() {
-  local name=$1 metric=$2; shift 2
-  for b in mosquitto mqtk; do
+  local run=$1 name=$2 metric=$3; shift 3
+  local order="mosquitto mqtk"
+  if [ $((run % 2)) = 0 ]; then order="mqtk mosquitto"; fi
+  for b in $order; do
     local stall_pid=
     if [ "$name" = p99-stalled ]; then stall "${port[$b]}"; fi
     "$mqtk" bench -p "${port[$b]}" --no-progress --json --duration "$DURATION" --warmup 1s "$@" > "$tmp/out.json"
@@ -92,13 +97,14 @@ for run in $(seq 1 "$RUNS"); do
   echo "run $run"
   for name in $SCENARIOS; do
     # shellcheck disable=SC2086 # the arguments are words
-    scenario "$name" ${args[$name]}
+    scenario "$run" "$name" ${args[$name]}
   done
 done
 
 echo "median of $RUNS runs:"
-printf '  %-12s %14s %14s %8s\n' scenario mosquitto mqtk ratio
+printf '  %-12s %14s %14s %8s %12s\n' scenario mosquitto mqtk ratio round-ratio
 for name in $SCENARIOS; do
   a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
-  printf '  %-12s %14s %14s %8.2f\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)"
+  rounds=$(paste "$tmp/$name.mqtk" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' | median)
+  printf '  %-12s %14s %14s %8.2f %12.2f\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" "$rounds"
 done
