@@ -196,12 +196,9 @@ func Start(cfg Config) (*Server, error) {
 		if err := addPersistence(m, cfg.PersistDir); err != nil {
 			return fail(err)
 		}
-	} else if err := m.AddHook(newQueueOrder(), nil); err != nil {
-		// A resumed session's queue in publish order (persistence does it too).
-		return fail(err)
 	}
-	// After the queue order: flowHook needs it in place, and mqtt3Hook
-	// clears the CONNACK flag it reads; dupHook after flowHook.
+	// mqtt3Hook clears the CONNACK flag flowHook reads; dupHook after
+	// flowHook.
 	for _, h := range []mqtt.Hook{newFlowHook(), newDupHook(), &mqtt3Hook{}} {
 		if err := m.AddHook(h, nil); err != nil {
 			return fail(err)
@@ -379,8 +376,6 @@ var (
 	_ mqtt.PacketEncoder = (*packetIDHook)(nil)
 	_ mqtt.PacketEncoder = (*inboundHook)(nil)
 	_ mqtt.PacketEncoder = (*subscribeHook)(nil)
-	_ mqtt.PacketEncoder = (*store)(nil)
-	_ mqtt.PacketEncoder = (*queueOrder)(nil)
 	_ mqtt.PacketEncoder = (*flowHook)(nil)
 	_ mqtt.PacketEncoder = (*dupHook)(nil)
 	_ mqtt.PacketEncoder = (*mqtt3Hook)(nil)

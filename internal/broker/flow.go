@@ -45,9 +45,6 @@ import (
 // ([MQTT-3.1.2-25] says to go on as if it had been). (A refused write used
 // to leave the packets buffered before it unwritten; mochi flushes them
 // now, third_party/mochi-server/MQTK.md change 6.)
-//
-// It must come after queueOrder, which puts a resumed session's messages
-// in order when its CONNACK is encoded.
 type flowHook struct {
 	mqtt.HookBase
 	mu    sync.Mutex
@@ -63,7 +60,14 @@ type flow struct {
 	// resends, and the ones beyond the quota, out of the session until it
 	// has started.
 	resending map[uint16]bool
-	out       []packets.Packet
+	out       []outOfSession
+}
+
+// outOfSession is a message taken out of the session while it is resumed,
+// and its place in the session's queue.
+type outOfSession struct {
+	pk  packets.Packet
+	seq uint64
 }
 
 type heldBack struct {
@@ -162,7 +166,8 @@ func (h *flowHook) connack(cl *mqtt.Client, pk packets.Packet) {
 		if m.FixedHeader.Type == packets.Publish {
 			n++
 			if n > f.max {
-				f.out = append(f.out, m)
+				seq, _ := cl.State.Inflight.Seq(m.PacketID)
+				f.out = append(f.out, outOfSession{m, seq})
 				f.held = append(f.held, heldBack{id: m.PacketID, resent: true})
 				highest = max(highest, m.PacketID)
 				continue
@@ -181,7 +186,7 @@ func (h *flowHook) connack(cl *mqtt.Client, pk packets.Packet) {
 		}
 	}
 	for _, m := range f.out {
-		cl.State.Inflight.Delete(m.PacketID)
+		cl.State.Inflight.Delete(m.pk.PacketID)
 	}
 }
 
@@ -201,7 +206,7 @@ func (h *flowHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ i
 
 func (f *flow) restore(cl *mqtt.Client) {
 	for _, m := range f.out {
-		cl.State.Inflight.Set(m)
+		cl.State.Inflight.SetAt(m.pk, m.seq)
 	}
 	f.out = nil
 }

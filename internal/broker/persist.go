@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +49,7 @@ func addPersistence(m *mqtt.Server, dir string) error {
 		return nil
 	})
 	if err == nil {
-		err = m.AddHook(&store{m: m, q: newQueueOrder(), db: db, publishing: map[string]publishing{}}, nil)
+		err = m.AddHook(&store{m: m, db: db, publishing: map[string]publishing{}}, nil)
 	}
 	if err != nil {
 		db.Close()
@@ -78,7 +77,8 @@ func addPersistence(m *mqtt.Server, dir string) error {
 //     which a crash leaves behind for good;
 //   - its Stop can run while a client's last hook is still writing.
 //
-// mochi itself has three faults that lose or reorder messages, mended here:
+// mochi itself has three faults that lose or reorder messages, mended here
+// and in the fork:
 //
 //   - it acknowledged a publish (PUBACK, PUBREC) before handing it to the
 //     subscribers, so a crash in between lost an acknowledged message. The
@@ -88,8 +88,9 @@ func addPersistence(m *mqtt.Server, dir string) error {
 //     of the routing does not leave some sessions with the message and
 //     others without: at start, what is still in the journal is delivered
 //     to the subscribers that lack it.
-//   - it resends a resumed session's queue in the wrong order (see
-//     queueOrder, which the store uses, seeded with the stored order).
+//   - it resent a resumed session's queue in the wrong order. The fork
+//     keeps each message's place in the queue (MQTK.md change 27); the
+//     store keeps it with the message, and restores it.
 //   - an expired session's subscriptions stay in the topic index, so a new
 //     session with the same client identifier receives messages it never
 //     subscribed to. The store removes them.
@@ -111,7 +112,6 @@ func addPersistence(m *mqtt.Server, dir string) error {
 type store struct {
 	mqtt.HookBase
 	m *mqtt.Server
-	q *queueOrder
 
 	mu sync.RWMutex // held for writing only by Stop
 	db *bbolt.DB
@@ -219,7 +219,7 @@ func (h *store) Provides(b byte) bool {
 		mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 		mqtt.OnPublish, mqtt.OnPublished,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.OnPacketRead,
 		mqtt.StoredClients, mqtt.StoredSubscriptions, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages:
 		return true
 	}
@@ -363,11 +363,10 @@ func (h *store) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 // OnDisconnect forgets a session that ends with its connection, and
 // records a session expiry changed by DISCONNECT.
 func (h *store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	h.q.OnDisconnect(cl, err, expire)
 	h.jmu.Lock()
 	if p, ok := h.publishing[cl.ID]; ok && p.cl == cl {
-		// Its publish was never acknowledged (mochi stops at the failed
-		// write), so it is not delivered either.
+		// Its last publish was never routed (a hook after this one
+		// refused it), so it is not delivered either.
 		delete(h.publishing, cl.ID)
 		h.jmu.Unlock()
 		h.del(bJournal, seqKey(p.seq))
@@ -397,7 +396,6 @@ func (h *store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // OnClientExpired forgets an expired session, and takes its subscriptions
 // out of the topic index, where mochi leaves them.
 func (h *store) OnClientExpired(cl *mqtt.Client) {
-	h.q.OnClientExpired(cl)
 	for filter := range cl.State.Subscriptions.GetAll() {
 		if h.m.Topics.Unsubscribe(filter, cl.ID) {
 			atomic.AddInt64(&h.m.Info.Subscriptions, -1)
@@ -529,7 +527,6 @@ func (h *store) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 // PUBREC of one it is publishing with QoS 2. A resend (DUP) finds its record
 // there and leaves it alone.
 func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
-	h.q.OnQosPublish(cl, pk, sent, resends)
 	t := pk.FixedHeader.Type
 	if !persistent(cl) || t == packets.Puback || t == packets.Pubcomp {
 		return // PUBACK and PUBCOMP are written and forgotten at once
@@ -563,7 +560,6 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 		if cl.State.Inflight.Delete(pk.PacketID) {
 			atomic.AddInt64(&h.m.Info.Inflight, -1)
 		}
-		h.q.OnQosComplete(cl, pk)
 		return
 	}
 	if exists && (t != packets.Publish || pk.FixedHeader.Dup) {
@@ -573,12 +569,11 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 	if t == packets.Publish {
 		rec.Journal = journal
 	}
-	rec.Seq, _ = h.q.place(cl.ID, pk.PacketID)
+	rec.Seq, _ = cl.State.Inflight.Seq(pk.PacketID)
 	h.update(func(tx *bbolt.Tx) error { return put(tx, bInflight, key, rec) })
 }
 
 func (h *store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	h.q.OnQosComplete(cl, pk)
 	h.del(bInflight, inflightKey(cl.ID, pk.PacketID))
 }
 
@@ -586,7 +581,6 @@ func (h *store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // queue of a connection whose session another connection has just taken
 // over with the queue.
 func (h *store) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	h.q.OnQosDropped(cl, pk)
 	if cl.IsTakenOver() {
 		return
 	}
@@ -616,10 +610,6 @@ func (h *store) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 		Created: r.Created, ProtocolVersion: r.ProtocolVersion}
 	h.update(func(tx *bbolt.Tx) error { return put(tx, bInflight, key, rel) })
 	return nil
-}
-
-func (h *store) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
-	h.q.EncodePacket(cl, pk)
 }
 
 // StoredClients returns the persistent sessions. (mochi calls the Stored
@@ -703,10 +693,17 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 				orphans = append(orphans, append([]byte(nil), k...))
 				return nil
 			}
-			if cl.State.Inflight.Set(r.packet()) {
+			// In its stored place in the queue; a record without one (of
+			// no known version) after those before it.
+			added := false
+			if r.Seq > 0 {
+				added = cl.State.Inflight.SetAt(r.packet(), r.Seq)
+			} else {
+				added = cl.State.Inflight.Set(r.packet())
+			}
+			if added {
 				atomic.AddInt64(&h.m.Info.Inflight, 1)
 			}
-			h.q.seed(r.Client, r.PacketID, r.Seq)
 			return nil
 		})
 	})
@@ -780,124 +777,4 @@ func (h *store) deliver(r message) {
 	h.jmu.Lock()
 	h.replaying = 0
 	h.jmu.Unlock()
-}
-
-// queueOrder mends the order in which mochi (v2.7.9) resends a resumed
-// session's queue: sorted by the second each message arrived in, truncated
-// to 16 bits, and within a second in random order (a map's). It numbers the
-// messages as they are queued and, just before the CONNACK of a resumed
-// session, puts the queue in that order: mochi sorts by the packets'
-// Created, so it rewrites Created with each one's rank. mqtk uses Created
-// for nothing else, since it sets no MaximumMessageExpiryInterval.
-//
-// The store uses it; a broker without persistence can add it as a hook.
-type queueOrder struct {
-	mqtt.HookBase
-	mu     sync.Mutex
-	last   uint64
-	places map[string]map[uint16]uint64 // client ID -> packet ID -> place
-}
-
-func newQueueOrder() *queueOrder {
-	return &queueOrder{places: map[string]map[uint16]uint64{}}
-}
-
-func (q *queueOrder) ID() string { return "mqtk-queue-order" }
-
-func (q *queueOrder) Provides(b byte) bool {
-	switch b {
-	case mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnPacketEncode:
-		return true
-	}
-	return false
-}
-
-// place is a queued message's place, if it has one.
-func (q *queueOrder) place(id string, packetID uint16) (uint64, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	p, ok := q.places[id][packetID]
-	return p, ok
-}
-
-// seed gives a message loaded from the store its stored place.
-func (q *queueOrder) seed(id string, packetID uint16, place uint64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.places[id] == nil {
-		q.places[id] = map[uint16]uint64{}
-	}
-	q.places[id][packetID] = place
-	q.last = max(q.last, place)
-}
-
-// OnQosPublish numbers a newly queued message; a resend (DUP) keeps its
-// place.
-func (q *queueOrder) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if _, ok := q.places[cl.ID][pk.PacketID]; ok && pk.FixedHeader.Dup {
-		return
-	}
-	if q.places[cl.ID] == nil {
-		q.places[cl.ID] = map[uint16]uint64{}
-	}
-	q.last++
-	q.places[cl.ID][pk.PacketID] = q.last
-}
-
-func (q *queueOrder) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	delete(q.places[cl.ID], pk.PacketID)
-}
-
-// OnQosDropped forgets a dropped message, but not the queue of a
-// connection whose session another has just taken over with the queue.
-func (q *queueOrder) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if !cl.IsTakenOver() {
-		q.OnQosComplete(cl, pk)
-	}
-}
-
-func (q *queueOrder) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if expire && !cl.IsTakenOver() && !errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
-		q.OnClientExpired(cl)
-	}
-}
-
-func (q *queueOrder) OnClientExpired(cl *mqtt.Client) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	delete(q.places, cl.ID)
-}
-
-// EncodePacket puts a resumed session's queue in order just before its
-// CONNACK is written; mochi resends the queue right after.
-func (q *queueOrder) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
-	if pk.FixedHeader.Type != packets.Connack || !pk.SessionPresent {
-		return
-	}
-	queue := cl.State.Inflight.GetAll(false)
-	q.mu.Lock()
-	places := q.places[cl.ID]
-	sort.SliceStable(queue, func(i, j int) bool {
-		pi, oki := places[queue[i].PacketID]
-		pj, okj := places[queue[j].PacketID]
-		if oki != okj {
-			return oki // a message without a place was never queued here
-		}
-		if oki {
-			return pi < pj
-		}
-		return queue[i].Created < queue[j].Created
-	})
-	q.mu.Unlock()
-	for i, m := range queue {
-		if cl.State.Inflight.Has(m.PacketID) {
-			m.Created = int64(i + 1)
-			cl.State.Inflight.Set(m)
-		}
-	}
 }

@@ -388,8 +388,9 @@ func storedKeys(t *testing.T, dir string) []string {
 
 // TestPersistQueuedMessages: a persistent session (clean start false,
 // session expiry, a QoS 1 or QoS 2 subscription) that is offline gets every
-// QoS 1 and QoS 2 message published while it was away, before and after the
-// broker restarted, once each, in publish order and at the QoS of its
+// QoS 1 and QoS 2 message published while it was away, before and after
+// each of two restarts of the broker, once each, in publish order (the
+// order of the queue, which the store keeps) and at the QoS of its
 // subscription if lower, with its session present; its subscription was
 // restored from the store, since messages published after the restart and
 // before it reconnected reach it too.
@@ -420,12 +421,18 @@ func TestPersistQueuedMessages(t *testing.T) {
 				}
 				send(pub, 15, "before")
 				b = restart(t, b, crash)
+				// The restored session numbers its messages from 1 again: the
+				// first of these takes identifier 1, before all of the
+				// others, and the second restart must still load it in its
+				// place in the queue, not in identifier order.
 				send(publisher(t, b), 15, "after")
+				b = restart(t, b, crash)
+				send(publisher(t, b), 5, "again")
 				// A publish is acknowledged once it is queued (MQTK.md change
 				// 26), so all are stored before the session resumes and are
 				// resent with the stored queue (one queued during the
 				// resumption comes after the queue: TestResumeWhilePublishing).
-				b.wait(t, "queued "+id, 15)
+				b.wait(t, "queued "+id, 5)
 
 				sub = connect(t, b, id, true)
 				if !sub.c.Server().SessionPresent {

@@ -394,20 +394,17 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 	}
 }
 
-// resendInflight resends the in-flight messages whose packet identifiers
-// are in only (all of them if only is nil), in the order Inflight.GetAll
-// gives. mqtk: it replaces ResendInflightMessages, which resent them all: a
-// resumed session resends the queue it took over, not the messages routed
-// to it since (see attachClient).
-func (cl *Client) resendInflight(only map[uint16]bool) error {
+// resendInflight resends the in-flight messages placed before before (see
+// Inflight.nextSeq), in their order in the queue. mqtk: it replaces
+// ResendInflightMessages, which resent them all: a resumed session resends
+// the queue it took over, not the messages routed to it since (see
+// attachClient).
+func (cl *Client) resendInflight(before uint64) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil
 	}
 
-	for _, tk := range cl.State.Inflight.GetAll(false) {
-		if only != nil && !only[tk.PacketID] {
-			continue
-		}
+	for _, tk := range cl.State.Inflight.getAll(false, before) {
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}

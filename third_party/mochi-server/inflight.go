@@ -5,7 +5,9 @@
 package mqtt
 
 import (
-	"sort"
+	"cmp"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -15,18 +17,19 @@ import (
 // Inflight is a map of InflightMessage keyed on packet id.
 type Inflight struct {
 	sync.RWMutex
-	internal            map[uint16]*packets.Packet // internal contains the inflight packets (mqtk: pointers, see inflightPackets)
-	receiveQuota        int32                      // remaining inbound qos quota for flow control
-	sendQuota           int32                      // remaining outbound qos quota for flow control
-	maximumReceiveQuota int32                      // maximum allowed receive quota
-	maximumSendQuota    int32                      // maximum allowed send quota
-	handedOver          bool                       // mqtk: see HandOver
+	internal            map[uint16]*inflightEntry // internal contains the inflight packets (mqtk: pointers, see inflightPackets)
+	last                uint64                    // mqtk: the place of the last message set, see inflightEntry
+	receiveQuota        int32                     // remaining inbound qos quota for flow control
+	sendQuota           int32                     // remaining outbound qos quota for flow control
+	maximumReceiveQuota int32                     // maximum allowed receive quota
+	maximumSendQuota    int32                     // maximum allowed send quota
+	handedOver          bool                      // mqtk: see HandOver
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
 func NewInflights() *Inflight {
 	return &Inflight{
-		internal: map[uint16]*packets.Packet{},
+		internal: map[uint16]*inflightEntry{},
 	}
 }
 
@@ -35,7 +38,21 @@ func NewInflights() *Inflight {
 // stored allocated one: two per QoS 1 message routed, its PUBACK's and the
 // subscriber's copy. Set takes one from the pool, Delete returns it; no
 // pointer to one leaves this file (Get and GetAll return copies).
-var inflightPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+var inflightPackets = sync.Pool{New: func() any { return new(inflightEntry) }}
+
+// inflightEntry is a packet in flight and its place in the session's
+// queue. mqtk: mochi resent a session's queue sorted by the second each
+// packet was created in, truncated to 16 bits (uint16(Created)), and within
+// a second in a map's random order; MQTT has a client's messages resent in
+// the order they were first sent [MQTT-4.6.0-1]. A packet takes the next
+// place when its identifier is set, keeps it while it is updated (a resend
+// with DUP, the PUBREL that follows a PUBREC, the expiry of one waiting for
+// quota), and GetAll and NextImmediate go by place. Places start at 1: a
+// store restores the places it kept (SetAt, Seq), and 0 can mean none.
+type inflightEntry struct {
+	packets.Packet
+	seq uint64
+}
 
 // Set adds or updates an inflight packet by packet id.
 func (i *Inflight) Set(m packets.Packet) bool {
@@ -47,13 +64,45 @@ func (i *Inflight) Set(m packets.Packet) bool {
 // setLocked is Set with the lock held (mqtk).
 func (i *Inflight) setLocked(m packets.Packet) bool {
 	if p, ok := i.internal[m.PacketID]; ok {
-		*p = m
+		p.Packet = m
 		return false
 	}
-	p := inflightPackets.Get().(*packets.Packet)
-	*p = m
+	p := inflightPackets.Get().(*inflightEntry)
+	i.last++
+	p.Packet, p.seq = m, i.last
 	i.internal[m.PacketID] = p
 	return true
+}
+
+// SetAt is Set for a packet whose place in the queue is seq, as Seq gave it
+// (mqtk: a store restoring a session, a message put back in it); the places
+// of packets set later come after it.
+func (i *Inflight) SetAt(m packets.Packet, seq uint64) bool {
+	i.Lock()
+	defer i.Unlock()
+	added := i.setLocked(m)
+	i.internal[m.PacketID].seq = seq
+	i.last = max(i.last, seq)
+	return added
+}
+
+// Seq returns the place in the queue of the packet in flight with the
+// identifier id (mqtk, see inflightEntry).
+func (i *Inflight) Seq(id uint16) (uint64, bool) {
+	i.RLock()
+	defer i.RUnlock()
+	if p, ok := i.internal[id]; ok {
+		return p.seq, true
+	}
+	return 0, false
+}
+
+// nextSeq returns the place the next packet set will take: every packet in
+// flight now comes before it (mqtk, see Client.resendInflight).
+func (i *Inflight) nextSeq() uint64 {
+	i.RLock()
+	defer i.RUnlock()
+	return i.last + 1
 }
 
 // Get returns an inflight packet by packet id.
@@ -62,7 +111,7 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	defer i.RUnlock()
 
 	if m, ok := i.internal[id]; ok {
-		return *m, true
+		return m.Packet, true
 	}
 
 	return packets.Packet{}, false
@@ -98,6 +147,7 @@ func (i *Inflight) HandOver() *Inflight {
 		m := *v
 		c.internal[k] = &m
 	}
+	c.last = i.last
 	i.handedOver = true
 	return c
 }
@@ -114,34 +164,28 @@ func (i *Inflight) setNew(m packets.Packet) (added, handedOver bool) {
 	return i.setLocked(m), false
 }
 
-// ids returns the packet identifiers in flight. mqtk: see
-// Client.resendInflight.
-func (i *Inflight) ids() map[uint16]bool {
-	i.RLock()
-	defer i.RUnlock()
-	ids := make(map[uint16]bool, len(i.internal))
-	for k := range i.internal {
-		ids[k] = true
-	}
-	return ids
+// GetAll returns all the inflight messages, in their order in the queue
+// (mqtk: see inflightEntry).
+func (i *Inflight) GetAll(immediate bool) []packets.Packet {
+	return i.getAll(immediate, math.MaxUint64)
 }
 
-// GetAll returns all the inflight messages.
-func (i *Inflight) GetAll(immediate bool) []packets.Packet {
+// getAll is GetAll for the packets placed before before (mqtk).
+func (i *Inflight) getAll(immediate bool, before uint64) []packets.Packet {
 	i.RLock()
 	defer i.RUnlock()
 
-	m := []packets.Packet{}
+	e := make([]*inflightEntry, 0, len(i.internal))
 	for _, v := range i.internal {
-		if !immediate || (immediate && v.Expiry < 0) {
-			m = append(m, *v)
+		if (!immediate || v.Expiry < 0) && v.seq < before {
+			e = append(e, v)
 		}
 	}
-
-	sort.Slice(m, func(i, j int) bool {
-		return uint16(m[i].Created) < uint16(m[j].Created)
-	})
-
+	slices.SortFunc(e, func(a, b *inflightEntry) int { return cmp.Compare(a.seq, b.seq) })
+	m := make([]packets.Packet, len(e))
+	for k, v := range e {
+		m[k] = v.Packet
+	}
 	return m
 }
 
@@ -158,9 +202,9 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 	i.RLock()
 	defer i.RUnlock()
 
-	var next *packets.Packet
+	var next *inflightEntry
 	for _, v := range i.internal {
-		if v.Expiry < 0 && (next == nil || uint16(v.Created) < uint16(next.Created)) {
+		if v.Expiry < 0 && (next == nil || v.seq < next.seq) {
 			next = v
 		}
 	}
@@ -168,7 +212,7 @@ func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 		return packets.Packet{}, false
 	}
 
-	return *next, true
+	return next.Packet, true
 }
 
 // DeleteExpired removes the packets in flight that have expired at now
@@ -200,9 +244,9 @@ func (i *Inflight) DeleteExpired(now, maximumExpiry int64) []packets.Packet {
 	m := make([]packets.Packet, 0, len(ids))
 	for _, id := range ids {
 		if p, ok := i.internal[id]; ok && p.Expired(now, maximumExpiry) {
-			m = append(m, *p)
+			m = append(m, p.Packet)
 			delete(i.internal, id)
-			*p = packets.Packet{}
+			*p = inflightEntry{}
 			inflightPackets.Put(p)
 		}
 	}
@@ -218,7 +262,7 @@ func (i *Inflight) Delete(id uint16) bool {
 	p, ok := i.internal[id]
 	if ok {
 		delete(i.internal, id)
-		*p = packets.Packet{} // let go of the payload
+		*p = inflightEntry{} // let go of the payload
 		inflightPackets.Put(p)
 	}
 

@@ -326,7 +326,7 @@ func (h *pointerHook) PacketRead(cl *Client, pk *packets.Packet) error {
 // TestInflightExpiry: DeleteExpired removes what has expired, by the
 // message's own expiry (MQTT 5 only) or by the broker's maximum age, and
 // nothing else; NextImmediate gives the packet GetAll(true) would put first
-// (MQTK.md, change 20).
+// (MQTK.md, change 20): the first set, though created later (change 27).
 func TestInflightExpiry(t *testing.T) {
 	i := NewInflights()
 	i.Set(packets.Packet{PacketID: 1, ProtocolVersion: 5, Created: 100, Expiry: 150}) // expired at 200
@@ -352,8 +352,8 @@ func TestInflightExpiry(t *testing.T) {
 		t.Errorf("left in flight %v, want [2 3 5 6]", got)
 	}
 	next, ok := i.NextImmediate()
-	if want := i.GetAll(true)[0]; !ok || next.PacketID != want.PacketID || next.PacketID != 6 {
-		t.Errorf("NextImmediate = %d, %v; GetAll(true) starts with %d, want 6", next.PacketID, ok, want.PacketID)
+	if want := i.GetAll(true)[0]; !ok || next.PacketID != want.PacketID || next.PacketID != 5 {
+		t.Errorf("NextImmediate = %d, %v; GetAll(true) starts with %d, want 5", next.PacketID, ok, want.PacketID)
 	}
 	i.Delete(5)
 	i.Delete(6)
@@ -385,4 +385,55 @@ func TestRetainedExpiry(t *testing.T) {
 	if !p.DeleteIf("old", old) || p.Len() != 1 {
 		t.Errorf("DeleteIf kept an expired message, or %d left, want 1", p.Len())
 	}
+}
+
+// TestInflightPlaces: GetAll gives packets in the order their identifiers
+// were set, whatever the identifiers and creation times; an update keeps a
+// packet's place, a packet deleted and set again goes last; SetAt puts a
+// packet in a place of its own and later packets after it; HandOver keeps
+// the places; getAll with a bound leaves out what was set after nextSeq
+// (MQTK.md, change 27).
+func TestInflightPlaces(t *testing.T) {
+	i := NewInflights()
+	order := func(pks []packets.Packet) (ids []uint16) {
+		for _, pk := range pks {
+			ids = append(ids, pk.PacketID)
+		}
+		return ids
+	}
+	check := func(what string, got []packets.Packet, want ...uint16) {
+		t.Helper()
+		if g := order(got); !slices.Equal(g, want) {
+			t.Errorf("%s: %v, want %v", what, g, want)
+		}
+	}
+	for _, id := range []uint16{9, 2, 7} {
+		i.Set(packets.Packet{PacketID: id, Created: int64(100 - id)})
+	}
+	check("set 9, 2, 7", i.GetAll(false), 9, 2, 7)
+	if seq, _ := i.Seq(9); seq == 0 {
+		t.Error("the first packet's place is 0, which a store takes for none")
+	}
+	i.Set(packets.Packet{PacketID: 9, FixedHeader: packets.FixedHeader{Type: packets.Pubrel}})
+	check("9 updated", i.GetAll(false), 9, 2, 7)
+	i.Delete(2)
+	i.Set(packets.Packet{PacketID: 2})
+	check("2 deleted and set again", i.GetAll(false), 9, 7, 2)
+
+	seq, ok := i.Seq(7)
+	if !ok {
+		t.Fatal("Seq(7): not in flight")
+	}
+	i.Delete(7)
+	i.SetAt(packets.Packet{PacketID: 7}, seq)
+	check("7 put back in its place", i.GetAll(false), 9, 7, 2)
+	i.SetAt(packets.Packet{PacketID: 1}, 100)
+	i.Set(packets.Packet{PacketID: 3})
+	check("1 at 100, then 3", i.GetAll(false), 9, 7, 2, 1, 3)
+
+	j := i.HandOver()
+	before := j.nextSeq()
+	j.Set(packets.Packet{PacketID: 4})
+	check("handed over, then 4", j.GetAll(false), 9, 7, 2, 1, 3, 4)
+	check("what was there before 4", j.getAll(false, before), 9, 7, 2, 1, 3)
 }

@@ -500,9 +500,9 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	// then on is queued for the writer as well as kept in Inflight; mochi
 	// resent everything in Inflight after starting WriteLoop, so such a
 	// message was written twice, and could come before older ones.
-	var resend map[uint16]bool
+	var resend uint64 // the queue is what is placed before
 	if sessionPresent {
-		resend = cl.State.Inflight.ids()
+		resend = cl.State.Inflight.nextSeq()
 	}
 	s.Clients.Add(cl) // [MQTT-4.1.0-1]
 	lock.Unlock()
