@@ -98,7 +98,11 @@ func TestPipelinedAcknowledgements(t *testing.T) {
 // first, so an acknowledged message could still be lost in a crash before
 // it was routed, and the publisher's wake-up competed with the routing.
 // (mosquitto holds a QoS 2 message until its PUBREL, so there its copy
-// follows the PUBREC; mqtk, like mochi, routes it at once.)
+// follows the PUBREC; mqtk, like mochi, routes it at once.) The order on
+// the wire holds because mqtk writes the copy in the routing itself, the
+// client's writes being idle (MQTK.md change 25); a copy left to the
+// writer goroutine, as for a busy publisher, is routed as early but may
+// be written after the PUBACK.
 func TestAcknowledgedAfterRouting(t *testing.T) {
 	t.Parallel()
 	addr := startBroker(t)

@@ -91,9 +91,9 @@ func TestMQTT_3_3_1_12_NonRetainedKeepsRetained(t *testing.T) {
 		p.pub("keep/a", "live", 1, false)
 		p.pub("keep/b", "live", 1, false)
 		p.pub("keep/c", "", 1, false)
-		// mochi acknowledges a PUBLISH before it routes it: wait until it
-		// has handled them all, so that none reaches the subscription
-		// made next as a live message.
+		// A broker may acknowledge a PUBLISH before it routes it (mochi
+		// did): wait until it has handled them all, so that none reaches
+		// the subscription made next as a live message.
 		p.sync()
 
 		s, _ := connect(t, addr, v, "sub")

@@ -124,7 +124,7 @@ func TestMQTT_3_1_2_6_CleanSessionDiscards(t *testing.T) {
 		s.disconnect()
 		p, _ := connect(t, addr, v, "pub")
 		p.pub("clean/t", "queued", 1, false)
-		p.sync() // routed (queued) before the reconnect: mochi acknowledges first
+		p.sync() // routed (queued) before the reconnect, on a broker that acknowledges first too
 
 		s, _ = connect(t, addr, v, "clean")
 		s.quiet("a clean session, right after connecting")

@@ -166,7 +166,11 @@ func (h *flowHook) connack(cl *mqtt.Client, pk packets.Packet) {
 		if m.FixedHeader.Type == packets.Publish {
 			n++
 			if n > f.max {
-				seq, _ := cl.State.Inflight.Seq(m.PacketID)
+				seq, ok := cl.State.Inflight.Seq(m.PacketID)
+				if !ok {
+					n-- // gone since GetAll (expired): not resent
+					continue
+				}
 				f.out = append(f.out, outOfSession{m, seq})
 				f.held = append(f.held, heldBack{id: m.PacketID, resent: true})
 				highest = max(highest, m.PacketID)

@@ -457,7 +457,9 @@ func (h *store) OnRetainedExpired(topic string) {
 }
 
 // OnPublish journals a QoS 1 or 2 message that some persistent session
-// will queue, before mochi acknowledges it to the publisher.
+// will queue, before it is routed (and so before it is acknowledged): a
+// crash in the middle of the routing leaves it in the journal, to be
+// delivered at start to the sessions that lack it.
 func (h *store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || pk.FixedHeader.Qos == 0 || !h.persistentSubscriber(pk) {
 		return pk, nil
@@ -532,6 +534,12 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 		return // PUBACK and PUBCOMP are written and forgotten at once
 	}
 	key := inflightKey(cl.ID, pk.PacketID)
+	// Its place in the queue, read first: a connection taking the session
+	// over meanwhile takes the message from this one's Inflight.
+	seq, ok := cl.State.Inflight.Seq(pk.PacketID)
+	if next, found := h.m.Clients.Get(cl.ID); !ok && found && next != cl {
+		seq, _ = next.State.Inflight.Seq(pk.PacketID)
+	}
 	var exists, duplicate bool
 	h.jmu.Lock()
 	journal, replaying := h.publishing[pk.Origin].seq, h.replaying
@@ -569,7 +577,7 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 	if t == packets.Publish {
 		rec.Journal = journal
 	}
-	rec.Seq, _ = cl.State.Inflight.Seq(pk.PacketID)
+	rec.Seq = seq
 	h.update(func(tx *bbolt.Tx) error { return put(tx, bInflight, key, rec) })
 }
 
@@ -682,6 +690,11 @@ func (h *store) StoredSubscriptions() ([]storage.Subscription, error) {
 // loaded, and returns nothing for mochi to load.
 func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 	var orphans [][]byte
+	type placed struct {
+		cl *mqtt.Client
+		r  message
+	}
+	var unplaced []placed
 	err := h.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bInflight).ForEach(func(k, v []byte) error {
 			var r message
@@ -693,15 +706,11 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 				orphans = append(orphans, append([]byte(nil), k...))
 				return nil
 			}
-			// In its stored place in the queue; a record without one (of
-			// no known version) after those before it.
-			added := false
-			if r.Seq > 0 {
-				added = cl.State.Inflight.SetAt(r.packet(), r.Seq)
-			} else {
-				added = cl.State.Inflight.Set(r.packet())
+			if r.Seq == 0 {
+				unplaced = append(unplaced, placed{cl, r})
+				return nil
 			}
-			if added {
+			if cl.State.Inflight.SetAt(r.packet(), r.Seq) { // in its stored place in the queue
 				atomic.AddInt64(&h.m.Info.Inflight, 1)
 			}
 			return nil
@@ -709,6 +718,12 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A record without a place (of no known version) after the others.
+	for _, u := range unplaced {
+		if u.cl.State.Inflight.Set(u.r.packet()) {
+			atomic.AddInt64(&h.m.Info.Inflight, 1)
+		}
 	}
 	h.orphans(bInflight, orphans)
 	return nil, nil

@@ -76,11 +76,14 @@ func (i *Inflight) setLocked(m packets.Packet) bool {
 
 // SetAt is Set for a packet whose place in the queue is seq, as Seq gave it
 // (mqtk: a store restoring a session, a message put back in it); the places
-// of packets set later come after it.
+// of packets set later come after it. A seq of 0 (none) is Set's place.
 func (i *Inflight) SetAt(m packets.Packet, seq uint64) bool {
 	i.Lock()
 	defer i.Unlock()
 	added := i.setLocked(m)
+	if seq == 0 {
+		return added
+	}
 	i.internal[m.PacketID].seq = seq
 	i.last = max(i.last, seq)
 	return added
