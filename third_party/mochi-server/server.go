@@ -1012,13 +1012,14 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
 	}
 
-	if ok := cl.State.Inflight.Set(ack); ok {
-		atomic.AddInt64(&s.Info.Inflight, 1)
-		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
+	if pk.FixedHeader.Qos == 2 {
+		s.setAck(cl, ack)
 	}
-
 	s.publishToSubscribers(pk, subscribers)
 	s.hooks.OnPublished(cl, pk)
+	if pk.FixedHeader.Qos == 1 {
+		s.setAck(cl, ack)
+	}
 
 	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
 	if err != nil {
@@ -1034,6 +1035,15 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	return nil
+}
+
+// setAck keeps the acknowledgement of a publish in flight until it is
+// written.
+func (s *Server) setAck(cl *Client, ack packets.Packet) {
+	if ok := cl.State.Inflight.Set(ack); ok {
+		atomic.AddInt64(&s.Info.Inflight, 1)
+		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
+	}
 }
 
 // retainMessage adds a message to a topic, and if a persistent store is provided,
