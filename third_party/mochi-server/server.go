@@ -1008,11 +1008,11 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	cl.State.Inflight.DecreaseReceiveQuota()
 	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
+	// mqtk: the message is routed before it is acknowledged (MQTK.md change
+	// 26). A PUBREC is put in flight first, so that a store has it before
+	// any subscriber has the message; a PUBACK once the routing is done.
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
-	}
-
-	if pk.FixedHeader.Qos == 2 {
 		s.setAck(cl, ack)
 	}
 	s.publishToSubscribers(pk, subscribers)
@@ -1037,8 +1037,8 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	return nil
 }
 
-// setAck keeps the acknowledgement of a publish in flight until it is
-// written.
+// setAck puts the acknowledgement of a client's publish in flight (mqtk,
+// see processPublish).
 func (s *Server) setAck(cl *Client, ack packets.Packet) {
 	if ok := cl.State.Inflight.Set(ack); ok {
 		atomic.AddInt64(&s.Info.Inflight, 1)
