@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -69,8 +70,10 @@ type deadlineConn struct {
 	reported atomic.Bool // and that has been logged
 
 	// raw reads and writes Conn's socket, if it is a TCP or Unix one (see
-	// rawSocket); nil otherwise (TLS, WebSocket), and Conn does.
+	// rawSocket); nil otherwise (TLS, WebSocket). rw is raw if there is
+	// one, else Conn: what Read and Write go through.
 	raw *rawSocket
+	rw  io.ReadWriter
 
 	readDeadline time.Time        // the read deadline set last (see SetDeadline)
 	readSpan     time.Duration    // how far ahead it was then
@@ -78,7 +81,11 @@ type deadlineConn struct {
 }
 
 func newDeadlineConn(c net.Conn, timeout time.Duration, stopBy *atomic.Int64) *deadlineConn {
-	return &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy, raw: newRawSocket(c)}
+	d := &deadlineConn{Conn: c, timeout: timeout, stopBy: stopBy, raw: newRawSocket(c), rw: c}
+	if d.raw != nil {
+		d.rw = d.raw
+	}
+	return d
 }
 
 // WriteDirect writes as much of p as the socket takes at once, without
@@ -114,14 +121,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		stopping := c.extend()
-		chunk := p[n:min(len(p), n+writeChunk)]
-		var m int
-		var err error
-		if c.raw != nil {
-			m, err = c.raw.Write(chunk)
-		} else {
-			m, err = c.Conn.Write(chunk)
-		}
+		m, err := c.rw.Write(p[n:min(len(p), n+writeChunk)])
 		n += m
 		if err != nil {
 			if !stopping && c.expired(err) {
@@ -167,13 +167,7 @@ func (c *deadlineConn) expired(err error) bool {
 // Read is the connection's Read, except that once a write has timed out it
 // says so, and that is the reason mochi gives for the disconnect.
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if c.raw != nil {
-		n, err = c.raw.Read(p)
-	} else {
-		n, err = c.Conn.Read(p)
-	}
+	n, err := c.rw.Read(p)
 	if err != nil && c.timedOut.Load() {
 		err = errWriteTimeout
 	}
