@@ -537,8 +537,10 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 	// Its place in the queue, read first: a connection taking the session
 	// over meanwhile takes the message from this one's Inflight.
 	seq, ok := cl.State.Inflight.Seq(pk.PacketID)
-	if next, found := h.m.Clients.Get(cl.ID); !ok && found && next != cl {
-		seq, _ = next.State.Inflight.Seq(pk.PacketID)
+	if !ok {
+		if next, found := h.m.Clients.Get(cl.ID); found && next != cl {
+			seq, _ = next.State.Inflight.Seq(pk.PacketID)
+		}
 	}
 	var exists, duplicate bool
 	h.jmu.Lock()
