@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -258,4 +259,57 @@ func TestMQTT5_3_3_4_9_ReceiveMaximum(t *testing.T) {
 	s.ack(m10)
 	s.ack(m11)
 	s.quiet("all acknowledged")
+}
+
+// TestMQTT5_3_1_2_25_TooLargeDiscarded: "Where a Packet is too large to
+// send, the Server MUST discard it without sending it and then behave as
+// if it had completed sending that Application Message" [MQTT-3.1.2-25].
+// A QoS 1 message larger than the client's Maximum Packet Size leaves the
+// session: it is not sent on a later connection that would take it (mochi
+// kept it in flight and sent it there, marked DUP). One queued while the
+// client was away does not stop the session from being resumed: the
+// messages after it come (mochi dropped the connection when its resend was
+// refused, so the session could never be resumed with that limit).
+func TestMQTT5_3_1_2_25_TooLargeDiscarded(t *testing.T) {
+	t.Parallel()
+	small := func(pk *packets.Packet) { pk.Properties.MaximumPacketSize = 200 }
+	big := strings.Repeat("x", 500)
+	addr := startBroker(t)
+	p, _ := connect(t, addr, v5, "large-pub")
+
+	t.Run("live", func(t *testing.T) {
+		s, _ := connect(t, addr, v5, "large-live", persistent(), small)
+		s.mustSubscribe(sub("large/live", 1))
+		p.pub("large/live", big, 1, false)
+		p.pub("large/live", "after", 1, false)
+		m := s.receive()
+		if string(m.Payload) != "after" || m.FixedHeader.Dup {
+			t.Fatalf("got %s, want the message after the large one (DUP 0)", describe(m))
+		}
+		s.ack(m)
+		s.quiet("after the message that fits")
+		s.drop()
+		s, ack := connect(t, addr, v5, "large-live", persistent())
+		if !ack.SessionPresent {
+			t.Fatalf("reconnecting: session present 0, want 1")
+		}
+		s.quiet("resumed without a Maximum Packet Size: the large message was discarded")
+	})
+
+	t.Run("queued", func(t *testing.T) {
+		s, _ := connect(t, addr, v5, "large-queued", persistent(), small)
+		s.mustSubscribe(sub("large/queued", 1))
+		s.disconnect()
+		p.pub("large/queued", big, 1, false)
+		p.pub("large/queued", "after", 1, false)
+		p.sync()
+		s, ack := connect(t, addr, v5, "large-queued", persistent(), small)
+		if !ack.SessionPresent {
+			t.Fatalf("resuming: session present 0, want 1")
+		}
+		if m := s.receive(); string(m.Payload) != "after" || m.FixedHeader.Dup {
+			t.Fatalf("resumed session: got %s, want the message after the large one (DUP 0)", describe(m))
+		}
+		s.quiet("after the message that fits")
+	})
 }

@@ -28,21 +28,20 @@ import (
 // each connection and not yet acknowledged, and holds back one that would
 // exceed the Receive Maximum (mochi's write of it fails; the message stays
 // in the session) to write it, in order, when an acknowledgement comes.
-// Resuming a session, mochi resends its in-flight messages at once and
-// drops the connection if a write fails, so for that moment the hook takes
-// those beyond the Receive Maximum out of the session, and holds them back.
-// Other packets are never held back [MQTT-3.3.4-10].
+// Resuming a session, mochi resends its in-flight messages in order and
+// goes on past a write that is refused (third_party/mochi-server/MQTK.md,
+// change 28), so those beyond the Receive Maximum are held back like any
+// other, and stay in the session meanwhile. Other packets are never held
+// back [MQTT-3.3.4-10].
 //
 // Not mended: an acknowledgement frees its quota (PacketRead) a moment
 // before the hook writes what it held back, and a new message mochi's
 // writer brings in that moment is admitted, ahead of older ones still held
-// back. Holding every new message back while anything is held looks like
-// the cure, but a resumed session's queue is counted at CONNACK together
-// with messages routed to the new connection before it (which the writer
-// sends only after the resend), and those can then wait for an
-// acknowledgement that never comes. And a message too large for the
-// client keeps the quota it was counted in, though it is never sent
-// ([MQTT-3.1.2-25] says to go on as if it had been). (A refused write used
+// back. And a message too large for the client keeps the quota it was
+// counted in, though it is never sent (mochi takes it out of the session,
+// [MQTT-3.1.2-25]), until its Packet Identifier comes round again: the hook
+// cannot tell that drop from that of a message that expired after it was
+// sent, whose acknowledgement is still to come. (A refused write used
 // to leave the packets buffered before it unwritten; mochi flushes them
 // now, third_party/mochi-server/MQTK.md change 6.)
 type flowHook struct {
@@ -56,18 +55,6 @@ type flow struct {
 	max     int
 	unacked map[uint16]bool // written on this connection, not yet acknowledged
 	held    []heldBack      // in the order to write them
-	// While mochi resends a resumed session's messages: the ones it
-	// resends, and the ones beyond the quota, out of the session until it
-	// has started.
-	resending map[uint16]bool
-	out       []outOfSession
-}
-
-// outOfSession is a message taken out of the session while it is resumed,
-// and its place in the session's queue.
-type outOfSession struct {
-	pk  packets.Packet
-	seq uint64
 }
 
 type heldBack struct {
@@ -86,8 +73,7 @@ func (h *flowHook) ID() string { return "mqtk-flow" }
 
 func (h *flowHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnQosPublish, mqtt.OnSessionEstablished,
-		mqtt.OnPacketRead, mqtt.OnDisconnect:
+	case mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -99,11 +85,11 @@ func (h *flowHook) Provides(b byte) bool {
 func (h *flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for c, f := range h.flows {
+	for c := range h.flows {
 		// A connection that failed while being set up ends without
 		// OnDisconnect.
 		if c.Closed() {
-			h.end(c, f)
+			delete(h.flows, c)
 		}
 	}
 	rm := int(cl.Properties.Props.ReceiveMaximum) // mochi caps it at MaximumInflight
@@ -117,23 +103,25 @@ func (h *flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	switch {
 	case pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80:
-		h.connack(cl, *pk)
+		h.connack(cl)
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0:
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if f := h.flows[cl]; f != nil && !f.admit(pk.PacketID) {
+		if f := h.flows[cl]; f != nil && !f.admit(pk) {
 			pk.Mods.MaxSize = heldBackSize
 		}
 	}
 }
 
 // admit reports whether a PUBLISH may be written now, and counts it; one
-// that may not is held back.
-func (f *flow) admit(id uint16) bool {
+// that may not is held back (a resend of a resumed session's queue with
+// its DUP 1).
+func (f *flow) admit(pk *packets.Packet) bool {
+	id := pk.PacketID
 	switch {
 	case f.unacked[id]:
 		return true // counted: held back before, or written again
-	case f.resending[id] || len(f.unacked) < f.max:
+	case len(f.unacked) < f.max:
 		f.unacked[id] = true
 		return true
 	}
@@ -142,85 +130,17 @@ func (f *flow) admit(id uint16) bool {
 			return false
 		}
 	}
-	f.held = append(f.held, heldBack{id: id})
+	f.held = append(f.held, heldBack{id: id, resent: pk.FixedHeader.Dup})
 	return false
 }
 
-// connack, just before mochi resends a resumed session's messages, takes
-// those beyond the quota out of the session.
-func (h *flowHook) connack(cl *mqtt.Client, pk packets.Packet) {
+// connack makes sure mochi still holds nothing back: taking over a
+// session resets the quota.
+func (h *flowHook) connack(cl *mqtt.Client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	f := h.flows[cl]
-	if f == nil {
-		return
-	}
-	cl.State.Inflight.ResetSendQuota(0) // again: taking over a session resets it
-	if !pk.SessionPresent {
-		return
-	}
-	f.resending = map[uint16]bool{}
-	n := 0
-	var highest uint16
-	for _, m := range cl.State.Inflight.GetAll(false) { // in the order mochi resends them
-		if m.FixedHeader.Type == packets.Publish {
-			n++
-			if n > f.max {
-				seq, ok := cl.State.Inflight.Seq(m.PacketID)
-				if !ok {
-					n-- // gone since GetAll (expired): not resent
-					continue
-				}
-				f.out = append(f.out, outOfSession{m, seq})
-				f.held = append(f.held, heldBack{id: m.PacketID, resent: true})
-				highest = max(highest, m.PacketID)
-				continue
-			}
-		}
-		f.resending[m.PacketID] = true
-	}
-	if len(f.out) == 0 {
-		return
-	}
-	// New messages must not take the identifiers of those out of the
-	// session: move mochi's next identifier past them.
-	for range 65535 {
-		if id, err := cl.NextPacketID(); err != nil || uint16(id) > highest {
-			break
-		}
-	}
-	for _, m := range f.out {
-		cl.State.Inflight.Delete(m.pk.PacketID)
-	}
-}
-
-// OnQosPublish, called as mochi resends each message of a resumed session
-// (after it has listed them), puts those beyond the quota back in the
-// session.
-func (h *flowHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if pk.FixedHeader.Type == packets.Publish && !pk.FixedHeader.Dup {
-		return // a new message, not a resend
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f := h.flows[cl]; f != nil {
-		f.restore(cl)
-	}
-}
-
-func (f *flow) restore(cl *mqtt.Client) {
-	for _, m := range f.out {
-		cl.State.Inflight.SetAt(m.pk, m.seq)
-	}
-	f.out = nil
-}
-
-func (h *flowHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f := h.flows[cl]; f != nil {
-		f.restore(cl)
-		f.resending = nil
+	if h.flows[cl] != nil {
+		cl.State.Inflight.ResetSendQuota(0)
 	}
 }
 
@@ -279,16 +199,10 @@ func (h *flowHook) next(cl *mqtt.Client) (packets.Packet, bool) {
 	return packets.Packet{}, false
 }
 
+// OnDisconnect forgets a connection's quota; what it held back is still in
+// the session.
 func (h *flowHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if f := h.flows[cl]; f != nil {
-		h.end(cl, f)
-	}
-}
-
-// end forgets a connection's quota; what it held back stays in the session.
-func (h *flowHook) end(cl *mqtt.Client, f *flow) {
-	f.restore(cl)
 	delete(h.flows, cl)
 }

@@ -272,6 +272,60 @@ func testResumeWhilePublishing(t *testing.T, mode string, v byte, extra []option
 	s.quiet("after the queue and the messages published while resuming")
 }
 
+// TestTakeoverOfResumingSession: a session taken over while it is being
+// resumed, after its CONNACK and before its queue is resent, reaches the
+// connection that took it over whole and in order. On the connection taken
+// over, the Receive Maximum is smaller than the queue: mqtk's flowHook
+// used to take what exceeded it out of the session at that CONNACK, to put
+// it back once the resend had begun, and a takeover in between handed over
+// the queue without those messages (lost from memory, their identifiers
+// free for new ones). Now they stay in the session (MQTK.md, change 28).
+func TestTakeoverOfResumingSession(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"memory", "persist"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			if *onMosquitto {
+				t.Skip("acts inside mqtk's broker")
+			}
+			closeAfterBroker(t)
+			const id = "twice"
+			_, h, addr := startHooked(t, resumeConfig(t, mode, broker.Config{}), id)
+			s, _ := connect(t, addr, v5, id, persistent())
+			s.mustSubscribe(sub("twice/#", 1))
+			s.disconnect()
+			h.waitGone(t, 1)
+			p, _ := connect(t, addr, v5, "twice-pub")
+			var want []string
+			for i := range 5 {
+				p.pub("twice/q", fmt.Sprint(i), 1, false)
+				want = append(want, fmt.Sprintf("twice/q %d q1 dup=false", i))
+			}
+			p.sync()
+
+			connacked, takenOver := make(chan struct{}), make(chan struct{})
+			h.mu.Lock()
+			h.onConnack = func() { close(connacked); hold(takenOver) }
+			h.mu.Unlock()
+			first := dial(t, addr, v5, id)
+			first.sendConnect(persistent(), receiveMaximum(2))
+			awaitSignal(t, connacked, "the session is resumed with Receive Maximum 2")
+			s, ack := connect(t, addr, v5, id, persistent())
+			close(takenOver)
+			if !ack.SessionPresent {
+				t.Fatal("taking the session over: session present 0, want 1")
+			}
+			var got []string
+			for _, m := range s.collect() {
+				got = append(got, brief(m))
+			}
+			if g, w := strings.Join(got, "\n"), strings.Join(want, "\n"); g != w {
+				t.Fatalf("the connection that took the session over got\n%s\nwant\n%s", g, w)
+			}
+		})
+	}
+}
+
 // topicOf resolves the topic of a PUBLISH a client receives on a
 // connection with the Topic Alias Maximum max, with the aliases the server
 // has set on it so far, and fails the test for an alias the connection may

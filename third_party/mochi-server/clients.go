@@ -399,6 +399,13 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 // ResendInflightMessages, which resent them all: a resumed session resends
 // the queue it took over, not the messages routed to it since (see
 // attachClient).
+//
+// mqtk: a packet the write refuses (ErrPacketTooLarge: larger than the
+// client's Maximum Packet Size, or held back by a hook that keeps to the
+// client's Receive Maximum) stays in the session and the resend goes on,
+// as when a queued packet's write is refused. mochi returned the error,
+// and the connection was dropped: a session whose queue held a message
+// too large for the client could never be resumed [MQTT-3.1.2-25].
 func (cl *Client) resendInflight(before uint64) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil
@@ -411,6 +418,9 @@ func (cl *Client) resendInflight(before uint64) error {
 
 		cl.ops.hooks.OnQosPublish(cl, tk, tk.Created, 0)
 		err := cl.WritePacket(tk)
+		if errors.Is(err, packets.ErrPacketTooLarge) {
+			continue // not written: still in flight
+		}
 		if err != nil {
 			return err
 		}
@@ -755,6 +765,7 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 	if pk.Mods.MaxSize == 0 { // NB we use this statement to embed client packet sizes in tests
 		pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
 	}
+	limit := pk.Mods.MaxSize // mqtk: unless a hook holds the packet back, see discardTooLarge
 
 	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0x0 {
 		pk.Mods.DisallowProblemInfo = true // [MQTT-3.1.2-29] strict, no problem info on any packet if set
@@ -818,7 +829,8 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 	default:
 		err = fmt.Errorf("%w: %v", packets.ErrNoValidPacketAvailable, pk.FixedHeader.Type)
 	}
-	if err == nil && pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
+	tooLarge := err == nil && pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize
+	if tooLarge {
 		err = packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 	if err != nil {
@@ -827,6 +839,9 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 		}
 		if locked && mode != writeDirect {
 			cl.writeMu.Unlock()
+		}
+		if tooLarge && pk.Mods.MaxSize == limit {
+			cl.discardTooLarge(pk)
 		}
 		return err
 	}
@@ -892,6 +907,26 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 	}
 
 	return err
+}
+
+// discardTooLarge takes a QoS 1 or 2 PUBLISH that is too large for the
+// client out of its session: "Where a Packet is too large to send, the
+// Server MUST discard it without sending it and then behave as if it had
+// completed sending that Application Message" [MQTT-3.1.2-25]. mqtk: mochi
+// kept it in flight, so it was resent on every later connection of the
+// session (and, as a resend, marked DUP on the first that took it). A
+// packet a hook holds back (Mods.MaxSize changed by an encode hook) is not
+// discarded.
+func (cl *Client) discardTooLarge(pk *packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	cl.ops.log.Debug("discarded a message larger than the client's maximum packet size", "client", cl.ID, "topic", pk.TopicName)
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&cl.ops.info.Inflight, -1)
+		cl.ops.hooks.OnQosDropped(cl, *pk)
+		cl.State.Inflight.IncreaseSendQuota()
+	}
 }
 
 // setTopicAlias gives a PUBLISH to a client that takes topic aliases (it
