@@ -197,9 +197,8 @@ func Start(cfg Config) (*Server, error) {
 			return fail(err)
 		}
 	}
-	// mqtt3Hook clears the CONNACK flag flowHook reads; dupHook after
-	// flowHook.
-	for _, h := range []mqtt.Hook{newFlowHook(), newDupHook(), &mqtt3Hook{}} {
+	// mqtt3Hook clears the CONNACK flag flowHook reads.
+	for _, h := range []mqtt.Hook{newFlowHook(), &mqtt3Hook{}} {
 		if err := m.AddHook(h, nil); err != nil {
 			return fail(err)
 		}
@@ -377,7 +376,6 @@ var (
 	_ mqtt.PacketEncoder = (*inboundHook)(nil)
 	_ mqtt.PacketEncoder = (*subscribeHook)(nil)
 	_ mqtt.PacketEncoder = (*flowHook)(nil)
-	_ mqtt.PacketEncoder = (*dupHook)(nil)
 	_ mqtt.PacketEncoder = (*mqtt3Hook)(nil)
 
 	_ mqtt.PacketReader = (*packetIDHook)(nil)

@@ -115,7 +115,7 @@ func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 
 // admit reports whether a PUBLISH may be written now, and counts it; one
 // that may not is held back (a resend of a resumed session's queue with
-// its DUP 1).
+// its DUP flag).
 func (f *flow) admit(pk *packets.Packet) bool {
 	id := pk.PacketID
 	switch {

@@ -411,12 +411,18 @@ func (cl *Client) resendInflight(before uint64) error {
 		return nil
 	}
 
-	for _, tk := range cl.State.Inflight.getAll(false, before) {
+	for _, e := range cl.State.Inflight.getAll(false, before) {
+		tk := e.Packet
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}
 
 		cl.ops.hooks.OnQosPublish(cl, tk, tk.Created, 0)
+		if tk.FixedHeader.Type == packets.Publish {
+			// mqtk: the hooks are told of a resend (DUP 1); the client gets
+			// DUP 1 only if the message was sent before, see inflightEntry.
+			tk.FixedHeader.Dup = e.sent
+		}
 		err := cl.WritePacket(tk)
 		if errors.Is(err, packets.ErrPacketTooLarge) {
 			continue // not written: still in flight
@@ -844,6 +850,9 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 			cl.discardTooLarge(pk)
 		}
 		return err
+	}
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && !pk.FixedHeader.Dup {
+		cl.State.Inflight.markSent(pk.PacketID) // mqtk: see inflightEntry.sent
 	}
 
 	n, err := func() (int64, error) {

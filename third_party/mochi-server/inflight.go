@@ -49,9 +49,18 @@ var inflightPackets = sync.Pool{New: func() any { return new(inflightEntry) }}
 // with DUP, the PUBREL that follows a PUBREC, the expiry of one waiting for
 // quota), and GetAll and NextImmediate go by place. Places start at 1: a
 // store restores the places it kept (SetAt, Seq), and 0 can mean none.
+//
+// sent is whether a PUBLISH has been written to the client, or a write of
+// it attempted (markSent), so that a resumed session resends it with DUP 1
+// and sends one queued while the client was away with DUP 0 (mqtk: mochi
+// resent the whole queue with DUP 1 [MQTT-4.3.2-2] [MQTT-4.3.3-2]; mqtk's
+// dupHook mended that from outside, with a global mutex and a map per
+// client ID taken for every QoS 1 and 2 message routed, written and
+// acknowledged). A packet a store restores (SetAt) may have been sent.
 type inflightEntry struct {
 	packets.Packet
-	seq uint64
+	seq  uint64
+	sent bool
 }
 
 // Set adds or updates an inflight packet by packet id.
@@ -69,23 +78,35 @@ func (i *Inflight) setLocked(m packets.Packet) bool {
 	}
 	p := inflightPackets.Get().(*inflightEntry)
 	i.last++
-	p.Packet, p.seq = m, i.last
+	p.Packet, p.seq, p.sent = m, i.last, false
 	i.internal[m.PacketID] = p
 	return true
 }
 
-// SetAt is Set for a packet whose place in the queue is seq, as Seq gave it
-// (mqtk: a store restoring a session, a message put back in it); the places
-// of packets set later come after it. A seq of 0 (none) is Set's place.
+// markSent notes that a write of the PUBLISH in flight with the identifier
+// id has been attempted (mqtk, see inflightEntry).
+func (i *Inflight) markSent(id uint16) {
+	i.Lock()
+	if p, ok := i.internal[id]; ok {
+		p.sent = true
+	}
+	i.Unlock()
+}
+
+// SetAt is Set for a packet a store restores, whose place in the queue is
+// seq, as Seq gave it (mqtk); the places of packets set later come after
+// it. A seq of 0 (none) is Set's place. The packet may have been sent
+// before: it is resent with DUP 1.
 func (i *Inflight) SetAt(m packets.Packet, seq uint64) bool {
 	i.Lock()
 	defer i.Unlock()
 	added := i.setLocked(m)
-	if seq == 0 {
-		return added
+	p := i.internal[m.PacketID]
+	p.sent = true
+	if seq != 0 {
+		p.seq = seq
+		i.last = max(i.last, seq)
 	}
-	i.internal[m.PacketID].seq = seq
-	i.last = max(i.last, seq)
 	return added
 }
 
@@ -170,11 +191,17 @@ func (i *Inflight) setNew(m packets.Packet) (added, handedOver bool) {
 // GetAll returns all the inflight messages, in their order in the queue
 // (mqtk: see inflightEntry).
 func (i *Inflight) GetAll(immediate bool) []packets.Packet {
-	return i.getAll(immediate, math.MaxUint64)
+	e := i.getAll(immediate, math.MaxUint64)
+	m := make([]packets.Packet, len(e))
+	for k := range e {
+		m[k] = e[k].Packet
+	}
+	return m
 }
 
-// getAll is GetAll for the packets placed before before (mqtk).
-func (i *Inflight) getAll(immediate bool, before uint64) []packets.Packet {
+// getAll is GetAll for the packets placed before before, in entries
+// (mqtk).
+func (i *Inflight) getAll(immediate bool, before uint64) []inflightEntry {
 	i.RLock()
 	defer i.RUnlock()
 
@@ -185,9 +212,9 @@ func (i *Inflight) getAll(immediate bool, before uint64) []packets.Packet {
 		}
 	}
 	slices.SortFunc(e, func(a, b *inflightEntry) int { return cmp.Compare(a.seq, b.seq) })
-	m := make([]packets.Packet, len(e))
+	m := make([]inflightEntry, len(e))
 	for k, v := range e {
-		m[k] = v.Packet
+		m[k] = *v
 	}
 	return m
 }

@@ -4,6 +4,7 @@
 package mqtt
 
 import (
+	"math"
 	"net"
 	"reflect"
 	"slices"
@@ -435,5 +436,47 @@ func TestInflightPlaces(t *testing.T) {
 	before := j.nextSeq()
 	j.Set(packets.Packet{PacketID: 4})
 	check("handed over, then 4", j.GetAll(false), 9, 7, 2, 1, 3, 4)
-	check("what was there before 4", j.getAll(false, before), 9, 7, 2, 1, 3)
+	var placed []packets.Packet
+	for _, e := range j.getAll(false, before) {
+		placed = append(placed, e.Packet)
+	}
+	check("what was there before 4", placed, 9, 7, 2, 1, 3)
+}
+
+// TestInflightSent: a packet set is unsent until a write of it is attempted
+// (markSent), and stays sent when it is updated or handed over; one a
+// store restores (SetAt) may have been sent; one deleted and set again is
+// new (MQTK.md, change 29).
+func TestInflightSent(t *testing.T) {
+	i := NewInflights()
+	sent := func(i *Inflight) (ids []uint16) {
+		for _, e := range i.getAll(false, math.MaxUint64) {
+			if e.sent {
+				ids = append(ids, e.PacketID)
+			}
+		}
+		return ids
+	}
+	check := func(what string, got []uint16, want ...uint16) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: sent %v, want %v", what, got, want)
+		}
+	}
+	i.Set(packets.Packet{PacketID: 1})
+	i.Set(packets.Packet{PacketID: 2})
+	check("1 and 2 set", sent(i))
+	i.markSent(2)
+	i.markSent(5) // not in flight: nothing
+	check("2 written", sent(i), 2)
+	i.Set(packets.Packet{PacketID: 2, FixedHeader: packets.FixedHeader{Type: packets.Pubrel}})
+	check("2 updated", sent(i), 2)
+	i.SetAt(packets.Packet{PacketID: 3}, 0)
+	i.SetAt(packets.Packet{PacketID: 4}, 100)
+	check("3 and 4 restored", sent(i), 2, 3, 4)
+	j := i.HandOver()
+	check("handed over", sent(j), 2, 3, 4)
+	j.Delete(3)
+	j.Set(packets.Packet{PacketID: 3})
+	check("3 deleted and set again", sent(j), 2, 4)
 }
