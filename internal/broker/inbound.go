@@ -2,6 +2,7 @@ package broker
 
 import (
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -35,6 +36,11 @@ type inboundHook struct {
 	// lent maps, per client ID, the client's Packet Identifier to the one
 	// the broker uses instead, and back.
 	lent map[string]*lentIDs
+	// lending is len(lent), read without mu: while it is 0, a packet whose
+	// identifier is not in flight, and every answer, pass without taking
+	// mu (one mutex for all connections, which every QoS 1 and 2 message
+	// took twice).
+	lending atomic.Int64
 }
 
 type lentIDs struct {
@@ -67,6 +73,9 @@ func (h *inboundHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	case packets.Pubrel:
 	default:
 		return nil
+	}
+	if h.lending.Load() == 0 && (pk.FixedHeader.Type == packets.Pubrel || !cl.State.Inflight.Has(pk.PacketID)) {
+		return nil // nothing lent, and the identifier is free
 	}
 	h.mu.Lock()
 	dup := h.read(cl, pk)
@@ -115,7 +124,7 @@ func (h *inboundHook) read(cl *mqtt.Client, pk *packets.Packet) (dup bool) {
 		}
 		if l == nil {
 			l = &lentIDs{in: map[uint16]uint16{}, out: map[uint16]uint16{}}
-			h.lent[cl.ID] = l
+			h.setLent(cl.ID, l)
 		}
 		l.in[own] = free
 		l.out[free] = own
@@ -129,7 +138,7 @@ func (h *inboundHook) read(cl *mqtt.Client, pk *packets.Packet) (dup bool) {
 // its messages, and forgets the loan when the flow ends.
 func (h *inboundHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	t := pk.FixedHeader.Type
-	if t != packets.Puback && t != packets.Pubrec && t != packets.Pubcomp {
+	if t != packets.Puback && t != packets.Pubrec && t != packets.Pubcomp || h.lending.Load() == 0 {
 		return
 	}
 	h.mu.Lock()
@@ -146,7 +155,7 @@ func (h *inboundHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 		delete(l.out, pk.PacketID)
 		delete(l.in, own)
 		if len(l.out) == 0 {
-			delete(h.lent, cl.ID)
+			h.setLent(cl.ID, nil)
 		}
 	}
 	pk.PacketID = own
@@ -162,6 +171,16 @@ func (h *inboundHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 func (h *inboundHook) OnClientExpired(cl *mqtt.Client) {
 	h.mu.Lock()
-	delete(h.lent, cl.ID)
+	h.setLent(cl.ID, nil)
 	h.mu.Unlock()
+}
+
+// setLent sets (nil: deletes) a client's loans, with mu held.
+func (h *inboundHook) setLent(id string, l *lentIDs) {
+	if l == nil {
+		delete(h.lent, id)
+	} else {
+		h.lent[id] = l
+	}
+	h.lending.Store(int64(len(h.lent)))
 }
