@@ -7,7 +7,9 @@
 # Each scenario runs RUNS times on each broker, the two runs of a round back
 # to back and which goes first alternating from round to round. Printed: the
 # medians and their ratio mqtk/mosquitto, and the median of the rounds' own
-# ratios (the fairer figure for latency on a machine whose load drifts):
+# ratios (the fairer figure for latency on a machine whose load drifts) with
+# a 95% confidence interval for it (from 6 rounds on): an interval that
+# holds 1 means this run cannot tell the two apart:
 #   qos0-1to1     QoS 0, 1 publisher -> 1 subscriber, as fast as possible: deliveries/s
 #   qos0-1to10    QoS 0, 1 publisher -> 10 subscribers: deliveries/s (all subscribers)
 #   qos1-1to1     QoS 1, 1 publisher (window 100) -> 1 subscriber: deliveries/s
@@ -101,10 +103,28 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-echo "median of $RUNS runs:"
-printf '  %-12s %14s %14s %8s %12s\n' scenario mosquitto mqtk ratio round-ratio
+# ci95: a 95% confidence interval of the median of the numbers on stdin,
+# free of assumptions about their distribution (order statistics: the
+# interval from the k-th smallest to the k-th largest covers the median
+# with probability 1 - 2 P(Binomial(n, 1/2) < k)); "-" under 6 numbers,
+# which cannot give one.
+ci95() {
+  python3 -c '
+import math, sys
+r = sorted(float(x) for x in sys.stdin)
+n = len(r)
+cdf = lambda k: sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+k = 1
+while k < n // 2 and 1 - 2 * cdf(k) >= 0.95:
+    k += 1
+print(f"{r[k-1]:.2f}-{r[n-k]:.2f}" if n and 1 - 2 * cdf(k - 1) >= 0.95 else "-")'
+}
+
+echo "median of $RUNS runs (round-ratio: the median of the rounds' own ratios, with its 95% interval):"
+printf '  %-12s %14s %14s %8s %12s %11s\n' scenario mosquitto mqtk ratio round-ratio interval
 for name in $SCENARIOS; do
   a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
-  rounds=$(paste "$tmp/$name.mqtk" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' | median)
-  printf '  %-12s %14s %14s %8.2f %12.2f\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" "$rounds"
+  paste "$tmp/$name.mqtk" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' > "$tmp/$name.ratios"
+  printf '  %-12s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
+    "$(median < "$tmp/$name.ratios")" "$(ci95 < "$tmp/$name.ratios")"
 done
