@@ -19,6 +19,9 @@
 #
 #   RUNS=3 DURATION=5s SCENARIOS="p99-1000 p99-stalled" scripts/perf-broker.sh [path/to/mqtk]
 #
+# (The interval needs RUNS=6 or more; it assumes the rounds independent,
+# which a load drifting over minutes is not quite.)
+#
 # SCENARIOS picks some of the above (default: all); MQTK_BROKER_ARGS adds
 # options to `mqtk broker` (an A/B of a setting).
 set -euo pipefail

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +39,9 @@ import (
 // Not mended: an acknowledgement frees its quota (PacketRead) a moment
 // before the hook writes what it held back, and a new message mochi's
 // writer brings in that moment is admitted, ahead of older ones still held
-// back. And a message too large for the client keeps the quota it was
-// counted in, though it is never sent (mochi takes it out of the session,
-// [MQTT-3.1.2-25]), until its Packet Identifier comes round again: the hook
-// cannot tell that drop from that of a message that expired after it was
-// sent, whose acknowledgement is still to come. (A refused write used
+// back. (A message too large for the client is counted when it is
+// admitted, like any other; mochi then discards it [MQTT-3.1.2-25] and
+// tells OnQosDropped, which frees its quota.) (A refused write used
 // to leave the packets buffered before it unwritten; mochi flushes them
 // now, third_party/mochi-server/MQTK.md change 6.)
 type flowHook struct {
@@ -61,6 +60,9 @@ type flow struct {
 	max     int
 	unacked map[uint16]bool // written on this connection, not yet acknowledged
 	held    []heldBack      // in the order to write them
+	// draining: a goroutine is writing what was held back (drain); one
+	// drain at a time keeps them in order.
+	draining bool
 }
 
 type heldBack struct {
@@ -79,7 +81,7 @@ func (h *flowHook) ID() string { return "mqtk-flow" }
 
 func (h *flowHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnDisconnect:
+	case mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnQosDropped, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -166,36 +168,65 @@ func (h *flowHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	default:
 		return nil
 	}
-	if h.counting.Load() == 0 {
-		return nil
-	}
-	h.mu.Lock()
-	f := h.flows[cl]
-	if f == nil || !f.unacked[pk.PacketID] {
-		h.mu.Unlock()
-		return nil
-	}
-	delete(f.unacked, pk.PacketID)
-	h.mu.Unlock()
-	for {
-		next, ok := h.next(cl)
-		if !ok {
-			break
-		}
-		if err := cl.WritePacket(next); err != nil {
-			break
-		}
+	if h.counting.Load() != 0 {
+		h.free(cl, pk.PacketID)
 	}
 	return nil
 }
 
+// OnQosDropped frees the quota of a message mochi discarded because it is
+// too large for the client (reason code 0x95, MQTK.md change 28): it is
+// never sent, so no acknowledgement will free it. (The quota of a message
+// dropped after it was sent, when it expires, waits for the
+// acknowledgement, which the client still sends.)
+func (h *flowHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Publish && pk.ReasonCode == packets.ErrPacketTooLarge.Code && h.counting.Load() != 0 {
+		h.free(cl, pk.PacketID)
+	}
+}
+
+// free frees the quota of the message with the identifier id, and writes
+// what was held back, unless another goroutine is writing it already.
+func (h *flowHook) free(cl *mqtt.Client, id uint16) {
+	h.mu.Lock()
+	f := h.flows[cl]
+	if f == nil || !f.unacked[id] {
+		h.mu.Unlock()
+		return
+	}
+	delete(f.unacked, id)
+	if f.draining {
+		h.mu.Unlock()
+		return // that goroutine's next call to next takes the quota
+	}
+	f.draining = true
+	h.mu.Unlock()
+	for {
+		next, ok := h.next(cl)
+		if !ok {
+			return
+		}
+		// A message too large for the client is discarded (its quota
+		// freed through OnQosDropped): go on with the next.
+		if err := cl.WritePacket(next); err != nil && !errors.Is(err, packets.ErrPacketTooLarge) {
+			h.mu.Lock()
+			f.draining = false
+			h.mu.Unlock()
+			return
+		}
+	}
+}
+
 // next takes the next message held back, if the quota allows, and counts
-// it.
+// it; when there is none, the drain ends.
 func (h *flowHook) next(cl *mqtt.Client) (packets.Packet, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := h.flows[cl]
-	for f != nil && len(f.held) > 0 && len(f.unacked) < f.max {
+	if f == nil {
+		return packets.Packet{}, false
+	}
+	for len(f.held) > 0 && len(f.unacked) < f.max {
 		hb := f.held[0]
 		f.held = f.held[1:]
 		pk, ok := cl.State.Inflight.Get(hb.id)
@@ -209,6 +240,7 @@ func (h *flowHook) next(cl *mqtt.Client) (packets.Packet, bool) {
 		pk.FixedHeader.Dup = hb.resent
 		return pk, true
 	}
+	f.draining = false
 	return packets.Packet{}, false
 }
 

@@ -721,9 +721,10 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A record without a place (of no known version) after the others.
+	// A record without a place (OnQosPublish could not read it) after the
+	// others; like them, it may have been sent (SetAt: DUP 1 when resent).
 	for _, u := range unplaced {
-		if u.cl.State.Inflight.Set(u.r.packet()) {
+		if u.cl.State.Inflight.SetAt(u.r.packet(), 0) {
 			atomic.AddInt64(&h.m.Info.Inflight, 1)
 		}
 	}

@@ -326,6 +326,44 @@ func TestTakeoverOfResumingSession(t *testing.T) {
 	}
 }
 
+// TestTooLargeDiscardedFromStore: a message discarded because it is too
+// large for the client [MQTT-3.1.2-25] (see
+// TestMQTT5_3_1_2_25_TooLargeDiscarded) is gone from the store too: after
+// a restart, a connection without the limit does not get it.
+func TestTooLargeDiscardedFromStore(t *testing.T) {
+	t.Parallel()
+	if *onMosquitto {
+		t.Skip("restarts mqtk's broker")
+	}
+	closeAfterBroker(t)
+	const id = "large-stored"
+	small := func(pk *packets.Packet) { pk.Properties.MaximumPacketSize = 200 }
+	cfg := resumeConfig(t, "persist", broker.Config{})
+	b, h, addr := startHooked(t, cfg, id)
+	s, _ := connect(t, addr, v5, id, persistent(), small)
+	s.mustSubscribe(sub("large/stored", 1))
+	s.disconnect()
+	h.waitGone(t, 1)
+	p, _ := connect(t, addr, v5, "large-stored-pub")
+	p.pub("large/stored", strings.Repeat("x", 500), 1, false)
+	p.pub("large/stored", "after", 1, false)
+	p.sync()
+	s, _ = connect(t, addr, v5, id, persistent(), small)
+	s.receiveFrom("large/stored", "after")
+	s.quiet("after the message that fits")
+	s.disconnect()
+	h.waitGone(t, 2)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, addr = startHooked(t, cfg, id)
+	s, ack := connect(t, addr, v5, id, persistent())
+	if !ack.SessionPresent {
+		t.Fatal("after the restart: session present 0, want 1")
+	}
+	s.quiet("after the restart, without a Maximum Packet Size: the large message was discarded")
+}
+
 // topicOf resolves the topic of a PUBLISH a client receives on a
 // connection with the Topic Alias Maximum max, with the aliases the server
 // has set on it so far, and fails the test for an alias the connection may

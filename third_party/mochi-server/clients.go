@@ -293,6 +293,9 @@ func (cl *Client) writeDirect() bool {
 	err := cl.writePacket(pk, writeDirect)
 	left := cl.Net.outbuf != nil
 	cl.writeMu.Unlock()
+	if err == errDiscard {
+		cl.discardTooLarge(pk)
+	}
 	if err != nil {
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 	}
@@ -737,6 +740,9 @@ func (cl *Client) writePacketFrom(pk *packets.Packet) error {
 		}
 		cl.writeMu.Unlock()
 	}
+	if err == errDiscard {
+		cl.discardTooLarge(pk)
+	}
 	return err
 }
 
@@ -846,8 +852,8 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 		if locked && mode != writeDirect {
 			cl.writeMu.Unlock()
 		}
-		if tooLarge && pk.Mods.MaxSize == limit {
-			cl.discardTooLarge(pk)
+		if tooLarge && pk.Mods.MaxSize == limit && pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
+			return errDiscard // the caller discards it, see discardTooLarge
 		}
 		return err
 	}
@@ -918,22 +924,33 @@ func (cl *Client) writePacket(pk *packets.Packet, mode writeMode) error {
 	return err
 }
 
+// errDiscard is ErrPacketTooLarge for a QoS 1 or 2 PUBLISH too large for
+// the client (not one a hook holds back): writePacket's caller discards it
+// (discardTooLarge) once it holds no lock of the client's (mqtk).
+var errDiscard = fmt.Errorf("%w: discarded", packets.ErrPacketTooLarge)
+
 // discardTooLarge takes a QoS 1 or 2 PUBLISH that is too large for the
-// client out of its session: "Where a Packet is too large to send, the
-// Server MUST discard it without sending it and then behave as if it had
-// completed sending that Application Message" [MQTT-3.1.2-25]. mqtk: mochi
-// kept it in flight, so it was resent on every later connection of the
-// session (and, as a resend, marked DUP on the first that took it). A
-// packet a hook holds back (Mods.MaxSize changed by an encode hook) is not
-// discarded.
+// client (errDiscard) out of its session: "Where a Packet is too large to
+// send, the Server MUST discard it without sending it and then behave as
+// if it had completed sending that Application Message" [MQTT-3.1.2-25].
+// mqtk: mochi kept it in flight, so it was resent on every later
+// connection of the session (and, as a resend, marked DUP on the first
+// that took it). The OnQosDropped hooks get it with the reason code 0x95
+// (Packet too large), which no PUBLISH carries otherwise: a hook that
+// counts it against the client's Receive Maximum frees its quota, which no
+// acknowledgement will. The caller must hold no lock of the client's
+// (writeMu): a hook may write to the client.
+//
+// Not mended: if another connection takes the session over between the
+// Delete and the hooks, a store that keeps the queue for the successor
+// (IsTakenOver) keeps the message's record, and a restart brings it back.
 func (cl *Client) discardTooLarge(pk *packets.Packet) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
-		return
-	}
 	cl.ops.log.Debug("discarded a message larger than the client's maximum packet size", "client", cl.ID, "topic", pk.TopicName)
 	if cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&cl.ops.info.Inflight, -1)
-		cl.ops.hooks.OnQosDropped(cl, *pk)
+		dropped := *pk
+		dropped.ReasonCode = packets.ErrPacketTooLarge.Code
+		cl.ops.hooks.OnQosDropped(cl, dropped)
 		cl.State.Inflight.IncreaseSendQuota()
 	}
 }
