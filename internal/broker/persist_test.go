@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -441,5 +442,73 @@ func TestPersistQueuedMessages(t *testing.T) {
 				sub.expect(t, b, "queue/end", want)
 			})
 		}
+	}
+}
+
+// TestPersistUnplacedRecord: a stored message without a place in the queue
+// (OnQosPublish could not read it) is restored after the others, and like
+// them may have been sent before the restart: it is resent with DUP 1.
+// (It was restored with Set, as never sent, and came with DUP 0.)
+func TestPersistUnplacedRecord(t *testing.T) {
+	b := startPersist(t, t.TempDir())
+	const id = "unplaced-sub"
+	sub := connect(t, b, id, true)
+	sub.subscribe(t, b, id, "unplaced/#", 1)
+	sub.disconnect(t, b, id)
+	pub := publisher(t, b)
+	for _, p := range []string{"1", "2", "3"} {
+		publish(t, pub, &mqttc.Message{Topic: "unplaced/x", Payload: []byte(p), QoS: 1})
+	}
+	b.wait(t, "queued "+id, 3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := bbolt.Open(filepath.Join(b.dir, persistFile), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unplaced := 0
+	err = db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bInflight)
+		var keys [][]byte
+		var recs []message
+		if err := bk.ForEach(func(k, v []byte) error {
+			var r message
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			if r.Client == id && string(r.Payload) == "2" {
+				r.Seq = 0
+				keys, recs = append(keys, append([]byte(nil), k...)), append(recs, r)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if err := put(tx, bInflight, k, recs[i]); err != nil {
+				return err
+			}
+			unplaced++
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || unplaced != 1 {
+		t.Fatalf("taking the place of the stored message 2: %d records changed, %v", unplaced, err)
+	}
+
+	b = startPersistCfg(t, b.cfg)
+	sub = connect(t, b, id, true)
+	var got []string
+	for range 3 {
+		m := sub.receive(t)
+		got = append(got, fmt.Sprintf("%s dup=%v", m.Payload, m.Dup))
+	}
+	if g, w := strings.Join(got, ", "), "1 dup=true, 3 dup=true, 2 dup=true"; g != w {
+		t.Errorf("after the restart: got %s, want %s", g, w)
 	}
 }
