@@ -178,3 +178,49 @@ func TestInflightCountAfterDrops(t *testing.T) {
 		t.Errorf("$SYS inflight %d, in flight %d (%d dropped)", info.Inflight, n, info.MessagesDropped)
 	}
 }
+
+// TestInflightCountAfterResume: a persistent session's queue is counted in
+// $SYS/broker/messages/inflight once while the client is away and still
+// once after it resumes the session, and nothing when acknowledged. mochi
+// counted the queue out when the new connection took it over from the old
+// one (ClearInflights on the old connection's copy), though the new one
+// holds it: the count fell to 0, and below as the messages were
+// acknowledged.
+func TestInflightCountAfterResume(t *testing.T) {
+	s, addr := startLoopback(t, Config{})
+	const n = 5
+	sub := rawSubscriber(t, addr, "resumed", 1<<16, 1, 3600)
+	sub.conn.Close()
+	<-publishLoad(t, addr, n, 1) // each acknowledged once queued for the session
+	inflight := func(what string, want int64) {
+		t.Helper()
+		if got := s.m.Info.Clone().Inflight; got != want {
+			t.Errorf("%s: $SYS inflight %d, want %d", what, got, want)
+		}
+	}
+	inflight("the session away with its queue", n)
+
+	c := rawDial(t, addr)
+	expiry := uint32(3600)
+	c.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "resumed", KeepAlive: 600,
+		Properties: &paho.Properties{SessionExpiryInterval: &expiry}})
+	c.await(t, paho.CONNACK)
+	var ids []uint16
+	c.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+	for len(ids) < n {
+		p, err := paho.ReadPacket(c.r)
+		if err != nil {
+			t.Fatalf("the resumed session's queue: %v", err)
+		}
+		if pub, ok := p.Content.(*paho.Publish); ok {
+			ids = append(ids, pub.PacketID)
+		}
+	}
+	inflight("the queue resent", n)
+	for _, id := range ids {
+		c.send(t, &paho.Puback{PacketID: id, Properties: &paho.Properties{}})
+	}
+	c.send(t, paho.NewControlPacket(paho.PINGREQ))
+	c.await(t, paho.PINGRESP) // the acknowledgements have been read
+	inflight("all acknowledged", 0)
+}

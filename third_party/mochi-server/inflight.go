@@ -176,6 +176,19 @@ func (i *Inflight) HandOver() *Inflight {
 	return c
 }
 
+// clear deletes every packet in flight, without counting them out or
+// telling the hooks: for a connection whose session another connection
+// has taken over, with them (HandOver). mqtk.
+func (i *Inflight) clear() {
+	i.Lock()
+	defer i.Unlock()
+	for id, p := range i.internal {
+		delete(i.internal, id)
+		*p = inflightEntry{}
+		inflightPackets.Put(p)
+	}
+}
+
 // setNew is Set for a message being queued, unless the Inflight has been
 // handed over to another connection (handedOver true; nothing is set).
 // mqtk: see HandOver.

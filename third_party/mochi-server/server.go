@@ -647,7 +647,11 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 		// Clean the state of the existing client to prevent sequential take-overs
 		// from increasing memory usage by inflights + subs * client-id.
 		s.UnsubscribeClient(existing)
-		existing.ClearInflights()
+		// mqtk: was ClearInflights, which counted the messages out of
+		// $SYS/broker/messages/inflight (and told the OnQosDropped hooks)
+		// though cl holds them now: the count fell by the queue at every
+		// resumption, and below 0 as its messages were acknowledged.
+		existing.State.Inflight.clear()
 
 		s.Log.Debug("session taken over", "client", cl.ID, "old_remote", existing.Net.Remote, "new_remote", cl.Net.Remote)
 
