@@ -36,12 +36,13 @@ import (
 // other, and stay in the session meanwhile. Other packets are never held
 // back [MQTT-3.3.4-10].
 //
-// Not mended: an acknowledgement frees its quota (PacketRead) a moment
-// before the hook writes what it held back, and a new message mochi's
-// writer brings in that moment is admitted, ahead of older ones still held
-// back. (A message too large for the client is counted when it is
-// admitted, like any other; mochi then discards it [MQTT-3.1.2-25] and
-// tells OnQosDropped, which frees its quota.) (A refused write used
+// A new message is held back too while anything older is, or while an
+// acknowledgement's quota is being given to what was held (draining): it
+// used to be admitted in the moment between the two, ahead of older ones.
+// (No test reaches that moment; the Receive Maximum and resumption tests
+// show that nothing is held for good.) A message too large for the client
+// is counted when it is admitted, like any other; mochi then discards it
+// [MQTT-3.1.2-25] and tells OnQosDropped, which frees its quota. (A refused write used
 // to leave the packets buffered before it unwritten; mochi flushes them
 // now, third_party/mochi-server/MQTK.md change 6.)
 type flowHook struct {
@@ -133,7 +134,9 @@ func (f *flow) admit(pk *packets.Packet) bool {
 	switch {
 	case f.unacked[id]:
 		return true // counted: held back before, or written again
-	case len(f.unacked) < f.max:
+	case len(f.unacked) < f.max && len(f.held) == 0 && !f.draining:
+		// Nothing older waits: a drain in progress has freed quota for
+		// what it holds, and goes on with what is held after it.
 		f.unacked[id] = true
 		return true
 	}
