@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,13 +178,23 @@ func (h *flowHook) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 	return nil
 }
 
-// OnQosDropped frees the quota of a message mochi discarded because it is
-// too large for the client (reason code 0x95, MQTK.md change 28): it is
-// never sent, so no acknowledgement will free it. (The quota of a message
-// dropped after it was sent, when it expires, waits for the
-// acknowledgement, which the client still sends.)
+// OnQosDropped forgets a dropped message that was held back: a new
+// message may take its Packet Identifier, and must not take its place. It
+// frees the quota of a message mochi discarded because it is too large
+// for the client (reason code 0x95, MQTK.md change 28): it is never sent,
+// so no acknowledgement will free it. (The quota of a message dropped
+// after it was sent, when it expires, waits for the acknowledgement,
+// which the client still sends.)
 func (h *flowHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type == packets.Publish && pk.ReasonCode == packets.ErrPacketTooLarge.Code && h.counting.Load() != 0 {
+	if pk.FixedHeader.Type != packets.Publish || h.counting.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	if f := h.flows[cl]; f != nil {
+		f.held = slices.DeleteFunc(f.held, func(hb heldBack) bool { return hb.id == pk.PacketID })
+	}
+	h.mu.Unlock()
+	if pk.ReasonCode == packets.ErrPacketTooLarge.Code {
 		h.free(cl, pk.PacketID)
 	}
 }

@@ -480,3 +480,29 @@ func TestInflightSent(t *testing.T) {
 	j.Set(packets.Packet{PacketID: 3})
 	check("3 deleted and set again", sent(j), 2, 4)
 }
+
+// TestTakeoverQuotas: a connection taking a session over keeps the send and
+// receive quotas it has (a hook that counts the client's Receive Maximum
+// itself has set the send quota to 0), and does not get the client's
+// Receive Maximum as send quota with the queue (MQTK.md, change 31).
+func TestTakeoverQuotas(t *testing.T) {
+	s := newAllowServer(t, &Options{Capabilities: &Capabilities{ReceiveMaximum: 7, MaximumInflight: 100}})
+	old := newV5Client(s, newDirectConn(t), "quota")
+	old.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1})
+	s.Clients.Add(old)
+
+	cl := newV5Client(s, newDirectConn(t), "quota")
+	cl.Properties.Props.ReceiveMaximum = 2
+	cl.State.Inflight.ResetReceiveQuota(7) // as ParseConnect does
+	cl.State.Inflight.ResetSendQuota(0)    // as mqtk's flowHook does
+	if !s.inheritClientSession(packets.Packet{}, cl) {
+		t.Fatal("no session taken over")
+	}
+	if !cl.State.Inflight.Has(1) {
+		t.Fatal("the queue was not taken over")
+	}
+	i := cl.State.Inflight
+	if got := [4]int32{i.sendQuota, i.maximumSendQuota, i.receiveQuota, i.maximumReceiveQuota}; got != [4]int32{0, 0, 7, 7} {
+		t.Errorf("quotas after the takeover (send, max send, receive, max receive): %v, want [0 0 7 7]", got)
+	}
+}

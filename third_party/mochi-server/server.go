@@ -629,11 +629,18 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 		// after the copy was made was lost; publishToClient now routes it
 		// to the new one.
 		if handed := existing.State.Inflight.HandOver(); handed.Len() > 0 {
+			// mqtk: the queue takes the quotas this connection has now, as
+			// ParseConnect and the OnSessionEstablish hooks left them
+			// (mqtk's flowHook counts the client's Receive Maximum itself
+			// and sets mochi's send quota to 0). mochi set the send quota
+			// to the client's Receive Maximum here, so until the CONNACK
+			// (where the hook sets it to 0 again) a message routed to this
+			// connection beyond that many was kept in flight as waiting
+			// for quota, not queued, and not sent on this connection.
+			own := cl.State.Inflight
+			handed.ResetReceiveQuota(atomic.LoadInt32(&own.maximumReceiveQuota))
+			handed.ResetSendQuota(atomic.LoadInt32(&own.maximumSendQuota))
 			cl.State.Inflight = handed // [MQTT-3.1.2-5]
-			if cl.State.Inflight.maximumReceiveQuota == 0 && cl.ops.options.Capabilities.ReceiveMaximum != 0 {
-				cl.State.Inflight.ResetReceiveQuota(int32(cl.ops.options.Capabilities.ReceiveMaximum)) // server receive max per client
-				cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))            // client receive max
-			}
 		}
 
 		for _, sub := range existing.State.Subscriptions.GetAll() {
