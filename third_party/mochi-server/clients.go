@@ -254,7 +254,7 @@ func (cl *Client) writeQueued() {
 		if !ok {
 			return
 		}
-		if err := cl.writePacketFrom(pk); err != nil { // mqtk: was WritePacket(*pk)
+		if err := cl.writePacketFrom(pk); err != nil && debugging(cl.ops.log) { // mqtk: was WritePacket(*pk); see debugging
 			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 		}
 		freePooledPacket(pk) // mqtk: see pooledPackets
@@ -296,7 +296,7 @@ func (cl *Client) writeDirect() bool {
 	if err == errDiscard {
 		cl.discardTooLarge(pk)
 	}
-	if err != nil {
+	if err != nil && debugging(cl.ops.log) {
 		cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 	}
 	freePooledPacket(pk)

@@ -6,6 +6,7 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -1127,7 +1128,7 @@ func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscriber
 	for id, subs := range subscribers.Subscriptions {
 		if cl, ok := s.Clients.Get(id); ok {
 			err := s.publishToClient(cl, subs, &pk)
-			if err != nil {
+			if err != nil && debugging(s.Log) {
 				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 		}
@@ -1263,6 +1264,13 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk *packe
 
 	return nil
 }
+
+// debugging reports whether l logs at the debug level. mqtk: the calls to
+// Debug for each message not sent (a full queue drops one per subscriber)
+// boxed their arguments, the Packet (800 bytes) among them, on the heap
+// whether or not anything was logged: at a QoS 0 fan-out whose subscribers
+// fell behind, hundreds of thousands of allocations a second.
+func debugging(l *slog.Logger) bool { return l.Enabled(context.Background(), slog.LevelDebug) }
 
 // maxDirectPayload is the largest payload written directly (see
 // outQueue.direct): a larger message is encoded, and what the socket does
