@@ -43,9 +43,9 @@ import (
 // (No test reaches that moment; the Receive Maximum and resumption tests
 // show that nothing is held for good.) A message too large for the client
 // is counted when it is admitted, like any other; mochi then discards it
-// [MQTT-3.1.2-25] and tells OnQosDropped, which frees its quota. (A refused write used
-// to leave the packets buffered before it unwritten; mochi flushes them
-// now, third_party/mochi-server/MQTK.md change 6.)
+// [MQTT-3.1.2-25] and tells OnQosDropped, which frees its quota. (A
+// refused write used to leave the packets buffered before it unwritten;
+// mochi flushes them now, third_party/mochi-server/MQTK.md change 6.)
 type flowHook struct {
 	mqtt.HookBase
 	mu    sync.Mutex
