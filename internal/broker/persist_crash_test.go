@@ -53,9 +53,7 @@ func TestPersistCrashAfterAck(t *testing.T) {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			b := startPersist(t, t.TempDir())
 			const id = "fan-sub"
-			sub := connect(t, b, id, true)
-			sub.subscribe(t, b, id, "fan/#", 2)
-			sub.disconnect(t, b, id)
+			away(t, b, id, "fan/#", 2)
 
 			ack := map[byte]byte{1: packets.Puback, 2: packets.Pubrec}[qos]
 			crashed, taken := snapshot(t, b, mqtt.OnPacketSent, ack, is("fan-pub"))
@@ -80,7 +78,7 @@ func TestPersistCrashAfterAck(t *testing.T) {
 			}
 
 			b = startPersist(t, crashed)
-			sub = connect(t, b, id, true)
+			sub := connect(t, b, id, true)
 			sub.expect(t, b, "fan/end", []*mqttc.Message{m})
 		})
 	}
@@ -120,9 +118,7 @@ func TestPersistCrashAfterPubrec(t *testing.T) {
 func TestPersistCrashAfterResume(t *testing.T) {
 	b := startPersist(t, t.TempDir())
 	const id = "resume-sub"
-	sub := connect(t, b, id, true)
-	sub.subscribe(t, b, id, "resume/#", 2)
-	sub.disconnect(t, b, id)
+	away(t, b, id, "resume/#", 2)
 	var want []*mqttc.Message
 	pub := publisher(t, b)
 	for i := 0; i < 5; i++ {
@@ -152,7 +148,7 @@ func TestPersistCrashAfterResume(t *testing.T) {
 	b.Close()
 
 	b = startPersist(t, crashed)
-	sub = connect(t, b, id, true)
+	sub := connect(t, b, id, true)
 	sub.expect(t, b, "resume/end", want)
 }
 
@@ -164,9 +160,7 @@ func TestPersistCrashDuringFanOut(t *testing.T) {
 	b := startPersist(t, t.TempDir())
 	ids := []string{"fan-a", "fan-b"}
 	for _, id := range ids {
-		sub := connect(t, b, id, true)
-		sub.subscribe(t, b, id, "fan/#", 1)
-		sub.disconnect(t, b, id)
+		away(t, b, id, "fan/#", 1)
 	}
 	crashed, taken := snapshot(t, b, mqtt.OnQosPublish, packets.Publish, func(id string) bool { return strings.HasPrefix(id, "fan-") })
 	m := &mqttc.Message{Topic: "fan/x", Payload: []byte("acknowledged"), QoS: 1}

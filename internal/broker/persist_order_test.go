@@ -13,9 +13,7 @@ import (
 func TestQueueOrderWithoutPersistence(t *testing.T) {
 	b := startPersistCfg(t, Config{})
 	const id = "order-sub"
-	sub := connect(t, b, id, true)
-	sub.subscribe(t, b, id, "order/#", 2)
-	sub.disconnect(t, b, id)
+	away(t, b, id, "order/#", 2)
 	pub := publisher(t, b)
 	var want []*mqttc.Message
 	for i := 0; i < 30; i++ {
@@ -24,7 +22,7 @@ func TestQueueOrderWithoutPersistence(t *testing.T) {
 		want = append(want, m)
 	}
 	b.wait(t, "queued "+id, len(want)) // see TestPersistQueuedMessages
-	sub = connect(t, b, id, true)
+	sub := connect(t, b, id, true)
 	sub.expect(t, b, "order/end", want)
 
 }

@@ -91,9 +91,7 @@ func TestPersistSessionEndedByClient(t *testing.T) {
 		t.Run(map[bool]string{true: "clean start", false: "no expiry"}[cfg.CleanStart], func(t *testing.T) {
 			b := startPersist(t, t.TempDir())
 			const id = "ended"
-			sub := connect(t, b, id, true)
-			sub.subscribe(t, b, id, "ended/#", 1)
-			sub.disconnect(t, b, id)
+			away(t, b, id, "ended/#", 1)
 			publish(t, publisher(t, b), &mqttc.Message{Topic: "ended/x", Payload: []byte("queued"), QoS: 1})
 
 			cfg.ClientID = id

@@ -452,9 +452,7 @@ func TestPersistQueuedMessages(t *testing.T) {
 func TestPersistUnplacedRecord(t *testing.T) {
 	b := startPersist(t, t.TempDir())
 	const id = "unplaced-sub"
-	sub := connect(t, b, id, true)
-	sub.subscribe(t, b, id, "unplaced/#", 1)
-	sub.disconnect(t, b, id)
+	away(t, b, id, "unplaced/#", 1)
 	pub := publisher(t, b)
 	for _, p := range []string{"1", "2", "3"} {
 		publish(t, pub, &mqttc.Message{Topic: "unplaced/x", Payload: []byte(p), QoS: 1})
@@ -502,7 +500,7 @@ func TestPersistUnplacedRecord(t *testing.T) {
 	}
 
 	b = startPersistCfg(t, b.cfg)
-	sub = connect(t, b, id, true)
+	sub := connect(t, b, id, true)
 	var got []string
 	for range 3 {
 		m := sub.receive(t)
@@ -511,4 +509,13 @@ func TestPersistUnplacedRecord(t *testing.T) {
 	if g, w := strings.Join(got, ", "), "1 dup=true, 3 dup=true, 2 dup=true"; g != w {
 		t.Errorf("after the restart: got %s, want %s", g, w)
 	}
+}
+
+// away gives b a persistent session id subscribed to filter at qos, and
+// disconnects it: the session waits for its messages offline.
+func away(t *testing.T, b *testBroker, id, filter string, qos byte) {
+	t.Helper()
+	sub := connect(t, b, id, true)
+	sub.subscribe(t, b, id, filter, qos)
+	sub.disconnect(t, b, id)
 }
