@@ -403,32 +403,34 @@ func (cl *Client) NextPacketID() (i uint32, err error) {
 // the queue it took over, not the messages routed to it since (see
 // attachClient).
 //
-// mqtk: a packet the write refuses (ErrPacketTooLarge: larger than the
-// client's Maximum Packet Size, or held back by a hook that keeps to the
-// client's Receive Maximum) stays in the session and the resend goes on,
-// as when a queued packet's write is refused. mochi returned the error,
-// and the connection was dropped: a session whose queue held a message
-// too large for the client could never be resumed [MQTT-3.1.2-25].
+// mqtk: the resend goes on past a packet the write refuses
+// (ErrPacketTooLarge), as the writer of queued packets does: one a hook
+// holds back (keeping to the client's Receive Maximum) stays in the
+// session, and a PUBLISH larger than the client's Maximum Packet Size is
+// discarded (discardTooLarge). mochi returned the error, and the
+// connection was dropped: a session whose queue held a message too large
+// for the client could never be resumed [MQTT-3.1.2-25].
 func (cl *Client) resendInflight(before uint64) error {
 	if cl.State.Inflight.Len() == 0 {
 		return nil
 	}
 
-	for _, e := range cl.State.Inflight.getAll(false, before) {
-		tk := e.Packet
+	queue := cl.State.Inflight.getAll(false, before)
+	for k := range queue {
+		tk, sent := &queue[k].Packet, queue[k].sent
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}
 
-		cl.ops.hooks.OnQosPublish(cl, tk, tk.Created, 0)
+		cl.ops.hooks.OnQosPublish(cl, *tk, tk.Created, 0)
 		if tk.FixedHeader.Type == packets.Publish {
 			// mqtk: the hooks are told of a resend (DUP 1); the client gets
 			// DUP 1 only if the message was sent before, see inflightEntry.
-			tk.FixedHeader.Dup = e.sent
+			tk.FixedHeader.Dup = sent
 		}
-		err := cl.WritePacket(tk)
+		err := cl.WritePacket(*tk)
 		if errors.Is(err, packets.ErrPacketTooLarge) {
-			continue // not written: still in flight
+			continue // held back, or discarded (see above)
 		}
 		if err != nil {
 			return err
@@ -436,7 +438,7 @@ func (cl *Client) resendInflight(before uint64) error {
 
 		if tk.FixedHeader.Type == packets.Puback || tk.FixedHeader.Type == packets.Pubcomp {
 			if ok := cl.State.Inflight.Delete(tk.PacketID); ok {
-				cl.ops.hooks.OnQosComplete(cl, tk)
+				cl.ops.hooks.OnQosComplete(cl, *tk)
 				atomic.AddInt64(&cl.ops.info.Inflight, -1)
 			}
 		}

@@ -67,20 +67,30 @@ type inflightEntry struct {
 func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
-	return i.setLocked(m)
+	_, added := i.setLocked(m)
+	return added
 }
 
-// setLocked is Set with the lock held (mqtk).
-func (i *Inflight) setLocked(m packets.Packet) bool {
+// setLocked is Set with the lock held, which also returns the entry
+// (mqtk).
+func (i *Inflight) setLocked(m packets.Packet) (*inflightEntry, bool) {
 	if p, ok := i.internal[m.PacketID]; ok {
 		p.Packet = m
-		return false
+		return p, false
 	}
 	p := inflightPackets.Get().(*inflightEntry)
 	i.last++
 	p.Packet, p.seq, p.sent = m, i.last, false
 	i.internal[m.PacketID] = p
-	return true
+	return p, true
+}
+
+// freeLocked deletes the entry p of id, with the lock held, and gives it
+// back to the pool (mqtk).
+func (i *Inflight) freeLocked(id uint16, p *inflightEntry) {
+	delete(i.internal, id)
+	*p = inflightEntry{} // let go of the payload
+	inflightPackets.Put(p)
 }
 
 // markSent notes that a write of the PUBLISH in flight with the identifier
@@ -100,8 +110,7 @@ func (i *Inflight) markSent(id uint16) {
 func (i *Inflight) SetAt(m packets.Packet, seq uint64) bool {
 	i.Lock()
 	defer i.Unlock()
-	added := i.setLocked(m)
-	p := i.internal[m.PacketID]
+	p, added := i.setLocked(m)
 	p.sent = true
 	if seq != 0 {
 		p.seq = seq
@@ -183,9 +192,7 @@ func (i *Inflight) clear() {
 	i.Lock()
 	defer i.Unlock()
 	for id, p := range i.internal {
-		delete(i.internal, id)
-		*p = inflightEntry{}
-		inflightPackets.Put(p)
+		i.freeLocked(id, p)
 	}
 }
 
@@ -198,16 +205,19 @@ func (i *Inflight) setNew(m packets.Packet) (added, handedOver bool) {
 	if i.handedOver {
 		return false, true
 	}
-	return i.setLocked(m), false
+	_, added = i.setLocked(m)
+	return added, false
 }
 
 // GetAll returns all the inflight messages, in their order in the queue
 // (mqtk: see inflightEntry).
 func (i *Inflight) GetAll(immediate bool) []packets.Packet {
-	e := i.getAll(immediate, math.MaxUint64)
+	i.RLock()
+	defer i.RUnlock()
+	e := i.sortedLocked(immediate, math.MaxUint64)
 	m := make([]packets.Packet, len(e))
-	for k := range e {
-		m[k] = e[k].Packet
+	for k, v := range e {
+		m[k] = v.Packet
 	}
 	return m
 }
@@ -217,7 +227,18 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 func (i *Inflight) getAll(immediate bool, before uint64) []inflightEntry {
 	i.RLock()
 	defer i.RUnlock()
+	e := i.sortedLocked(immediate, before)
+	m := make([]inflightEntry, len(e))
+	for k, v := range e {
+		m[k] = *v
+	}
+	return m
+}
 
+// sortedLocked lists, with the lock held, the entries placed before before
+// (only those waiting for quota if immediate), in their order in the
+// queue (mqtk: see inflightEntry).
+func (i *Inflight) sortedLocked(immediate bool, before uint64) []*inflightEntry {
 	e := make([]*inflightEntry, 0, len(i.internal))
 	for _, v := range i.internal {
 		if (!immediate || v.Expiry < 0) && v.seq < before {
@@ -225,11 +246,7 @@ func (i *Inflight) getAll(immediate bool, before uint64) []inflightEntry {
 		}
 	}
 	slices.SortFunc(e, func(a, b *inflightEntry) int { return cmp.Compare(a.seq, b.seq) })
-	m := make([]inflightEntry, len(e))
-	for k, v := range e {
-		m[k] = *v
-	}
-	return m
+	return e
 }
 
 // NextImmediate returns the next inflight packet which is indicated to be sent immediately.
@@ -288,9 +305,7 @@ func (i *Inflight) DeleteExpired(now, maximumExpiry int64) []packets.Packet {
 	for _, id := range ids {
 		if p, ok := i.internal[id]; ok && p.Expired(now, maximumExpiry) {
 			m = append(m, p.Packet)
-			delete(i.internal, id)
-			*p = inflightEntry{}
-			inflightPackets.Put(p)
+			i.freeLocked(id, p)
 		}
 	}
 
@@ -304,9 +319,7 @@ func (i *Inflight) Delete(id uint16) bool {
 
 	p, ok := i.internal[id]
 	if ok {
-		delete(i.internal, id)
-		*p = inflightEntry{} // let go of the payload
-		inflightPackets.Put(p)
+		i.freeLocked(id, p)
 	}
 
 	return ok

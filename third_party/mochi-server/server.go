@@ -1025,12 +1025,12 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	// any subscriber has the message; a PUBACK once the routing is done.
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
-		s.setAck(cl, ack)
+		s.setAck(cl, &ack)
 	}
 	s.publishToSubscribers(pk, subscribers)
 	s.hooks.OnPublished(cl, pk)
 	if pk.FixedHeader.Qos == 1 {
-		s.setAck(cl, ack)
+		s.setAck(cl, &ack)
 	}
 
 	err = cl.WriteAck(ack) // mqtk: was WritePacket, see WriteAck
@@ -1051,10 +1051,10 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 // setAck puts the acknowledgement of a client's publish in flight (mqtk,
 // see processPublish).
-func (s *Server) setAck(cl *Client, ack packets.Packet) {
-	if ok := cl.State.Inflight.Set(ack); ok {
+func (s *Server) setAck(cl *Client, ack *packets.Packet) {
+	if ok := cl.State.Inflight.Set(*ack); ok {
 		atomic.AddInt64(&s.Info.Inflight, 1)
-		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
+		s.hooks.OnQosPublish(cl, *ack, ack.Created, 0)
 	}
 }
 
@@ -1454,7 +1454,9 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, r
 	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		err := s.publishToClient(cl, sub, &pkv)
 		if err != nil {
-			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
+			if debugging(s.Log) {
+				s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
+			}
 			continue
 		}
 		s.hooks.OnRetainPublished(cl, pkv)
