@@ -197,7 +197,6 @@ func Start(cfg Config) (*Server, error) {
 			return fail(err)
 		}
 	}
-	// mqtt3Hook clears the CONNACK flag flowHook reads.
 	for _, h := range []mqtt.Hook{newFlowHook(), &mqtt3Hook{}} {
 		if err := m.AddHook(h, nil); err != nil {
 			return fail(err)

@@ -102,23 +102,21 @@ func (h *flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 			delete(h.flows, c)
 		}
 	}
-	defer func() { h.counting.Store(int64(len(h.flows))) }()
 	rm := int(cl.Properties.Props.ReceiveMaximum) // mochi caps it at MaximumInflight
-	if cl.Properties.ProtocolVersion != 5 || rm == 0 {
-		return
+	if cl.Properties.ProtocolVersion == 5 && rm > 0 {
+		h.flows[cl] = &flow{max: rm, unacked: map[uint16]bool{}}
+		// mochi holds nothing back; a session this connection takes over
+		// keeps this quota (MQTK.md change 31).
+		cl.State.Inflight.ResetSendQuota(0)
 	}
-	h.flows[cl] = &flow{max: rm, unacked: map[uint16]bool{}}
-	cl.State.Inflight.ResetSendQuota(0) // mochi holds nothing back
+	h.counting.Store(int64(len(h.flows)))
 }
 
 func (h *flowHook) EncodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	if h.counting.Load() == 0 {
 		return
 	}
-	switch {
-	case pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80:
-		h.connack(cl)
-	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0:
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if f := h.flows[cl]; f != nil && !f.admit(pk) {
@@ -148,16 +146,6 @@ func (f *flow) admit(pk *packets.Packet) bool {
 	}
 	f.held = append(f.held, heldBack{id: id, resent: pk.FixedHeader.Dup})
 	return false
-}
-
-// connack makes sure mochi still holds nothing back: taking over a
-// session resets the quota.
-func (h *flowHook) connack(cl *mqtt.Client) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.flows[cl] != nil {
-		cl.State.Inflight.ResetSendQuota(0)
-	}
 }
 
 // PacketRead frees quota for an acknowledgement, and writes what was

@@ -18,8 +18,6 @@ import (
 //   - mochi sets the Session Present flag in the CONNACK of a 3.1 client,
 //     where 3.1 has a reserved byte ("Reserved values. Not used.", §3.2);
 //     the flag came with 3.1.1 ([MQTT-3.2.2-1]: the other bits are 0).
-//
-// It must come after the hooks that read the CONNACK's flag (flowHook).
 type mqtt3Hook struct{ mqtt.HookBase }
 
 func (h *mqtt3Hook) ID() string           { return "mqtk-mqtt3" }

@@ -549,21 +549,26 @@ func (h *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, res
 	if replaying != 0 {
 		journal = replaying
 	}
-	_ = h.view(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bInflight).Get(key); v != nil {
-			var r message
-			exists = json.Unmarshal(v, &r) == nil && r.Client == cl.ID && r.Type == t
-		}
-		if replaying != 0 {
-			clientRecords(tx, bInflight, cl.ID, func(_, v []byte) {
+	// What is stored already matters only to a resend (DUP) or another
+	// packet than a PUBLISH (exists), and to the journal's delivery at start
+	// (duplicate): a new message is stored without a read first.
+	if t != packets.Publish || pk.FixedHeader.Dup || replaying != 0 {
+		_ = h.view(func(tx *bbolt.Tx) error {
+			if v := tx.Bucket(bInflight).Get(key); v != nil {
 				var r message
-				if json.Unmarshal(v, &r) == nil && r.Journal == replaying {
-					duplicate = true
-				}
-			})
-		}
-		return nil
-	})
+				exists = json.Unmarshal(v, &r) == nil && r.Client == cl.ID && r.Type == t
+			}
+			if replaying != 0 {
+				clientRecords(tx, bInflight, cl.ID, func(_, v []byte) {
+					var r message
+					if json.Unmarshal(v, &r) == nil && r.Journal == replaying {
+						duplicate = true
+					}
+				})
+			}
+			return nil
+		})
+	}
 	if duplicate {
 		// Delivering the journal at start: this session stored its copy
 		// before the crash.

@@ -468,29 +468,20 @@ func TestPersistUnplacedRecord(t *testing.T) {
 	}
 	unplaced := 0
 	err = db.Update(func(tx *bbolt.Tx) error {
-		bk := tx.Bucket(bInflight)
-		var keys [][]byte
-		var recs []message
-		if err := bk.ForEach(func(k, v []byte) error {
+		var key []byte
+		var rec message
+		clientRecords(tx, bInflight, id, func(k, v []byte) {
 			var r message
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
+			if json.Unmarshal(v, &r) == nil && string(r.Payload) == "2" {
+				key, rec = append([]byte(nil), k...), r
+				unplaced++
 			}
-			if r.Client == id && string(r.Payload) == "2" {
-				r.Seq = 0
-				keys, recs = append(keys, append([]byte(nil), k...)), append(recs, r)
-			}
+		})
+		if key == nil {
 			return nil
-		}); err != nil {
-			return err
 		}
-		for i, k := range keys {
-			if err := put(tx, bInflight, k, recs[i]); err != nil {
-				return err
-			}
-			unplaced++
-		}
-		return nil
+		rec.Seq = 0
+		return put(tx, bInflight, key, rec)
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
