@@ -65,6 +65,17 @@ func publishLoad(t *testing.T, addr string, n int, qos byte) <-chan struct{} {
 // session outlives the connection. It reads nothing more unless told to.
 func rawSubscriber(t *testing.T, addr, id string, rcvbuf int, qos byte, expiry uint32) *rawConn {
 	t.Helper()
+	c := rawConnect(t, addr, id, rcvbuf, expiry)
+	c.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: qos}}, Properties: &paho.Properties{}})
+	c.await(t, paho.SUBACK)
+	return c
+}
+
+// rawConnect connects an MQTT 5 client id with a receive buffer of rcvbuf
+// bytes and, if expiry is not 0, a persistent session (clean start 0)
+// expiring after expiry seconds.
+func rawConnect(t *testing.T, addr, id string, rcvbuf int, expiry uint32) *rawConn {
+	t.Helper()
 	c := rawDial(t, addr)
 	if err := c.conn.(*net.TCPConn).SetReadBuffer(rcvbuf); err != nil {
 		t.Fatal(err)
@@ -75,8 +86,6 @@ func rawSubscriber(t *testing.T, addr, id string, rcvbuf int, qos byte, expiry u
 	}
 	c.send(t, connect)
 	c.await(t, paho.CONNACK)
-	c.send(t, &paho.Subscribe{PacketID: 1, Subscriptions: []paho.SubOptions{{Topic: "load", QoS: qos}}, Properties: &paho.Properties{}})
-	c.await(t, paho.SUBACK)
 	return c
 }
 
@@ -200,11 +209,7 @@ func TestInflightCountAfterResume(t *testing.T) {
 	}
 	inflight("the session away with its queue", n)
 
-	c := rawDial(t, addr)
-	expiry := uint32(3600)
-	c.send(t, &paho.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, ClientID: "resumed", KeepAlive: 600,
-		Properties: &paho.Properties{SessionExpiryInterval: &expiry}})
-	c.await(t, paho.CONNACK)
+	c := rawConnect(t, addr, "resumed", 1<<16, 3600)
 	var ids []uint16
 	c.conn.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
 	for len(ids) < n {

@@ -492,9 +492,9 @@ func TestTakeoverQuotas(t *testing.T) {
 	s.Clients.Add(old)
 
 	cl := newV5Client(s, newDirectConn(t), "quota")
-	cl.Properties.Props.ReceiveMaximum = 2
-	cl.State.Inflight.ResetReceiveQuota(7) // as ParseConnect does
-	cl.State.Inflight.ResetSendQuota(0)    // as mqtk's flowHook does
+	cl.ParseConnect("test", packets.Packet{ProtocolVersion: 5, Connect: packets.ConnectParams{ClientIdentifier: "quota"},
+		Properties: packets.Properties{ReceiveMaximum: 2}})
+	cl.State.Inflight.ResetSendQuota(0) // as mqtk's flowHook does
 	if !s.inheritClientSession(packets.Packet{}, cl) {
 		t.Fatal("no session taken over")
 	}

@@ -635,9 +635,10 @@ func (s *Server) inheritClientSession(pk packets.Packet, cl *Client) bool {
 			// (mqtk's flowHook counts the client's Receive Maximum itself
 			// and sets mochi's send quota to 0). mochi set the send quota
 			// to the client's Receive Maximum here, so until the CONNACK
-			// (where the hook sets it to 0 again) a message routed to this
-			// connection beyond that many was kept in flight as waiting
-			// for quota, not queued, and not sent on this connection.
+			// (where the hook used to set it to 0 again) a message routed
+			// to this connection beyond that many was kept in flight as
+			// waiting for quota, not queued, and not sent on this
+			// connection.
 			own := cl.State.Inflight
 			handed.ResetReceiveQuota(atomic.LoadInt32(&own.maximumReceiveQuota))
 			handed.ResetSendQuota(atomic.LoadInt32(&own.maximumSendQuota))
