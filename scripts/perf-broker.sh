@@ -14,6 +14,7 @@
 #   qos0-1to10    QoS 0, 1 publisher -> 10 subscribers: deliveries/s (all subscribers)
 #   qos1-1to1     QoS 1, 1 publisher (window 100) -> 1 subscriber: deliveries/s
 #   p99-1000      QoS 1 at 1,000 msg/s, 1 -> 1: end-to-end p99 (ms)
+#   p99-1000-qos0 the same at QoS 0 (ms)
 #   p99-stalled   the same with a second subscriber that stops reading: the
 #                 healthy subscriber's end-to-end p99 (ms)
 #
@@ -80,19 +81,20 @@ scenario() {
 import json, sys
 r = [r for r in map(json.loads, sys.stdin) if r["type"] == "result"][-1]
 print(r["e2e_latency_us"]["p99"] / 1000 if sys.argv[1] == "p99" else r[sys.argv[1]])' "$metric" < "$tmp/out.json" >> "$tmp/$name.$b"
-    printf '  %-12s %-9s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
+    printf '  %-13s %-9s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
       "$(python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][-1]["lost"])' < "$tmp/out.json")"
   done
 }
 
 echo "# perf-broker: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, RUNS=$RUNS DURATION=$DURATION, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
-all="qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-stalled"
+all="qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-1000-qos0 p99-stalled"
 SCENARIOS=${SCENARIOS:-$all}
 declare -A args=(
   [qos0-1to1]="receive_rate --qos 0 --publishers 1 --subscribers 1"
   [qos0-1to10]="receive_rate --qos 0 --publishers 1 --subscribers 10"
   [qos1-1to1]="receive_rate --qos 1 --publishers 1 --subscribers 1 --inflight 100"
   [p99-1000]="p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000"
+  [p99-1000-qos0]="p99 --qos 0 --publishers 1 --subscribers 1 --rate 1000"
   [p99-stalled]="p99 --qos 1 --publishers 1 --subscribers 1 --rate 1000"
 )
 for name in $SCENARIOS; do
@@ -124,10 +126,10 @@ print(f"{r[k-1]:.2f}-{r[n-k]:.2f}" if n and 1 - 2 * cdf(k - 1) >= 0.95 else "-")
 }
 
 echo "median of $RUNS runs (round-ratio: the median of the rounds' own ratios, with its 95% interval):"
-printf '  %-12s %14s %14s %8s %12s %11s\n' scenario mosquitto mqtk ratio round-ratio interval
+printf '  %-13s %14s %14s %8s %12s %11s\n' scenario mosquitto mqtk ratio round-ratio interval
 for name in $SCENARIOS; do
   a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
   paste "$tmp/$name.mqtk" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' > "$tmp/$name.ratios"
-  printf '  %-12s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
+  printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
     "$(median < "$tmp/$name.ratios")" "$(ci95 < "$tmp/$name.ratios")"
 done

@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"errors"
+	"os"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -194,5 +196,56 @@ func TestMQTT_2_2_1_IndependentPacketIdentifiers(t *testing.T) {
 			c.ack(got)
 			c.quiet("after the resent message")
 		}
+	})
+}
+
+// TestMQTT_3_3_4_1_SysPublishAnswered: a PUBLISH to a $SYS topic, which
+// the server keeps from other clients ("The Server SHOULD prevent Clients
+// from using such Topic Names to exchange messages with other Clients",
+// 4.7.2, non-normative), is still answered as the QoS asks [MQTT-3.3.4-1]:
+// in MQTT 5 with PUBACK or PUBREC 0x87 (not authorized). 3.1.1 has no way
+// to say so, and the server "MUST either make a positive acknowledgement
+// ... or close the Network Connection" [MQTT-3.3.5-2]: mqtk's broker
+// closes it, as for a topic the ACL denies; mosquitto acknowledges. mochi
+// dropped such a PUBLISH without an answer, and the publisher waited for
+// ever.
+func TestMQTT_3_3_4_1_SysPublishAnswered(t *testing.T) {
+	t.Parallel()
+	forStatements(t, statements{v31: "MQTT-3.3.5-2", v311: "MQTT-3.3.5-2", v5: "MQTT-3.3.4-1"}, func(t *testing.T, v byte) {
+		addr := startBroker(t)
+		s, _ := connect(t, addr, v, "sub")
+		s.mustSubscribe(sub("$SYS/conformance/#", 2))
+		p, _ := connect(t, addr, v, "pub")
+
+		p.send(message("$SYS/conformance/q0", "a", 0, false))
+		p.sync()
+		s.quiet("after a QoS 0 PUBLISH to $SYS")
+
+		if v != v5 {
+			pk := message("$SYS/conformance/q1", "b", 1, false)
+			pk.PacketID = 7
+			p.send(pk)
+			f, err := p.read()
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				t.Fatalf("QoS 1 PUBLISH 7 to $SYS: no answer")
+			case err == nil && (*onMosquitto && (f.pk.FixedHeader.Type != packets.Puback || f.pk.PacketID != 7)):
+				t.Fatalf("QoS 1 PUBLISH 7 to $SYS: got %s, want PUBACK 7 or the connection closed", describe(f.pk))
+			case err == nil && !*onMosquitto:
+				t.Fatalf("QoS 1 PUBLISH 7 to $SYS: got %s, want the connection closed", describe(f.pk))
+			}
+		}
+		for _, tc := range []struct{ qos, ack byte }{{1, packets.Puback}, {2, packets.Pubrec}} {
+			if v != v5 {
+				break
+			}
+			pk := message("$SYS/conformance/q", "b", tc.qos, false)
+			pk.PacketID = 7
+			p.send(pk)
+			if got := p.next(); got.FixedHeader.Type != tc.ack || got.PacketID != 7 || got.ReasonCode != packets.ErrNotAuthorized.Code {
+				t.Fatalf("QoS %d PUBLISH 7 to $SYS: got %s, want %s 7 with 0x87", tc.qos, describe(got), packets.PacketNames[tc.ack])
+			}
+		}
+		s.quiet("after PUBLISHes to $SYS")
 	})
 }

@@ -929,9 +929,6 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
-	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
-		return nil
-	}
 	// mqtk: with nothing more of the publisher's to read, its read loop may
 	// write the message to idle subscribers itself; with more, it leaves the
 	// writes to their writer goroutines, which run beside it (see
@@ -944,7 +941,10 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
 
-	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
+	// mqtk: a topic a client may not publish to ($SYS, 4.7.2) is refused as
+	// one the ACL denies; mochi dropped the PUBLISH unanswered, and a QoS 1
+	// or 2 publisher waited for ever.
+	if !cl.Net.Inline && (!IsValidFilter(pk.TopicName, true) || !s.hooks.OnACLCheck(cl, pk.TopicName, true)) {
 		if pk.FixedHeader.Qos == 0 {
 			return nil
 		}
