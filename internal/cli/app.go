@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/fatih/color"
 	"github.com/spf13/cobra"
@@ -28,7 +29,14 @@ var (
 type App struct {
 	IO        *term.IO
 	LookupEnv func(string) (string, bool)
+	// InterruptGrace is how long pub waits, after a first Ctrl-C or
+	// SIGTERM, for the acknowledgements of what it sent (0:
+	// defaultInterruptGrace).
+	InterruptGrace time.Duration
 }
+
+// defaultInterruptGrace: see App.InterruptGrace.
+const defaultInterruptGrace = 5 * time.Second
 
 // Main runs mqtk with the process's arguments, streams and signals, and
 // returns the exit code.

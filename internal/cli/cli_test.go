@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -362,5 +364,77 @@ func TestPasswordPrompt(t *testing.T) {
 	}
 	if !strings.HasPrefix(stderr.String(), "Password: ") || strings.Contains(stderr.String(), "hunter2") {
 		t.Errorf("stderr %q", stderr)
+	}
+}
+
+// TestPubInterruptedUnacknowledged interrupts `pub -q 1` while a broker
+// that never acknowledges anything holds its message: pub says what it is
+// waiting for, waits out the grace (App.InterruptGrace), and exits 130
+// saying what was not acknowledged. It waited for ever, silently, before.
+func TestPubInterruptedUnacknowledged(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	published := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for first := true; ; first = false {
+			b, err := r.ReadByte() // a packet's fixed header
+			if err != nil {
+				return
+			}
+			n := 0 // the remaining length
+			for shift := 0; ; shift += 7 {
+				d, err := r.ReadByte()
+				if err != nil {
+					return
+				}
+				n |= int(d&127) << shift
+				if d < 128 {
+					break
+				}
+			}
+			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+				return
+			}
+			switch {
+			case first: // CONNECT: CONNACK (MQTT 5, no properties)
+				c.Write([]byte{0x20, 3, 0, 0, 0})
+			case b>>4 == 3: // PUBLISH: never acknowledged
+				close(published)
+			}
+		}
+	}()
+	a, _, stderr := testApp("", nil)
+	a.InterruptGrace = 100 * time.Millisecond
+	ctx, cancel := context.WithCancelCause(context.Background())
+	codec := make(chan int, 1)
+	go func() {
+		codec <- a.Run(ctx, []string{"pub", "-p", fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), "-t", "t", "-m", "x", "-q", "1"})
+	}()
+	<-published
+	cancel(errInterrupted)
+	select {
+	case code := <-codec:
+		if code != ExitInterrupted {
+			t.Errorf("exit %d, want %d", code, ExitInterrupted)
+		}
+	case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+		t.Fatal("pub did not end after the interruption's grace")
+	}
+	for _, want := range []string{
+		"interrupted: waiting up to 100ms for the broker to acknowledge 1 sent message (interrupt again to quit now)",
+		"mqtk: interrupted: 1 sent message not acknowledged within 100ms",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
 	}
 }

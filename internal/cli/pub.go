@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -58,9 +59,12 @@ it is sent. All of these exit 2.
 
 With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an
-empty message and a last line without a newline is still sent. On Ctrl-C the
-lines already read are published and acknowledged before mqtk disconnects
-and exits 130.
+empty message and a last line without a newline is still sent.
+
+On Ctrl-C or SIGTERM what was read is still published (with -l, every
+complete line already read), and mqtk waits up to 5 seconds for the
+broker's acknowledgements, saying so, before it disconnects and exits 130;
+a second Ctrl-C quits at once.
 
 MQTT 3.1.1 and 3.1 (-V 311, -V 31, or without -V a broker that refuses
 MQTT 5) have no reason codes on PUBACK and PUBCOMP: an acknowledgement says
@@ -238,8 +242,11 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		return err
 	}
 	// Acks are waited for even after Ctrl-C (with base), so that what was
-	// read is not lost; a second Ctrl-C quits at once. -W bounds both.
-	base := context.WithoutCancel(ctx)
+	// read is not lost, for up to the grace (graceCtx) after it; a second
+	// Ctrl-C quits at once. -W bounds both.
+	graceCtx, endGrace := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer endGrace(nil)
+	base := graceCtx
 	if plan.timeout > 0 {
 		expired := fmt.Errorf("-W/--timeout %s expired: %w", plan.timeout, context.DeadlineExceeded)
 		var cancel, cancelBase context.CancelFunc
@@ -253,6 +260,34 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		return err
 	}
 	q := newPubQueue(client, base)
+	// On interruption: the notice, and the end of the grace. Not once
+	// runPub is over (its caller writes to stderr then).
+	var interruptMu sync.Mutex
+	over := false
+	stop := context.AfterFunc(ctx, func() {
+		interruptMu.Lock()
+		defer interruptMu.Unlock()
+		if over || !errors.Is(context.Cause(ctx), errInterrupted) {
+			return
+		}
+		grace := a.InterruptGrace
+		if grace == 0 {
+			grace = defaultInterruptGrace
+		}
+		if n := q.unacked.Load(); n > 0 {
+			fmt.Fprintf(a.IO.Err, "mqtk: interrupted: waiting up to %s for the broker to acknowledge %d sent %s (interrupt again to quit now)\n", grace, n, plural(int(n), "message", "messages"))
+		}
+		time.AfterFunc(grace, func() {
+			n := int(q.unacked.Load())
+			endGrace(fmt.Errorf("%w: %d sent %s not acknowledged within %s", errInterrupted, n, plural(n, "message", "messages"), grace))
+		})
+	})
+	defer func() {
+		stop()
+		interruptMu.Lock()
+		over = true
+		interruptMu.Unlock()
+	}()
 	if plan.lines {
 		err = publishLines(ctx, base, a, q, plan)
 	} else {
@@ -260,8 +295,11 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	}
 	if werr := q.finish(); werr != nil {
 		err = werr
+		if cause := context.Cause(graceCtx); cause != nil && errors.Is(werr, context.Canceled) {
+			err = cause // the grace after an interruption ran out
+		}
 	}
-	dctx, cancelD := context.WithTimeout(context.WithoutCancel(ctx), conn.cfg.ConnectTimeout)
+	dctx, cancelD := context.WithTimeout(graceCtx, conn.cfg.ConnectTimeout)
 	defer cancelD()
 	_ = client.Disconnect(dctx)
 	if err == nil && ctx.Err() != nil {
@@ -425,6 +463,7 @@ type pubQueue struct {
 	failed  chan struct{} // closed at the first failed ack
 	err     error
 	sent    int
+	unacked atomic.Int64 // sent, the wait for their acks not yet over
 }
 
 func newPubQueue(c mqttc.Client, waitCtx context.Context) *pubQueue {
@@ -432,13 +471,13 @@ func newPubQueue(c mqttc.Client, waitCtx context.Context) *pubQueue {
 	go func() {
 		defer close(q.done)
 		for p := range q.pending {
-			if q.err != nil {
-				continue
+			if q.err == nil {
+				if err := p.Wait(waitCtx); err != nil {
+					q.err = err
+					close(q.failed)
+				}
 			}
-			if err := p.Wait(waitCtx); err != nil {
-				q.err = err
-				close(q.failed)
-			}
+			q.unacked.Add(-1)
 		}
 	}()
 	return q
@@ -455,6 +494,7 @@ func (q *pubQueue) publish(ctx context.Context, m *mqttc.Message) error {
 		return err
 	}
 	q.sent++
+	q.unacked.Add(1)
 	q.pending <- p
 	return nil
 }
