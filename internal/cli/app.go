@@ -75,7 +75,10 @@ func (a *App) Run(ctx context.Context, args []string) int {
 			prefix = red.Sprint(prefix)
 		}
 		fmt.Fprintln(a.IO.Err, prefix, err)
-		if code == ExitUsage && cmd != nil {
+		// The usage lines for a mistake in the command line, not for a
+		// message the broker's limits refuse (also exit 2).
+		var usage *UsageError
+		if errors.As(err, &usage) && cmd != nil {
 			fmt.Fprintf(a.IO.Err, "Usage: %s\nRun '%s --help' for more.\n", cmd.UseLine(), cmd.CommandPath())
 		}
 	}

@@ -28,7 +28,7 @@ var exitCodes = []struct {
 }{
 	{ExitOK, "success"},
 	{ExitError, "a failure without a code of its own: a failed bench --assert, a topic retain-clear found retained again or a confirmation declined, an unexpected error"},
-	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts"},
+	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts or than MQTT allows (256 MiB)"},
 	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost"},
 	{ExitRefused, "the broker refused the connection (CONNACK reason >= 0x80, or MQTT 3.1.1/3.1 return code 1 to 5, printed by name, e.g. \"not authorized\")"},
 	{ExitRejected, "the broker rejected an operation (SUBACK, UNSUBACK, PUBACK, PUBREC or PUBCOMP reason >= 0x80, printed by name; with MQTT 3.1.1 and 3.1 only SUBACK has one)"},

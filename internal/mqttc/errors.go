@@ -120,6 +120,19 @@ func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
+// maxRemaining is the largest Remaining Length MQTT can encode (four bytes
+// of variable byte integer), and maxPacket the largest packet.
+const (
+	maxRemaining = 268_435_455
+	maxPacket    = 1 + 4 + maxRemaining
+)
+
+// tooLargeForMQTT is the error for a PUBLISH of size bytes, more than any
+// MQTT packet can be.
+func tooLargeForMQTT(size int) error {
+	return invalidf("the message is a %d-byte packet, larger than MQTT allows (at most 268,435,455 bytes of topic, properties and payload)", size)
+}
+
 // ErrUnsupportedVersion is returned by Dial for a protocol version that has no
 // backend.
 var ErrUnsupportedVersion = errors.New("unsupported protocol version")

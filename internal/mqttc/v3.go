@@ -2,6 +2,7 @@ package mqttc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/url"
@@ -141,6 +142,11 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	}
 	if m.QoS > c.info.MaximumQoS {
 		return nil, invalidf("QoS %d is above the broker's maximum QoS %d", m.QoS, c.info.MaximumQoS)
+	}
+	// paho panics on a packet MQTT cannot encode.
+	if n := v3Remaining(m); n > maxRemaining {
+		var vbi [binary.MaxVarintLen64]byte
+		return nil, tooLargeForMQTT(1 + binary.PutUvarint(vbi[:], uint64(n)) + n)
 	}
 	select {
 	case <-c.done:
@@ -331,4 +337,15 @@ func v5OnlySubscribe(subs []Subscription, opts SubscribeOptions, version int) er
 		}
 	}
 	return nil
+}
+
+// v3Remaining is the Remaining Length of m's PUBLISH in MQTT 3.1.1 and 3.1:
+// the topic with its length, the Packet Identifier at QoS 1 and 2, and the
+// payload.
+func v3Remaining(m *Message) int {
+	n := 2 + len(m.Topic) + len(m.Payload)
+	if m.QoS > 0 {
+		n += 2
+	}
+	return n
 }

@@ -363,3 +363,27 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestPublishLargerThanMQTT: a message no MQTT packet can hold (Remaining
+// Length over 268,435,455) is refused with ErrInvalid before it is
+// written, in every protocol version; paho panicked encoding it.
+func TestPublishLargerThanMQTT(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true})
+	// Not written to: no memory is touched.
+	payload := make([]byte, maxRemaining)
+	for _, v := range []int{V5, V311, V31} {
+		t.Run(VersionName(v), func(t *testing.T) {
+			ctx := testCtx(t)
+			c := dialT(t, ctx, Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: v, ClientID: "big" + strconv.Itoa(v), CleanStart: true})
+			for _, qos := range []byte{0, 1} {
+				_, err := c.PublishAsync(ctx, &Message{Topic: "big", QoS: qos, Payload: payload})
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "larger than MQTT allows") {
+					t.Errorf("QoS %d: %v, want ErrInvalid: larger than MQTT allows", qos, err)
+				}
+			}
+			if err := c.Publish(ctx, &Message{Topic: "big", QoS: 1, Payload: []byte("small")}); err != nil {
+				t.Errorf("a small message after: %v", err)
+			}
+		})
+	}
+}

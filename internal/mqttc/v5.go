@@ -159,10 +159,10 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		}
 		c.aliasMu.Unlock()
 	}
-	if max := c.info.MaximumPacketSize; max > 0 {
-		if size := packetSize(pb); size > int(max) {
-			return nil, invalidf("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
-		}
+	if size := packetSize(pb); size > maxPacket {
+		return nil, tooLargeForMQTT(size)
+	} else if max := c.info.MaximumPacketSize; max > 0 && size > int(max) {
+		return nil, invalidf("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
 	}
 	select {
 	case <-c.done:
