@@ -12,8 +12,13 @@ import (
 
 // mutebroker starts, on a free 127.0.0.1 port, a broker that accepts every
 // MQTT 5 connection (CONNACK success) and then never acknowledges anything,
-// and sets $MUTE_PORT: how a broker that has stopped answering looks.
+// and sets $MUTE_PORT: how a broker that has stopped answering looks. With
+// -noconnack it never sends the CONNACK either, and sets $SILENT_PORT.
 func cmdMuteBroker(ts *testscript.TestScript, neg bool, args []string) {
+	silent := len(args) == 1 && args[0] == "-noconnack"
+	if len(args) > 0 && !silent {
+		ts.Fatalf("usage: mutebroker [-noconnack]")
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	ts.Check(err)
 	ts.Defer(func() { l.Close() })
@@ -45,14 +50,20 @@ func cmdMuteBroker(ts *testscript.TestScript, neg bool, args []string) {
 					return
 				}
 				// CONNACK: no session, success, no properties.
-				if _, err := c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}); err != nil {
+				if silent {
+					// none
+				} else if _, err := c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}); err != nil {
 					return
 				}
 				_, _ = io.Copy(io.Discard, c)
 			}()
 		}
 	}()
-	ts.Setenv("MUTE_PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	env := "MUTE_PORT"
+	if silent {
+		env = "SILENT_PORT"
+	}
+	ts.Setenv(env, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 }
 
 // kick [-name NAME] CLIENTID disconnects a client from the in-process

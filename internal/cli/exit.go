@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"mqtk/internal/mqttc"
 )
@@ -46,6 +47,13 @@ func (e *UsageError) Unwrap() error { return e.Err }
 func usageErrorf(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
+
+// timeoutExpired is the cause of a run cut short by -W: a
+// context.DeadlineExceeded (exit 27) that says which.
+type timeoutExpired struct{ d time.Duration }
+
+func (e *timeoutExpired) Error() string { return fmt.Sprintf("-W/--timeout %s expired", e.d) }
+func (e *timeoutExpired) Unwrap() error { return context.DeadlineExceeded }
 
 // errInterrupted is the cause of the root context's cancellation on SIGINT
 // or SIGTERM.

@@ -248,7 +248,7 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	defer endGrace(nil)
 	base := graceCtx
 	if plan.timeout > 0 {
-		expired := fmt.Errorf("-W/--timeout %s expired: %w", plan.timeout, context.DeadlineExceeded)
+		expired := &timeoutExpired{plan.timeout}
 		var cancel, cancelBase context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, plan.timeout, expired)
 		defer cancel()

@@ -169,12 +169,6 @@ func (o *retainClearOptions) plan(a *App, urlTopic string) (*retainClearPlan, er
 	return p, nil
 }
 
-// timeoutExpired is the cause of a run cut short by -W.
-type timeoutExpired struct{ d time.Duration }
-
-func (e *timeoutExpired) Error() string { return fmt.Sprintf("-W/--timeout %s expired", e.d) }
-func (e *timeoutExpired) Unwrap() error { return context.DeadlineExceeded }
-
 // retainClearError ends a run that did not do all its work: the message
 // says what was done, the cause sets the exit code (none: exit 1).
 type retainClearError struct {

@@ -392,7 +392,7 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 		delay = plan.reconnect
 		if first && plan.timeout > 0 {
 			t := time.AfterFunc(plan.timeout, func() {
-				r.end(fmt.Errorf("-W/--timeout %s expired: %w", plan.timeout, context.DeadlineExceeded))
+				r.end(&timeoutExpired{plan.timeout})
 			})
 			defer t.Stop()
 		}

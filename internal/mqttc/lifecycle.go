@@ -172,6 +172,9 @@ func (l *lifecycle) flushQueue(ctx context.Context) error {
 // a traceConn for the given protocol version.
 func openConn(ctx context.Context, cfg Config, version int) (*traceConn, error) {
 	raw, err := dialTransport(ctx, cfg)
+	if cause := callerCause(ctx); err != nil && cause != nil {
+		return nil, cause
+	}
 	if err != nil {
 		return nil, &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err)}
 	}
@@ -185,12 +188,26 @@ func openConn(ctx context.Context, cfg Config, version int) (*traceConn, error) 
 // connectFailed is the error for a CONNECT that got no CONNACK (ctx is the
 // one bounding the connect). A broker that closed the connection without
 // a byte in reply is marked: it may be one that speaks only MQTT 3.1.1.
-func connectFailed(ctx context.Context, cfg Config, conn *traceConn, err error) *NetError {
+// If what ended ctx was the caller's own bound with a cause of its own
+// (pub's -W, an interruption), that is the error.
+func connectFailed(ctx context.Context, cfg Config, conn *traceConn, err error) error {
+	if cause := callerCause(ctx); cause != nil {
+		return cause
+	}
 	if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("no CONNACK within %s", cfg.connectTimeout())
 	}
 	return &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err),
 		unanswered: ctx.Err() == nil && !conn.answered() && closedByPeer(err)}
+}
+
+// callerCause is the cause ctx ended with, if it is not the plain error
+// of a context cancelled or past its deadline (the connect timeout's).
+func callerCause(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+		return cause
+	}
+	return nil
 }
 
 // closedByPeer reports whether err is the other end closing the connection.
