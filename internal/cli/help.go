@@ -66,8 +66,11 @@ copied as it is. An unknown sequence is a usage error (exit 2).
 
 A % may take the flag -, then 0, then a width, then . and a precision, as in
 printf: %-20t pads the topic to 20 bytes, %08l pads the length with zeros,
-%.10p cuts the payload to 10 bytes. A v5 property that is absent prints as
-nothing (or width spaces).
+%.10t cuts the topic to 10 bytes. As in mosquitto_sub, the width of %p is
+both its minimum and its maximum (%10p cuts the payload to 10 bytes, and
+pads a shorter one), and that of %x and %X counts hex digits the same way;
+they take no precision. A v5 property that is absent prints as nothing (or
+width spaces).
 
 Where mosquitto_sub loses data, mqtk keeps its shape but not the loss: in %j
 a payload with a NUL byte stays whole and one that is not UTF-8 is an array
