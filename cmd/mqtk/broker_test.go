@@ -145,15 +145,16 @@ func TestBrokerRefusesExposure(t *testing.T) {
 }
 
 // TestBrokerConfigFile: settings from --config, command-line flags win,
-// unknown settings are usage errors with file:line.
+// unknown settings are usage errors with file:line. Durations take bare
+// seconds, as on the command line.
 func TestBrokerConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "broker.conf")
 	sock := filepath.Join(dir, "s.sock")
-	if err := os.WriteFile(conf, []byte("# test\nport 1\nunix "+sock+"\nmax-packet-size 100\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("# test\nport 1\nunix "+sock+"\nmax-packet-size 100\nsys-interval 30\nwrite-timeout 2.5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startBroker(t, 3, "--config", conf, "--port", "0")
+	p := startBroker(t, 3, "--config", conf, "--port", "0", "--connect-timeout", "5", "--queue-wait", "0.5")
 	if p.urls[2] != "unix://"+sock {
 		t.Fatalf("listeners %v", p.urls)
 	}

@@ -77,6 +77,9 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 		{"password flag beats env file", map[string]string{"MQTK_PASSWORD_FILE": "/nonexistent"}, []string{"-u", "me", "-P", "flagpw"}, func(c *connection) string { return c.cfg.Password }},
 		{"id flag beats env prefix", map[string]string{"MQTK_ID_PREFIX": "env-"}, []string{"-i", "mine"}, func(c *connection) string { return c.cfg.ClientID }},
 		{"env bool", map[string]string{"MQTK_DEBUG": "true"}, nil, func(c *connection) string { return fmt.Sprint(c.cfg.Trace != nil) }},
+		// Bare seconds, as -W takes them (pflag's duration flags refused them).
+		{"connect timeout in seconds", map[string]string{"MQTK_CONNECT_TIMEOUT": "2.5"}, nil, func(c *connection) string { return c.cfg.ConnectTimeout.String() }},
+		{"connect timeout flag", nil, []string{"--connect-timeout", "3"}, func(c *connection) string { return c.cfg.ConnectTimeout.String() }},
 		{"will", nil, []string{"--will-topic", "w/t", "--will-payload", "gone", "--will-qos", "1", "--will-retain"}, func(c *connection) string {
 			w := c.cfg.Will
 			return fmt.Sprintf("%s %s q%d r%v", w.Topic, w.Payload, w.QoS, w.Retain)
@@ -104,6 +107,8 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 				"password flag beats env file": "flagpw",
 				"id flag beats env prefix":     "mine",
 				"will":                         "w/t gone q1 rtrue",
+				"connect timeout in seconds":   "2.5s",
+				"connect timeout flag":         "3s",
 			}[tc.name]
 			if got != want {
 				t.Errorf("got %q, want %q", got, want)
@@ -124,6 +129,7 @@ func TestEnvironmentErrors(t *testing.T) {
 		{nil, []string{"--color", "sometimes"}, "--color"},
 		{nil, []string{"-k", "70000"}, "keepalive"},
 		{nil, []string{"-p", "70000"}, "port"},
+		{map[string]string{"MQTK_CONNECT_TIMEOUT": "-1"}, nil, "MQTK_CONNECT_TIMEOUT"},
 		{nil, []string{"-i", "a", "-I", "b"}, "conflict"},
 		{nil, []string{"--will-payload", "x"}, "need --will-topic"},
 		{nil, []string{"--will-topic", "a/#"}, "wildcard"},

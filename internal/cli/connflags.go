@@ -91,7 +91,7 @@ func (f *connFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.willPayload, "will-payload", "", "`PAYLOAD` of the will message")
 	fs.IntVar(&f.willQoS, "will-qos", 0, "`QOS` of the will message")
 	fs.BoolVar(&f.willRetain, "will-retain", false, "retain the will message")
-	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting after `D`")
+	secondsVar(fs, &f.connectTimeout, "connect-timeout", 10*time.Second, "give up connecting after `D` (seconds or a duration like 1.5s)")
 	fs.BoolVarP(&f.debug, "debug", "d", false, "print a trace of MQTT packets on stderr")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no error messages or notices (the exit code still tells)")
 	fs.StringVar(&f.color, "color", "auto", "colour `WHEN`: auto (terminal and no NO_COLOR), always or never")
@@ -279,6 +279,36 @@ func parseSeconds(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is negative", s)
 	}
 	return d, nil
+}
+
+// secondsValue is a duration flag that takes what -W takes: seconds
+// ("90", "1.5") or a Go duration ("1m30s"). pflag's own duration flag
+// refuses bare seconds, which mosquitto users type.
+type secondsValue time.Duration
+
+// secondsVar defines a secondsValue flag; p starts at def.
+func secondsVar(fs *pflag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	*p = def
+	fs.Var((*secondsValue)(p), name, usage)
+}
+
+func (d *secondsValue) Set(s string) error {
+	v, err := parseSeconds(s)
+	if err != nil {
+		return err
+	}
+	*d = secondsValue(v)
+	return nil
+}
+
+func (d *secondsValue) Type() string { return "duration" }
+
+// String is "0" for none, which pflag's help takes for no default.
+func (d *secondsValue) String() string {
+	if *d == 0 {
+		return "0"
+	}
+	return time.Duration(*d).String()
 }
 
 // parseOptionalSeconds is parseSeconds with "" meaning 0 (not set).
