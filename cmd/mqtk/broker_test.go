@@ -292,3 +292,31 @@ func TestBrokerPasswordFileReload(t *testing.T) {
 		t.Errorf("new password after reload: exit %d: %s", code, out)
 	}
 }
+
+// TestBrokerUsageErrors: settings the broker cannot start with exit 2 with
+// one line naming the flag (or file) at fault, before anything listens.
+func TestBrokerUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	badACL := filepath.Join(dir, "acl")
+	if err := os.WriteFile(badACL, []byte("topic read\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": port "99999": use 0 to 65535`},
+		{[]string{"--ws", "localhost"}, `--ws "localhost": use HOST:PORT`},
+		{[]string{"--max-queued", "-5"}, "--max-queued -5: use 0"},
+		{[]string{"--max-connections", "-1"}, "--max-connections -1: use 0"},
+		{[]string{"--max-keepalive", "70000"}, "--max-keepalive 70000: use 0 to 65535"},
+		{[]string{"--max-packet-size", "10"}, "--max-packet-size 10: no client could connect"},
+		{[]string{"--port", "0", "--password-file", filepath.Join(dir, "none")}, "password file: open "},
+		{[]string{"--port", "0", "--acl-file", badACL}, "ACL file: " + badACL + ":1:"},
+	} {
+		code, out := mqtk(t, append([]string{"broker"}, tc.args...)...)
+		if first, _, _ := strings.Cut(out, "\n"); code != 2 || !strings.Contains(first, tc.want) || strings.Contains(out, "listening on") {
+			t.Errorf("broker %v: exit %d: %s; want exit 2 and %q", tc.args, code, out, tc.want)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 package broker
 
 import (
-	"fmt"
+	"errors"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -55,16 +55,28 @@ func (h *authHook) load() (*authFiles, error) {
 	var err error
 	if h.cfg.PasswordFile != "" {
 		if f.passwords, err = LoadPasswords(h.cfg.PasswordFile); err != nil {
-			return nil, fmt.Errorf("password file: %w", err)
+			return nil, &authFileError{"password file", err}
 		}
 	}
 	if h.cfg.ACLFile != "" {
 		if f.acl, err = LoadAccessList(h.cfg.ACLFile); err != nil {
-			return nil, fmt.Errorf("ACL file: %w", err)
+			return nil, &authFileError{"ACL file", err}
 		}
 	}
 	return f, nil
 }
+
+// ErrAuthFile is in the error of a password or ACL file that cannot be
+// read or is malformed.
+var ErrAuthFile = errors.New("password or ACL file")
+
+type authFileError struct {
+	what string
+	err  error
+}
+
+func (e *authFileError) Error() string   { return e.what + ": " + e.err.Error() }
+func (e *authFileError) Unwrap() []error { return []error{e.err, ErrAuthFile} }
 
 // reload reads the password and ACL files again. Connected clients stay
 // connected; the new rules apply to their next publish, subscription and

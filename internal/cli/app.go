@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,6 +63,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if cmd == root && strings.HasPrefix(err.Error(), "unknown command ") {
+		err = &UsageError{Err: err} // cobra's, for `mqtk nosuch`
 	}
 	if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), errInterrupted) {
 		err = errInterrupted
@@ -125,7 +129,39 @@ help is --help. Exit codes are listed by 'mqtk help exit-codes'.`,
 		newVersionCmd(a),
 	)
 	addHelpTopics(root)
+	strictHelpAndCompletion(root)
 	return root
+}
+
+// strictHelpAndCompletion makes cobra's own `help` and `completion`
+// commands treat what they do not know as a usage error (exit 2): cobra
+// prints help and exits 0 for `mqtk help nosuch` and `mqtk completion
+// nosuch`, which a script cannot tell from success.
+func strictHelpAndCompletion(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Run = nil
+			c.RunE = func(c *cobra.Command, args []string) error {
+				cmd, _, err := c.Root().Find(args)
+				if cmd == nil || err != nil {
+					return usageErrorf("no command or help topic %q: 'mqtk --help' lists them", strings.Join(args, " "))
+				}
+				cmd.InitDefaultHelpFlag()
+				return cmd.Help()
+			}
+		case "completion":
+			c.Args = func(_ *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return usageErrorf("no completion for %q: use bash, zsh, fish or powershell", args[0])
+				}
+				return nil
+			}
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+	}
 }
 
 // noArgs rejects positional arguments as a usage error.

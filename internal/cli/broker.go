@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -176,8 +178,29 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	if o.port < 0 || o.port > 65535 {
 		return cfg, usageErrorf("-p/--port %d: use 0 to 65535", o.port)
 	}
-	if o.maxPacketSize < 0 || o.maxKeepalive < 0 || o.maxKeepalive > 65535 || o.maxConnections < 0 || o.maxQueued < 0 || o.maxInflight < 0 {
-		return cfg, usageErrorf("limits must be positive (--max-keepalive at most 65535)")
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{{"--max-packet-size", o.maxPacketSize}, {"--max-keepalive", o.maxKeepalive}, {"--max-connections", o.maxConnections}, {"--max-queued", o.maxQueued}, {"--max-inflight", o.maxInflight}} {
+		if l.v < 0 {
+			return cfg, usageErrorf("%s %d: use 0 (no limit, or the default) or more", l.flag, l.v)
+		}
+	}
+	if o.maxKeepalive > 65535 {
+		return cfg, usageErrorf("--max-keepalive %d: use 0 to 65535 (seconds)", o.maxKeepalive)
+	}
+	if o.maxPacketSize > 0 && o.maxPacketSize < minMaxPacketSize {
+		return cfg, usageErrorf("--max-packet-size %d: no client could connect (the limit holds for CONNECT too); use at least %d, or 0 for no limit", o.maxPacketSize, minMaxPacketSize)
+	}
+	for _, l := range []struct {
+		flag  string
+		addrs []string
+	}{{"--listen", o.listen}, {"--ws", o.ws}, {"--tls-listen", o.tlsListen}} {
+		for _, addr := range l.addrs {
+			if err := checkListenAddr(addr); err != nil {
+				return cfg, usageErrorf("%s %q: %v", l.flag, addr, err)
+			}
+		}
 	}
 	cfg.MaximumPacketSize = uint32(o.maxPacketSize)
 	cfg.MaxKeepalive = uint16(o.maxKeepalive)
@@ -217,6 +240,23 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	return cfg, nil
 }
 
+// minMaxPacketSize is the smallest --max-packet-size: a CONNECT with a
+// 23-character client ID, a user name and a password, in MQTT 5, takes
+// about 60 bytes.
+const minMaxPacketSize = 64
+
+// checkListenAddr checks a listener's HOST:PORT before anything listens.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("use HOST:PORT, [IPv6]:PORT or :PORT")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: use 0 to 65535", port)
+	}
+	return nil
+}
+
 func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 	if _, set := a.LookupEnv("GOGC"); !set {
 		// Collecting garbage at 4x the live heap instead of 2x cut the
@@ -243,7 +283,7 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 		return err
 	}
 	s, err := broker.Start(cfg)
-	if errors.Is(err, broker.ErrExposed) {
+	if errors.Is(err, broker.ErrExposed) || errors.Is(err, broker.ErrAuthFile) {
 		return &UsageError{Err: err}
 	}
 	if err != nil {
