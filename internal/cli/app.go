@@ -118,7 +118,7 @@ help is --help. Exit codes are listed by 'mqtk help exit-codes'.`,
 	root.PersistentFlags().Bool("help", false, "show help for a command")
 	root.Flags().Bool("version", false, "print the version")
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &UsageError{Err: err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return flagError(err) })
 
 	root.AddCommand(
 		newPubCmd(a),

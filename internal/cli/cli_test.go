@@ -123,8 +123,8 @@ func TestEnvironmentErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{map[string]string{"MQTK_PORT": "many"}, nil, `MQTK_PORT="many"`},
-		{map[string]string{"MQTK_INSECURE": "maybe"}, nil, "MQTK_INSECURE"},
+		{map[string]string{"MQTK_PORT": "many"}, nil, `MQTK_PORT="many": not a number`},
+		{map[string]string{"MQTK_INSECURE": "maybe"}, nil, `MQTK_INSECURE="maybe": not true or false`},
 		{map[string]string{"MQTK_URL": "mqtt://a", "MQTK_HOST": "b"}, []string{"-L", "mqtt://c", "-p", "1"}, "conflict"},
 		{nil, []string{"--color", "sometimes"}, "--color"},
 		{nil, []string{"-k", "70000"}, "keepalive"},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -121,6 +122,9 @@ func (f *connFlags) applyEnv(a *App) error {
 			continue
 		}
 		if err := fl.Value.Set(v); err != nil {
+			if reason := numberReason(err); reason != "" {
+				err = errors.New(reason)
+			}
 			return usageErrorf("%s=%q: %v", envName(name), redactIf(name, v), err)
 		}
 		f.fromEnv[name] = true

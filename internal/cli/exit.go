@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"mqtk/internal/mqttc"
 )
@@ -46,6 +49,39 @@ func (e *UsageError) Unwrap() error { return e.Err }
 
 func usageErrorf(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// flagError is the usage error for a command line pflag or cobra could not
+// parse. A bad value names the flag and the value, in words rather than
+// strconv's ("strconv.ParseInt: parsing "x": invalid syntax").
+func flagError(err error) error {
+	var bad *pflag.InvalidValueError
+	if !errors.As(err, &bad) {
+		return &UsageError{Err: err}
+	}
+	name := "--" + bad.GetFlag().Name
+	if sh := bad.GetFlag().Shorthand; sh != "" {
+		name = "-" + sh + "/" + name
+	}
+	if reason := numberReason(bad.Unwrap()); reason != "" {
+		return usageErrorf("%s %q: %s", name, bad.GetValue(), reason)
+	}
+	return usageErrorf("%s: %v", name, bad.Unwrap())
+}
+
+// numberReason says why strconv refused a number or boolean ("" if err is
+// not strconv's).
+func numberReason(err error) string {
+	var ne *strconv.NumError
+	switch {
+	case !errors.As(err, &ne):
+		return ""
+	case errors.Is(ne.Err, strconv.ErrRange):
+		return "out of range"
+	case ne.Func == "ParseBool":
+		return "not true or false"
+	}
+	return "not a number"
 }
 
 // timeoutExpired is the cause of a run cut short by -W: a
