@@ -51,8 +51,9 @@ func newSubCmd(a *App) *cobra.Command {
 		Short: "Subscribe and print messages",
 		Long: `Subscribe to one or more topic filters and print each message, as
 mosquitto_sub does: by default the payload on a line of its own (-v: the topic,
-a space, the payload; -N: no newline; -F: mosquitto's format language; --json:
-one JSON object per line). Payload bytes are written unchanged.
+a space, the payload; -N: no newline; -F: mosquitto's format language, which
+overrides -v; --json: one JSON object per line). Payload bytes are written
+unchanged.
 
 mqtk sub stops at the first of these, and its exit code says which:
   -C N             after N printed messages                          exit 0
@@ -185,14 +186,13 @@ func (o *subOptions) renderer(a *App) (func([]byte, *mqttc.Message) []byte, erro
 	switch {
 	case o.format != "" && o.json:
 		return nil, usageErrorf("-F and --json conflict: choose one output format")
-	case o.format != "" && o.verbose:
-		return nil, usageErrorf("-F and -v conflict: put %%t in the format to print the topic")
 	case o.json && (o.verbose || o.noEOL):
 		return nil, usageErrorf("--json and -v/-N conflict: --json prints one object per line")
 	case o.pretty && !o.json && o.format == "":
 		return nil, usageErrorf("--pretty goes with --json (or -F with %%j or %%J)")
 	}
 	noEOL := o.noEOL
+	// -F overrides -v, and -N still applies, as in mosquitto_sub.
 	if o.format != "" {
 		f, err := msgfmt.ParseFormat(o.format)
 		if err != nil {
