@@ -187,6 +187,11 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if strings.Contains(rest, "SECRET") {
 		t.Errorf("log shows a payload or password:\n%s", rest)
 	}
+	for _, noise := range []string{"added hook", "stopping hook", "attached listener", "mochi mqtt"} {
+		if strings.Contains(rest, noise) {
+			t.Errorf("-v logs mochi's own %q lines:\n%s", noise, rest)
+		}
+	}
 }
 
 // TestBrokerMaxConnections: clients beyond --max-connections are refused

@@ -264,7 +264,7 @@ func (h *Hooks) GetAll() []Hook {
 func (h *Hooks) Stop() {
 	go func() {
 		for _, hook := range h.GetAll() {
-			h.Log.Info("stopping hook", "hook", hook.ID())
+			h.Log.Debug("stopping hook", "hook", hook.ID())
 			if err := hook.Stop(); err != nil {
 				h.Log.Debug("problem stopping hook", "error", err, "hook", hook.ID())
 			}

@@ -305,7 +305,7 @@ func (s *Server) AddHook(hook Hook, config any) error {
 		Capabilities: s.Options.Capabilities,
 	})
 
-	s.Log.Info("added hook", "hook", hook.ID())
+	s.Log.Debug("added hook", "hook", hook.ID())
 	return s.hooks.Add(hook, config)
 }
 
@@ -334,7 +334,7 @@ func (s *Server) AddListener(l listeners.Listener) error {
 
 	s.Listeners.Add(l)
 
-	s.Log.Info("attached listener", "id", l.ID(), "protocol", l.Protocol(), "address", l.Address())
+	s.Log.Debug("attached listener", "id", l.ID(), "protocol", l.Protocol(), "address", l.Address())
 	return nil
 }
 
@@ -370,8 +370,8 @@ func (s *Server) AddListenersFromConfig(configs []listeners.Config) error {
 // Serve starts the event loops responsible for establishing client connections
 // on all attached listeners, publishing the system topics, and starting all hooks.
 func (s *Server) Serve() error {
-	s.Log.Info("mochi mqtt starting", "version", Version)
-	defer s.Log.Info("mochi mqtt server started")
+	s.Log.Debug("mochi mqtt starting", "version", Version)
+	defer s.Log.Debug("mochi mqtt server started")
 
 	if len(s.Options.Listeners) > 0 {
 		err := s.AddListenersFromConfig(s.Options.Listeners)
@@ -1859,12 +1859,12 @@ func (s *Server) publishSysTopics() {
 // Close attempts to gracefully shut down the server, all listeners, clients, and stores.
 func (s *Server) Close() error {
 	close(s.done)
-	s.Log.Info("gracefully stopping server")
+	s.Log.Debug("gracefully stopping server")
 	s.Listeners.CloseAll(s.closeListenerClients)
 	s.hooks.OnStopped()
 	s.hooks.Stop()
 
-	s.Log.Info("mochi mqtt server stopped")
+	s.Log.Debug("mochi mqtt server stopped")
 	return nil
 }
 
