@@ -169,6 +169,13 @@ func TestBrokerConfigFile(t *testing.T) {
 	if code, out := mqtk(t, "broker", "--config", bad); code != 2 || !strings.Contains(out, "bad.conf:2: unknown setting \"listen-on\"") {
 		t.Errorf("exit %d: %s", code, out)
 	}
+	// mosquitto.conf's spelling gets mqtk's name for the setting.
+	if err := os.WriteFile(bad, []byte("allow_anonymous true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := mqtk(t, "broker", "--config", bad); code != 2 || !strings.Contains(out, "bad.conf:1: unknown setting \"allow_anonymous\" (mqtk's name for it is allow-anonymous)") {
+		t.Errorf("exit %d: %s", code, out)
+	}
 }
 
 // TestBrokerVerboseLog: -v logs connects, subscriptions and publishes as

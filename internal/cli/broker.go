@@ -149,7 +149,11 @@ func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
 		value = strings.TrimSpace(value)
 		fl := fs.Lookup(name)
 		if fl == nil || name == "config" {
-			return usageErrorf("%s:%d: unknown setting %q (settings are the long flag names of mqtk broker)", o.config, n, name)
+			hint := "settings are the long flag names of mqtk broker"
+			if alt := strings.ReplaceAll(name, "_", "-"); alt != name && alt != "config" && fs.Lookup(alt) != nil {
+				hint = "mqtk's name for it is " + alt // mosquitto.conf's spelling
+			}
+			return usageErrorf("%s:%d: unknown setting %q (%s)", o.config, n, name, hint)
 		}
 		if fs.Changed(name) {
 			continue // the command line wins

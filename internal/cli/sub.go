@@ -53,7 +53,9 @@ func newSubCmd(a *App) *cobra.Command {
 mosquitto_sub does: by default the payload on a line of its own (-v: the topic,
 a space, the payload; -N: no newline; -F: mosquitto's format language, which
 overrides -v; --json: one JSON object per line). Payload bytes are written
-unchanged.
+unchanged. An empty payload is an empty line (with -v, the topic and a
+space), so each message is one line; mosquitto_sub prints no line for it,
+or "(null)" after the topic with -v.
 
 mqtk sub stops at the first of these, and its exit code says which:
   -C N             after N printed messages                          exit 0
