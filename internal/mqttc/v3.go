@@ -238,7 +238,7 @@ func (c *v3Client) publishLost() error {
 	var ne *NetError
 	if errors.As(err, &ne) && closedByPeer(ne.Err) {
 		ne.Hint = "the broker closed the connection, which is how an MQTT " + VersionName(c.info.ProtocolVersion) +
-			" broker refuses a publish (one it does not authorize, say): there are no reason codes"
+			" broker refuses a publish (one it does not authorize, or one larger than it accepts): there are no reason codes"
 	}
 	return err
 }
