@@ -185,6 +185,11 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "log/t", "-m", "SECRET-PAYLOAD", "-q", "1", "-i", "logger", "-u", "u", "-P", "SECRET-PW"); code != 0 {
 		t.Fatalf("pub: exit %d: %s", code, out)
 	}
+	// Refused over MQTT 3.1.1 (the connection is closed, exit 3): the
+	// warning names the packet, not its payload.
+	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-V", "311", "-t", "$SYS/x", "-m", "SECRET-SYS", "-q", "1"); code != 3 {
+		t.Errorf("pub -V 311 to $SYS: exit %d: %s", code, out)
+	}
 	_, rest := p.stop(t)
 	for _, want := range []string{`"msg":"client connected"`, `"client":"logger"`, `"msg":"publish"`, `"topic":"log/t"`, `"bytes":14`} {
 		if !strings.Contains(rest, want) {
@@ -193,6 +198,11 @@ func TestBrokerVerboseLog(t *testing.T) {
 	}
 	if strings.Contains(rest, "SECRET") {
 		t.Errorf("log shows a payload or password:\n%s", rest)
+	}
+	// The refused PUBLISH's warning: its type and topic, not the packet
+	// (whose payload slog would print as bytes or base64).
+	if !strings.Contains(rest, `"msg":"error processing packet"`) || !strings.Contains(rest, `"topic":"$SYS/x"`) || strings.Contains(rest, `"pk":`) {
+		t.Errorf("the warning for the refused PUBLISH should name its type and topic, not hold the packet:\n%s", rest)
 	}
 	for _, noise := range []string{"added hook", "stopping hook", "attached listener", "mochi mqtt"} {
 		if strings.Contains(rest, noise) {
@@ -323,6 +333,7 @@ func TestBrokerUsageErrors(t *testing.T) {
 		{[]string{"--max-connections", "-1"}, "--max-connections -1: use 0"},
 		{[]string{"--max-keepalive", "70000"}, "--max-keepalive 70000: use 0 to 65535"},
 		{[]string{"--max-packet-size", "10"}, "--max-packet-size 10: no client could connect"},
+		{[]string{"--sys-interval", "0.5"}, "--sys-interval 500ms: use whole seconds, 1 or more"},
 		{[]string{"--port", "0", "--password-file", filepath.Join(dir, "none")}, "password file: open "},
 		{[]string{"--port", "0", "--acl-file", badACL}, "ACL file: " + badACL + ":1:"},
 	} {

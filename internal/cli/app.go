@@ -64,8 +64,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
-	if cmd == root && strings.HasPrefix(err.Error(), "unknown command ") {
-		err = &UsageError{Err: err} // cobra's, for `mqtk nosuch`
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		err = &UsageError{Err: err} // cobra's, for `mqtk nosuch` or an argument to a command that takes none
 	}
 	if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), errInterrupted) {
 		err = errInterrupted
@@ -145,8 +145,8 @@ func strictHelpAndCompletion(root *cobra.Command) {
 		case "help":
 			c.Run = nil
 			c.RunE = func(c *cobra.Command, args []string) error {
-				cmd, _, err := c.Root().Find(args)
-				if cmd == nil || err != nil {
+				cmd, rest, err := c.Root().Find(args)
+				if cmd == nil || err != nil || len(rest) > 0 {
 					return usageErrorf("no command or help topic %q: 'mqtk --help' lists them", strings.Join(args, " "))
 				}
 				cmd.InitDefaultHelpFlag()

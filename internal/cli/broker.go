@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,6 +77,8 @@ reading holds them up once, for D. A write that makes no progress for
 The startup lines on stderr say what is exposed and how it is protected. The
 broker runs until Ctrl-C or SIGTERM, then disconnects every client and exits
 0 within a second.
+
+Durations (D) take seconds (10, 0.5) or a Go duration (1m30s).
 
 --config FILE takes the same settings from a file, one per line, mosquitto
 style: the long flag name, a space, the value ("listen 0.0.0.0:1883",
@@ -162,6 +163,9 @@ func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
 			value = "true"
 		}
 		if err := fl.Value.Set(value); err != nil {
+			if reason := numberReason(err); reason != "" {
+				return usageErrorf("%s:%d: %s %q: %s", o.config, n, name, value, reason)
+			}
 			return usageErrorf("%s:%d: %s: %v", o.config, n, name, err)
 		}
 	}
@@ -214,6 +218,9 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	if o.writeTimeout <= 0 {
 		return cfg, usageErrorf("--write-timeout must be positive")
 	}
+	if o.sysInterval < time.Second || o.sysInterval%time.Second != 0 {
+		return cfg, usageErrorf("--sys-interval %s: use whole seconds, 1 or more", o.sysInterval)
+	}
 	if o.queueWait < 0 {
 		return cfg, usageErrorf("--queue-wait must be 0 or positive")
 	}
@@ -255,8 +262,11 @@ func checkListenAddr(addr string) error {
 	if err != nil {
 		return errors.New("use HOST:PORT, [IPv6]:PORT or :PORT")
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q: use 0 to 65535", port)
+	if port == "" {
+		return nil // as 0: a free port
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil { // a number, or a service name (mqtt)
+		return fmt.Errorf("port %q: use 0 to 65535 (or a service name)", port)
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ func TestEnvironmentErrors(t *testing.T) {
 		{nil, []string{"--color", "sometimes"}, "--color"},
 		{nil, []string{"-k", "70000"}, "keepalive"},
 		{nil, []string{"-p", "70000"}, "port"},
-		{map[string]string{"MQTK_CONNECT_TIMEOUT": "-1"}, nil, "MQTK_CONNECT_TIMEOUT"},
+		{map[string]string{"MQTK_CONNECT_TIMEOUT": "1e10"}, nil, `MQTK_CONNECT_TIMEOUT="1e10": "1e10" is too long`},
 		{nil, []string{"-i", "a", "-I", "b"}, "conflict"},
 		{nil, []string{"--will-payload", "x"}, "need --will-topic"},
 		{nil, []string{"--will-topic", "a/#"}, "wildcard"},
@@ -375,15 +375,66 @@ func TestPasswordPrompt(t *testing.T) {
 
 // TestPubInterruptedUnacknowledged interrupts `pub -q 1` while a broker
 // that never acknowledges anything holds its message: pub says what it is
-// waiting for, waits out the grace (App.InterruptGrace), and exits 130
-// saying what was not acknowledged. It waited for ever, silently, before.
+// waiting for (not with --quiet), waits out the grace
+// (App.InterruptGrace), disconnects properly (DISCONNECT, so no will), and
+// exits 130 saying what was not acknowledged. It waited for ever,
+// silently, before.
 func TestPubInterruptedUnacknowledged(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		t.Run(fmt.Sprintf("quiet=%v", quiet), func(t *testing.T) {
+			port, published, disconnected := unacknowledgingBroker(t)
+			a, _, stderr := testApp("", nil)
+			a.InterruptGrace = 100 * time.Millisecond
+			ctx, cancel := context.WithCancelCause(context.Background())
+			codec := make(chan int, 1)
+			args := []string{"pub", "-p", fmt.Sprint(port), "-t", "t", "-m", "x", "-q", "1"}
+			if quiet {
+				args = append(args, "--quiet")
+			}
+			go func() { codec <- a.Run(ctx, args) }()
+			<-published
+			cancel(errInterrupted)
+			select {
+			case code := <-codec:
+				if code != ExitInterrupted {
+					t.Errorf("exit %d, want %d", code, ExitInterrupted)
+				}
+			case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+				t.Fatal("pub did not end after the interruption's grace")
+			}
+			select {
+			case <-disconnected:
+			case <-time.After(30 * time.Second): // a bound, as above
+				t.Error("pub ended without DISCONNECT")
+			}
+			if quiet {
+				if stderr.Len() > 0 {
+					t.Errorf("--quiet, and stderr has %q", stderr)
+				}
+				return
+			}
+			for _, want := range []string{
+				"mqtk: interrupted: waiting up to 100ms for the broker to acknowledge 1 sent message (interrupt again to quit now)\n",
+				"mqtk: interrupted: 1 sent message not acknowledged within 100ms\n",
+			} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+		})
+	}
+}
+
+// unacknowledgingBroker accepts one MQTT 5 connection, answers its CONNECT
+// and nothing else. published is closed when a PUBLISH has been read,
+// disconnected when a DISCONNECT has (before the connection ends).
+func unacknowledgingBroker(t *testing.T) (port int, published, disconnected chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	published := make(chan struct{})
+	t.Cleanup(func() { ln.Close() })
+	published, disconnected = make(chan struct{}), make(chan struct{})
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -391,7 +442,7 @@ func TestPubInterruptedUnacknowledged(t *testing.T) {
 		}
 		defer c.Close()
 		r := bufio.NewReader(c)
-		for first := true; ; first = false {
+		for first, pubs := true, 0; ; first = false {
 			b, err := r.ReadByte() // a packet's fixed header
 			if err != nil {
 				return
@@ -413,34 +464,14 @@ func TestPubInterruptedUnacknowledged(t *testing.T) {
 			switch {
 			case first: // CONNECT: CONNACK (MQTT 5, no properties)
 				c.Write([]byte{0x20, 3, 0, 0, 0})
-			case b>>4 == 3: // PUBLISH: never acknowledged
+			case b>>4 == 3 && pubs == 0: // PUBLISH: never acknowledged
+				pubs++
 				close(published)
+			case b>>4 == 14: // DISCONNECT
+				close(disconnected)
+				return
 			}
 		}
 	}()
-	a, _, stderr := testApp("", nil)
-	a.InterruptGrace = 100 * time.Millisecond
-	ctx, cancel := context.WithCancelCause(context.Background())
-	codec := make(chan int, 1)
-	go func() {
-		codec <- a.Run(ctx, []string{"pub", "-p", fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), "-t", "t", "-m", "x", "-q", "1"})
-	}()
-	<-published
-	cancel(errInterrupted)
-	select {
-	case code := <-codec:
-		if code != ExitInterrupted {
-			t.Errorf("exit %d, want %d", code, ExitInterrupted)
-		}
-	case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
-		t.Fatal("pub did not end after the interruption's grace")
-	}
-	for _, want := range []string{
-		"interrupted: waiting up to 100ms for the broker to acknowledge 1 sent message (interrupt again to quit now)",
-		"mqtk: interrupted: 1 sent message not acknowledged within 100ms",
-	} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr)
-		}
-	}
+	return ln.Addr().(*net.TCPAddr).Port, published, disconnected
 }

@@ -273,6 +273,9 @@ func parseSeconds(s string) (time.Duration, error) {
 		if n < 0 || math.IsInf(n, 0) || math.IsNaN(n) {
 			return 0, fmt.Errorf("%q is negative or not finite", s)
 		}
+		if n > float64(math.MaxInt64/time.Second) {
+			return 0, fmt.Errorf("%q is too long (at most %d seconds)", s, math.MaxInt64/time.Second)
+		}
 		return time.Duration(n * float64(time.Second)), nil
 	}
 	d, err := time.ParseDuration(s)

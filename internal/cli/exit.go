@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -63,10 +64,14 @@ func flagError(err error) error {
 	if sh := bad.GetFlag().Shorthand; sh != "" {
 		name = "-" + sh + "/" + name
 	}
-	if reason := numberReason(bad.Unwrap()); reason != "" {
+	cause := bad.Unwrap()
+	if reason := numberReason(cause); reason != "" {
 		return usageErrorf("%s %q: %s", name, bad.GetValue(), reason)
 	}
-	return usageErrorf("%s: %v", name, bad.Unwrap())
+	if strings.Contains(cause.Error(), strconv.Quote(bad.GetValue())) {
+		return usageErrorf("%s: %v", name, cause) // the reason names the value
+	}
+	return usageErrorf("%s %q: %v", name, bad.GetValue(), cause)
 }
 
 // numberReason says why strconv refused a number or boolean ("" if err is

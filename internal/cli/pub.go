@@ -264,6 +264,7 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	// runPub is over (its caller writes to stderr then).
 	var interruptMu sync.Mutex
 	over := false
+	var graceTimer *time.Timer
 	stop := context.AfterFunc(ctx, func() {
 		interruptMu.Lock()
 		defer interruptMu.Unlock()
@@ -274,10 +275,10 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		if grace == 0 {
 			grace = defaultInterruptGrace
 		}
-		if n := q.unacked.Load(); n > 0 {
+		if n := q.unacked.Load(); n > 0 && !o.conn.quiet {
 			fmt.Fprintf(a.IO.Err, "mqtk: interrupted: waiting up to %s for the broker to acknowledge %d sent %s (interrupt again to quit now)\n", grace, n, plural(int(n), "message", "messages"))
 		}
-		time.AfterFunc(grace, func() {
+		graceTimer = time.AfterFunc(grace, func() {
 			n := int(q.unacked.Load())
 			endGrace(fmt.Errorf("%w: %d sent %s not acknowledged within %s", errInterrupted, n, plural(n, "message", "messages"), grace))
 		})
@@ -286,6 +287,9 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		stop()
 		interruptMu.Lock()
 		over = true
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
 		interruptMu.Unlock()
 	}()
 	if plan.lines {
@@ -299,7 +303,13 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 			err = cause // the grace after an interruption ran out
 		}
 	}
-	dctx, cancelD := context.WithTimeout(graceCtx, conn.cfg.ConnectTimeout)
+	// DISCONNECT even when the grace ran out (or the will goes out), but
+	// after an interruption within a second.
+	dwait := conn.cfg.ConnectTimeout
+	if errors.Is(context.Cause(ctx), errInterrupted) {
+		dwait = min(dwait, time.Second)
+	}
+	dctx, cancelD := context.WithTimeout(context.WithoutCancel(ctx), dwait)
 	defer cancelD()
 	_ = client.Disconnect(dctx)
 	if err == nil && ctx.Err() != nil {
@@ -489,12 +499,13 @@ func (q *pubQueue) publish(ctx context.Context, m *mqttc.Message) error {
 		return errAlreadyFailed
 	default:
 	}
+	q.unacked.Add(1) // before the broker can have it
 	p, err := q.client.PublishAsync(ctx, m)
 	if err != nil {
+		q.unacked.Add(-1)
 		return err
 	}
 	q.sent++
-	q.unacked.Add(1)
 	q.pending <- p
 	return nil
 }

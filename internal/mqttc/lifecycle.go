@@ -188,8 +188,8 @@ func openConn(ctx context.Context, cfg Config, version int) (*traceConn, error) 
 // connectFailed is the error for a CONNECT that got no CONNACK (ctx is the
 // one bounding the connect). A broker that closed the connection without
 // a byte in reply is marked: it may be one that speaks only MQTT 3.1.1.
-// If what ended ctx was the caller's own bound with a cause of its own
-// (pub's -W, an interruption), that is the error.
+// If what ended ctx was the caller's own deadline with a cause of its own
+// (pub's -W), that is the error.
 func connectFailed(ctx context.Context, cfg Config, conn *traceConn, err error) error {
 	if cause := callerCause(ctx); cause != nil {
 		return cause
@@ -201,10 +201,12 @@ func connectFailed(ctx context.Context, cfg Config, conn *traceConn, err error) 
 		unanswered: ctx.Err() == nil && !conn.answered() && closedByPeer(err)}
 }
 
-// callerCause is the cause ctx ended with, if it is not the plain error
-// of a context cancelled or past its deadline (the connect timeout's).
+// callerCause is the cause of a deadline ctx passed, if the caller gave
+// it one (context.WithDeadlineCause): not the connect timeout's plain
+// error, and not a cancellation (an interruption is the caller's to
+// handle; sub ends a reconnecting run with exit 0 on one).
 func callerCause(ctx context.Context) error {
-	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() && errors.Is(cause, context.DeadlineExceeded) {
 		return cause
 	}
 	return nil

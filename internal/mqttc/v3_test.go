@@ -387,3 +387,28 @@ func TestPublishLargerThanMQTT(t *testing.T) {
 		})
 	}
 }
+
+// TestTopicAliasOfRefusedMessage: a message refused before it is sent (too
+// large for the broker) does not leave its topic alias behind: the next
+// message with that alias still tells the broker its topic. It went out
+// with an empty topic, which the broker takes as a protocol error.
+func TestTopicAliasOfRefusedMessage(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true, MaximumPacketSize: 200})
+	ctx := testCtx(t)
+	box := newInbox()
+	sub := dialT(t, ctx, Config{Endpoint: endpointOf(t, b.URL), ClientID: "alias-sub", CleanStart: true, OnMessage: box.add})
+	if _, err := sub.Subscribe(ctx, []Subscription{{Filter: "alias/#", QoS: 1}}, SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := dialT(t, ctx, Config{Endpoint: endpointOf(t, b.URL), ClientID: "alias-pub", CleanStart: true})
+	big := &Message{Topic: "alias/a", QoS: 1, Payload: make([]byte, 300), Props: Properties{TopicAlias: 1}}
+	if _, err := pub.PublishAsync(ctx, big); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a message over the broker's Maximum Packet Size: %v, want ErrInvalid", err)
+	}
+	if err := pub.Publish(ctx, &Message{Topic: "alias/a", QoS: 1, Payload: []byte("small"), Props: Properties{TopicAlias: 1}}); err != nil {
+		t.Fatalf("the same alias, a small message: %v", err)
+	}
+	if got := box.wait(t, ctx, 1); got[0].Topic != "alias/a" || string(got[0].Payload) != "small" {
+		t.Errorf("received %q on %q, want small on alias/a", got[0].Payload, got[0].Topic)
+	}
+}

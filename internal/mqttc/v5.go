@@ -143,6 +143,7 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		return nil, invalidf("the broker does not support retained messages")
 	}
 	pb := &packets.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: toPacketProps(&m.Props)}
+	unalias := func() {}
 	if a := m.Props.TopicAlias; a != 0 {
 		if c.info.TopicAliasMaximum == 0 {
 			return nil, invalidf("the broker does not accept topic aliases (its Topic Alias Maximum is 0)")
@@ -152,16 +153,28 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		}
 		pb.Properties.TopicAlias = &a
 		c.aliasMu.Lock()
-		if c.aliases[a] == m.Topic {
+		if prev, had := c.aliases[a]; prev == m.Topic {
 			pb.Topic = ""
 		} else {
 			c.aliases[a] = m.Topic
+			// A message refused below never tells the broker the alias.
+			unalias = func() {
+				c.aliasMu.Lock()
+				if had {
+					c.aliases[a] = prev
+				} else {
+					delete(c.aliases, a)
+				}
+				c.aliasMu.Unlock()
+			}
 		}
 		c.aliasMu.Unlock()
 	}
 	if size := packetSize(pb); size > maxPacket {
+		unalias()
 		return nil, tooLargeForMQTT(size)
 	} else if max := c.info.MaximumPacketSize; max > 0 && size > int(max) {
+		unalias()
 		return nil, invalidf("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
 	}
 	select {

@@ -582,7 +582,10 @@ func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
 			_ = s.DisconnectClient(cl, code)
 		}
 
-		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "pk", pk)
+		// mqtk: the packet's type and topic, not the packet: its payload
+		// (or an AUTH packet's data) is not for the log.
+		s.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener,
+			"type", packets.PacketNames[pk.FixedHeader.Type], "topic", pk.TopicName)
 
 		return err
 	}
