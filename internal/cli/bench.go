@@ -25,12 +25,12 @@ type benchOptions struct {
 	publishers  int
 	subscribers int
 	messages    int
-	duration    string
+	duration    time.Duration
 	rate        float64
 	size        int
 	inflight    int
 	topic       string
-	warmup      string
+	warmup      time.Duration
 	retain      bool
 	json        bool
 	csv         string
@@ -81,12 +81,12 @@ exits 1. Ctrl-C prints the partial report, marked interrupted, and exits 130.`,
 	fs.IntVar(&o.publishers, "publishers", 10, "publishing clients `N`")
 	fs.IntVar(&o.subscribers, "subscribers", 1, "subscribing clients `N`, each receiving every message (0: publish only)")
 	fs.IntVar(&o.messages, "messages", 0, "measure `N` messages per publisher instead of a duration")
-	fs.StringVar(&o.duration, "duration", "3s", "measure for `D` per QoS level (seconds or a duration)")
+	secondsVar(fs, &o.duration, "duration", 3*time.Second, "measure for `D` per QoS level (seconds or a duration)")
 	fs.Float64Var(&o.rate, "rate", 0, "total messages per second `R` across publishers, on a fixed schedule (0: as fast as possible)")
 	fs.IntVar(&o.size, "size", 100, fmt.Sprintf("payload `BYTES` (at least %d, the header each message carries)", bench.HeaderSize))
 	fs.IntVar(&o.inflight, "inflight", 10, "QoS 1/2 messages in flight per publisher `N` (also capped by the broker's Receive Maximum)")
 	fs.StringVarP(&o.topic, "topic", "t", "mqtk/bench/%i", "topic `PATTERN`: %i is the publisher index, %c its client id")
-	fs.StringVar(&o.warmup, "warmup", "0.5s", "publish for `D` before measuring (not counted)")
+	secondsVar(fs, &o.warmup, "warmup", 500*time.Millisecond, "publish for `D` before measuring (not counted)")
 	fs.BoolVarP(&o.retain, "retain", "r", false, "publish retained messages (cleared after each level)")
 	fs.BoolVar(&o.json, "json", false, "print NDJSON: a config line, then a result line per QoS level")
 	fs.StringVar(&o.csv, "csv", "", "also write the results as CSV to `FILE`")
@@ -137,15 +137,10 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 			return nil, usageErrorf("--messages %d: at least 1", o.messages)
 		}
 	} else {
-		d, err := parseSeconds(o.duration)
-		if err != nil || d <= 0 {
-			return nil, usageErrorf("--duration %q: give a positive number of seconds or a duration like 10s", o.duration)
+		if o.duration <= 0 {
+			return nil, usageErrorf("--duration %s: give a positive number of seconds or a duration like 10s", o.duration)
 		}
-		dur = d
-	}
-	warmup, err := parseSeconds(o.warmup)
-	if err != nil {
-		return nil, usageErrorf("--warmup: %v", err)
+		dur = o.duration
 	}
 	t, err := bench.Topic(o.topic, 0, "x")
 	if err != nil {
@@ -206,7 +201,7 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 		Config: bench.Config{
 			Embedded: o.embedded, Protocol: mqttc.VersionName(conn.cfg.ProtocolVersion), QoS: p.levels,
 			Publishers: o.publishers, Subscribers: o.subscribers, Messages: o.messages, Duration: dur,
-			Rate: o.rate, Size: o.size, Inflight: o.inflight, Topic: o.topic, Warmup: warmup,
+			Rate: o.rate, Size: o.size, Inflight: o.inflight, Topic: o.topic, Warmup: o.warmup,
 			Retain: o.retain, Version: versionString(),
 		},
 		Base:     conn.cfg,

@@ -295,8 +295,13 @@ type secondsValue time.Duration
 
 // secondsVar defines a secondsValue flag; p starts at def.
 func secondsVar(fs *pflag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
+	secondsVarP(fs, p, name, "", def, usage)
+}
+
+// secondsVarP is secondsVar with a shorthand.
+func secondsVarP(fs *pflag.FlagSet, p *time.Duration, name, shorthand string, def time.Duration, usage string) {
 	*p = def
-	fs.Var((*secondsValue)(p), name, usage)
+	fs.VarP((*secondsValue)(p), name, shorthand, usage)
 }
 
 func (d *secondsValue) Set(s string) error {
@@ -316,14 +321,6 @@ func (d *secondsValue) String() string {
 		return "0"
 	}
 	return time.Duration(*d).String()
-}
-
-// parseOptionalSeconds is parseSeconds with "" meaning 0 (not set).
-func parseOptionalSeconds(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	return parseSeconds(s)
 }
 
 // parseExpiry reads a session or message expiry interval in whole seconds:

@@ -31,8 +31,8 @@ type pubOptions struct {
 	qos         int
 	retain      bool
 	repeat      int
-	repeatDelay string
-	timeout     string
+	repeatDelay time.Duration
+	timeout     time.Duration
 
 	contentType     string
 	responseTopic   string
@@ -98,8 +98,8 @@ falling back to 3.1.1.`,
 	fs.IntVarP(&o.qos, "qos", "q", 0, "quality of service `QOS`: 0, 1 or 2")
 	fs.BoolVarP(&o.retain, "retain", "r", false, "ask the broker to retain the message")
 	fs.IntVar(&o.repeat, "repeat", 1, "publish the message `N` times")
-	fs.StringVar(&o.repeatDelay, "repeat-delay", "", "wait `D` between repeats (seconds, or a duration like 500ms)")
-	fs.StringVarP(&o.timeout, "timeout", "W", "", "give up after `D` (seconds or a duration), acknowledgements included, and exit 27")
+	secondsVar(fs, &o.repeatDelay, "repeat-delay", 0, "wait `D` between repeats (seconds, or a duration like 500ms)")
+	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "give up after `D` (seconds or a duration), acknowledgements included, and exit 27")
 	fs.StringVar(&o.contentType, "content-type", "", "v5 content type `TYPE`")
 	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response `TOPIC`")
 	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation `DATA`")
@@ -180,13 +180,7 @@ func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string)
 	if o.stdinLine && fs.Changed("repeat") {
 		return nil, usageErrorf("--repeat does not apply to -l")
 	}
-	var err error
-	if p.repeatDelay, err = parseOptionalSeconds(o.repeatDelay); err != nil {
-		return nil, usageErrorf("--repeat-delay: %v", err)
-	}
-	if p.timeout, err = parseOptionalSeconds(o.timeout); err != nil {
-		return nil, usageErrorf("-W/--timeout: %v", err)
-	}
+	p.repeatDelay, p.timeout = o.repeatDelay, o.timeout
 
 	props := &p.msg.Props
 	props.ContentType = o.contentType

@@ -24,8 +24,8 @@ type retainClearOptions struct {
 	exclude     []string
 	dryRun      bool
 	yes         bool
-	quietPeriod string
-	timeout     string
+	quietPeriod time.Duration
+	timeout     time.Duration
 	qos         int
 	json        bool
 }
@@ -109,8 +109,8 @@ Exit codes:
 	fs.StringArrayVarP(&o.exclude, "exclude", "T", nil, "leave topics matching `FILTER` alone (repeatable)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list the topics holding retained messages on stdout; change nothing")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "clear without asking (required without a terminal)")
-	fs.StringVar(&o.quietPeriod, "quiet-period", "1s", "stop collecting after `D` without a new retained message (seconds or a duration)")
-	fs.StringVarP(&o.timeout, "timeout", "W", "", "give up after `D` (seconds or a duration) and exit 27")
+	secondsVar(fs, &o.quietPeriod, "quiet-period", time.Second, "stop collecting after `D` without a new retained message (seconds or a duration)")
+	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "give up after `D` (seconds or a duration) and exit 27")
 	fs.IntVarP(&o.qos, "qos", "q", 1, "`QOS` of the clearing publishes: 1 or 2 confirm each clear, 0 does not")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per topic and a summary on stdout")
 	o.conn.addFlags(fs)
@@ -150,13 +150,10 @@ func (o *retainClearOptions) plan(a *App, urlTopic string) (*retainClearPlan, er
 		return nil, usageErrorf("-q/--qos %d: use 0, 1 or 2", o.qos)
 	}
 	p.qos = byte(o.qos)
-	var err error
-	if p.quiet, err = parseSeconds(o.quietPeriod); err != nil || p.quiet <= 0 {
-		return nil, usageErrorf("--quiet-period %q: use a positive number of seconds or a duration like 500ms", o.quietPeriod)
+	if p.quiet = o.quietPeriod; p.quiet <= 0 {
+		return nil, usageErrorf("--quiet-period %s: use a positive number of seconds or a duration like 500ms", o.quietPeriod)
 	}
-	if p.timeout, err = parseOptionalSeconds(o.timeout); err != nil {
-		return nil, usageErrorf("-W/--timeout: %v", err)
-	}
+	p.timeout = o.timeout
 	if o.conn.given("disable-clean-session") || o.conn.given("session-expiry") {
 		return nil, usageErrorf("retain-clear uses clean sessions: drop -c/--disable-clean-session and -x/--session-expiry")
 	}

@@ -29,8 +29,8 @@ type subOptions struct {
 	subID          int
 
 	count        int
-	timeout      string
-	idle         string
+	timeout      time.Duration
+	idle         time.Duration
 	noRetained   bool
 	retainedOnly bool
 
@@ -40,7 +40,7 @@ type subOptions struct {
 	json    bool
 	pretty  bool
 
-	reconnectDelay string
+	reconnectDelay time.Duration
 	noReconnect    bool
 }
 
@@ -91,8 +91,8 @@ connecting.`,
 	fs.IntVar(&o.retainHandling, "retain-handling", 0, "v5: retained messages on subscribe, `N`: 0 always, 1 only for a new subscription, 2 never")
 	fs.IntVar(&o.subID, "subscription-identifier", 0, "v5: subscription identifier `N` (1 to 268435455)")
 	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing `N` messages (0: no limit)")
-	fs.StringVarP(&o.timeout, "timeout", "W", "", "exit 27 after `D` (seconds or a duration like 1.5s)")
-	fs.StringVar(&o.idle, "idle", "", "exit 0 when no message has arrived for `D`")
+	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "exit 27 after `D` (seconds or a duration like 1.5s)")
+	secondsVar(fs, &o.idle, "idle", 0, "exit 0 when no message has arrived for `D`")
 	fs.BoolVarP(&o.noRetained, "no-retained", "R", false, "do not print retained messages stored before we subscribed")
 	fs.BoolVar(&o.retainedOnly, "retained-only", false, "print only retained messages, then exit 0")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "print the topic before each payload")
@@ -100,7 +100,7 @@ connecting.`,
 	fs.StringVarP(&o.format, "format", "F", "", "print each message as `FORMAT`, mosquitto_sub's format language (mqtk help format)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per message, binary-safe (mqtk help json)")
 	fs.BoolVar(&o.pretty, "pretty", false, "indent --json (and -F %j/%J) output")
-	fs.StringVar(&o.reconnectDelay, "reconnect-delay", "1s", "first wait `D` before reconnecting after a lost connection; it doubles up to 30s")
+	secondsVar(fs, &o.reconnectDelay, "reconnect-delay", time.Second, "first wait `D` before reconnecting after a lost connection; it doubles up to 30s")
 	fs.BoolVar(&o.noReconnect, "no-reconnect", false, "exit 3 when the connection is lost instead of reconnecting")
 	o.conn.addFlags(fs)
 	markV5Only(fs, "no-local", "retain-as-published", "retain-handling", "subscription-identifier")
@@ -164,17 +164,12 @@ func (o *subOptions) plan(a *App, urlTopic string) (*subPlan, error) {
 		return nil, usageErrorf("-R/--no-retained and --retained-only conflict")
 	}
 	var err error
-	if p.timeout, err = parseOptionalSeconds(o.timeout); err != nil {
-		return nil, usageErrorf("-W/--timeout: %v", err)
-	}
-	if p.idle, err = parseOptionalSeconds(o.idle); err != nil {
-		return nil, usageErrorf("--idle: %v", err)
-	}
+	p.timeout, p.idle = o.timeout, o.idle
 	if o.retainedOnly && p.idle == 0 {
 		p.idle = time.Second // the quiet period after the last retained message
 	}
-	if p.reconnect, err = parseSeconds(o.reconnectDelay); err != nil || p.reconnect <= 0 {
-		return nil, usageErrorf("--reconnect-delay %q: use a positive duration", o.reconnectDelay)
+	if p.reconnect = o.reconnectDelay; p.reconnect <= 0 {
+		return nil, usageErrorf("--reconnect-delay %s: use a positive duration", o.reconnectDelay)
 	}
 	if p.render, err = o.renderer(a); err != nil {
 		return nil, err
