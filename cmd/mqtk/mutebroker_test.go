@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net"
 	"strconv"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -10,60 +8,23 @@ import (
 	"mqtk/internal/brokertest"
 )
 
-// mutebroker starts, on a free 127.0.0.1 port, a broker that accepts every
-// MQTT 5 connection (CONNACK success) and then never acknowledges anything,
-// and sets $MUTE_PORT: how a broker that has stopped answering looks. With
+// mutebroker starts a brokertest.Mute (a broker that accepts every MQTT 5
+// connection, CONNACK success, and then never acknowledges anything) and
+// sets $MUTE_PORT: how a broker that has stopped answering looks. With
 // -noconnack it never sends the CONNACK either, and sets $SILENT_PORT.
 func cmdMuteBroker(ts *testscript.TestScript, neg bool, args []string) {
 	silent := len(args) == 1 && args[0] == "-noconnack"
 	if len(args) > 0 && !silent {
 		ts.Fatalf("usage: mutebroker [-noconnack]")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	m, err := brokertest.NewMute(brokertest.MuteOptions{NoConnack: silent})
 	ts.Check(err)
-	ts.Defer(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// Read the CONNECT's fixed header and remaining length, then its body.
-				hdr := make([]byte, 1)
-				if _, err := io.ReadFull(c, hdr); err != nil {
-					return
-				}
-				n, mult := 0, 1
-				for {
-					if _, err := io.ReadFull(c, hdr); err != nil {
-						return
-					}
-					n += int(hdr[0]&0x7f) * mult
-					mult *= 128
-					if hdr[0]&0x80 == 0 {
-						break
-					}
-				}
-				if _, err := io.CopyN(io.Discard, c, int64(n)); err != nil {
-					return
-				}
-				// CONNACK: no session, success, no properties.
-				if silent {
-					// none
-				} else if _, err := c.Write([]byte{0x20, 0x03, 0x00, 0x00, 0x00}); err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	ts.Defer(func() { m.Close() })
 	env := "MUTE_PORT"
 	if silent {
 		env = "SILENT_PORT"
 	}
-	ts.Setenv(env, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	ts.Setenv(env, strconv.Itoa(m.Port))
 }
 
 // kick [-name NAME] CLIENTID disconnects a client from the in-process

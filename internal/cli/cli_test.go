@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -382,7 +380,17 @@ func TestPasswordPrompt(t *testing.T) {
 func TestPubInterruptedUnacknowledged(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
 		t.Run(fmt.Sprintf("quiet=%v", quiet), func(t *testing.T) {
-			port, published, disconnected := unacknowledgingBroker(t)
+			published, disconnected := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			mute := brokertest.StartMute(t, brokertest.MuteOptions{OnPacket: func(header byte) {
+				switch header >> 4 {
+				case 3: // PUBLISH: never acknowledged
+					once.Do(func() { close(published) })
+				case 14: // DISCONNECT
+					close(disconnected)
+				}
+			}})
+			port := mute.Port
 			a, _, stderr := testApp("", nil)
 			a.InterruptGrace = 100 * time.Millisecond
 			ctx, cancel := context.WithCancelCause(context.Background())
@@ -423,55 +431,4 @@ func TestPubInterruptedUnacknowledged(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unacknowledgingBroker accepts one MQTT 5 connection, answers its CONNECT
-// and nothing else. published is closed when a PUBLISH has been read,
-// disconnected when a DISCONNECT has (before the connection ends).
-func unacknowledgingBroker(t *testing.T) (port int, published, disconnected chan struct{}) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	published, disconnected = make(chan struct{}), make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		for first, pubs := true, 0; ; first = false {
-			b, err := r.ReadByte() // a packet's fixed header
-			if err != nil {
-				return
-			}
-			n := 0 // the remaining length
-			for shift := 0; ; shift += 7 {
-				d, err := r.ReadByte()
-				if err != nil {
-					return
-				}
-				n |= int(d&127) << shift
-				if d < 128 {
-					break
-				}
-			}
-			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
-				return
-			}
-			switch {
-			case first: // CONNECT: CONNACK (MQTT 5, no properties)
-				c.Write([]byte{0x20, 3, 0, 0, 0})
-			case b>>4 == 3 && pubs == 0: // PUBLISH: never acknowledged
-				pubs++
-				close(published)
-			case b>>4 == 14: // DISCONNECT
-				close(disconnected)
-				return
-			}
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port, published, disconnected
 }
