@@ -2,7 +2,6 @@ package mqttc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/url"
@@ -145,8 +144,7 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	}
 	// paho panics on a packet MQTT cannot encode.
 	if n := v3Remaining(m); n > maxRemaining {
-		var vbi [binary.MaxVarintLen64]byte
-		return nil, tooLargeForMQTT(1 + binary.PutUvarint(vbi[:], uint64(n)) + n)
+		return nil, tooLargeForMQTT(packetLen(n))
 	}
 	select {
 	case <-c.done:

@@ -395,7 +395,13 @@ func packetSize(pb *packets.Publish) int {
 			n += len(b)
 		}
 	}
-	var vbi [binary.MaxVarintLen32]byte
+	return packetLen(n)
+}
+
+// packetLen is the size of a packet whose Remaining Length is n: the
+// fixed header's first byte, n as a variable byte integer, and n bytes.
+func packetLen(n int) int {
+	var vbi [binary.MaxVarintLen64]byte
 	return 1 + binary.PutUvarint(vbi[:], uint64(n)) + n
 }
 
