@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"sync"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqtk/internal/proxytest"
 )
 
 // MuteOptions shape a Mute broker.
@@ -22,26 +23,21 @@ type MuteOptions struct {
 // Mute is how a broker that has stopped answering looks: it accepts every
 // connection on a free loopback port, answers the CONNECT with a
 // successful MQTT 5 CONNACK (unless NoConnack), and then reads and never
-// answers; a DISCONNECT ends the connection, as at a broker.
+// answers; a DISCONNECT ends the connection, as at a broker. proxytest
+// listens, tracks and closes.
 type Mute struct {
-	Port int // on 127.0.0.1
-
-	ln    net.Listener
-	o     MuteOptions
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]bool
+	*proxytest.Proxy
+	o MuteOptions
 }
 
 // NewMute starts a Mute broker.
 func NewMute(o MuteOptions) (*Mute, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	m := &Mute{o: o}
+	p, err := proxytest.New(proxytest.Options{Kind: "custom", Serve: func(_ *proxytest.Proxy, c net.Conn) { m.serve(c) }})
 	if err != nil {
 		return nil, err
 	}
-	m := &Mute{Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, o: o, conns: map[net.Conn]bool{}}
-	m.wg.Add(1)
-	go m.accept()
+	m.Proxy = p
 	return m, nil
 }
 
@@ -54,37 +50,6 @@ func StartMute(t testing.TB, o MuteOptions) *Mute {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
-}
-
-// Close stops listening and closes every connection.
-func (m *Mute) Close() error {
-	err := m.ln.Close()
-	m.mu.Lock()
-	for c := range m.conns {
-		c.Close()
-	}
-	m.mu.Unlock()
-	m.wg.Wait()
-	return err
-}
-
-func (m *Mute) accept() {
-	defer m.wg.Done()
-	for {
-		c, err := m.ln.Accept()
-		if err != nil {
-			return
-		}
-		m.mu.Lock()
-		m.conns[c] = true
-		m.mu.Unlock()
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			defer c.Close()
-			m.serve(c)
-		}()
-	}
 }
 
 func (m *Mute) serve(c net.Conn) {

@@ -41,7 +41,8 @@ type Options struct {
 	OnTLS func(tls.ConnectionState)
 
 	// Serve, with Kind "custom", handles each connection itself (it may
-	// relay it to Target with Tunnel); the Proxy listens, tracks and closes.
+	// relay it to Target with Tunnel, or be the server itself); the Proxy
+	// listens, tracks and closes.
 	Serve func(p *Proxy, c net.Conn)
 }
 
@@ -65,8 +66,8 @@ func New(o Options) (*Proxy, error) {
 	switch {
 	case o.Kind == "tls" && (o.TLS == nil || o.Target == ""):
 		return nil, errors.New("proxytest: a TLS terminator needs TLS and Target")
-	case o.Kind == "custom" && (o.Serve == nil || o.Target == ""):
-		return nil, errors.New("proxytest: a custom proxy needs Serve and Target")
+	case o.Kind == "custom" && o.Serve == nil:
+		return nil, errors.New("proxytest: a custom proxy needs Serve")
 	case o.Kind != "socks5" && o.Kind != "http" && o.Kind != "tls" && o.Kind != "custom":
 		return nil, errors.New("proxytest: Kind is socks5, http, tls or custom")
 	}
