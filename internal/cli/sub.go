@@ -59,7 +59,7 @@ or "(null)" after the topic with -v.
 
 mqtk sub stops at the first of these, and its exit code says which:
   -C N             after N printed messages                          exit 0
-  -W D             D after connecting                                exit 27
+  -W D             D after starting, the connect included            exit 27
   --idle D         when no message has arrived for D                 exit 0
   --retained-only  at the first live message, or when no retained
                    message has arrived for a quiet period (1s, or
@@ -371,9 +371,19 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 	plan := r.plan
 	delay := plan.reconnect
 	first := true
+	if plan.timeout > 0 {
+		// -W bounds the whole run, the connect included, as mosquitto_sub's
+		// does: a broker that never answers costs D, not the connect timeout.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, plan.timeout, &timeoutExpired{plan.timeout})
+		defer cancel()
+	}
 	for {
 		client, err := mqttc.Dial(ctx, cfg)
 		if err != nil {
+			if !first && ctx.Err() != nil {
+				return stopCause(ctx) // not a failed reconnect: the run is over
+			}
 			if first || !retryable(err) || r.o.noReconnect {
 				return err
 			}
@@ -387,14 +397,11 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 			continue
 		}
 		delay = plan.reconnect
-		if first && plan.timeout > 0 {
-			t := time.AfterFunc(plan.timeout, func() {
-				r.end(&timeoutExpired{plan.timeout})
-			})
-			defer t.Stop()
-		}
 		if err := r.subscribe(ctx, client, first); err != nil {
 			disconnect(ctx, client, cfg)
+			if ctx.Err() != nil {
+				return stopCause(ctx)
+			}
 			return err
 		}
 		if r.o.exitOnSuback || len(plan.subs) == 0 {
@@ -411,10 +418,7 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 			return err
 		case <-ctx.Done():
 			disconnect(ctx, client, cfg)
-			if errors.Is(context.Cause(ctx), errInterrupted) {
-				return nil // Ctrl-C is how a subscription normally ends
-			}
-			return context.Cause(ctx)
+			return stopCause(ctx)
 		case <-client.Done():
 		}
 		lost := client.Err()
@@ -457,11 +461,18 @@ func (r *subRun) wait(ctx context.Context, d time.Duration) (stopped bool, err e
 	case err := <-r.stop:
 		return true, err
 	case <-ctx.Done():
-		if errors.Is(context.Cause(ctx), errInterrupted) {
-			return true, nil
-		}
-		return true, context.Cause(ctx)
+		return true, stopCause(ctx)
 	}
+}
+
+// stopCause is what ends a run whose ctx is done: nothing for Ctrl-C or
+// SIGTERM (how a subscription normally ends), otherwise the cause (-W's
+// timeoutExpired).
+func stopCause(ctx context.Context) error {
+	if cause := context.Cause(ctx); !errors.Is(cause, errInterrupted) {
+		return cause
+	}
+	return nil
 }
 
 func disconnect(ctx context.Context, c mqttc.Client, cfg mqttc.Config) {
