@@ -21,6 +21,8 @@ type brokerPasswdOptions struct {
 	file, user    string
 	passwordStdin bool
 	delete        bool
+	create        bool
+	batch         bool // -b: refused, with the way that works
 }
 
 func newBrokerPasswdCmd(a *App) *cobra.Command {
@@ -32,18 +34,25 @@ func newBrokerPasswdCmd(a *App) *cobra.Command {
 that both 'mqtk broker --password-file' and mosquitto read. FILE is created
 (readable by its owner only) if it does not exist; the other lines are kept
 as they are, in order, and FILE is replaced in one step, so a broker reading
-it never sees half a file. Send the broker SIGHUP to make it read FILE again.
+it never sees half a file. With -c, FILE is started afresh with USER alone,
+as mosquitto_passwd -c does. Send the broker SIGHUP to make it read FILE
+again.
 
 On a terminal the password is asked for twice, without echo. From a script,
 give it as the first line of stdin with --password-stdin; it never goes on
-the command line, where other users could see it.
+the command line, where other users could see it (so mosquitto_passwd's -b
+is refused, with that remedy).
 
 The password is stored as a PBKDF2-SHA512 hash ($7$, 101 iterations, as
 mosquitto_passwd 2.x writes it); mosquitto 1.x's $6$ hashes are read too.`,
 		Example: `  mqtk broker passwd /etc/mqtk/passwd alice
   printf '%s\n' "$PASS" | mqtk broker passwd --password-stdin passwd sensor-17
-  mqtk broker passwd -D passwd alice`,
+  mqtk broker passwd -D passwd alice
+  printf '%s\n' "$PASS" | mqtk broker passwd -c --password-stdin passwd admin`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if o.batch {
+				return usageErrorf("-b (the password on the command line, where other users can see it) is not supported: give it on stdin: printf '%%s\\n' \"$PASS\" | mqtk broker passwd --password-stdin FILE USER")
+			}
 			if len(args) != 2 {
 				return usageErrorf("give FILE and USER (got %d arguments)", len(args))
 			}
@@ -57,6 +66,9 @@ mosquitto_passwd 2.x writes it); mosquitto 1.x's $6$ hashes are read too.`,
 	flags := cmd.Flags()
 	flags.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
 	flags.BoolVarP(&o.delete, "delete", "D", false, "delete USER instead of setting a password")
+	flags.BoolVarP(&o.create, "create", "c", false, "start FILE afresh with USER alone, replacing what it held")
+	flags.BoolVarP(&o.batch, "batch", "b", false, "mosquitto_passwd's password argument: refused, see --password-stdin")
+	_ = flags.MarkHidden("batch")
 	return cmd
 }
 
@@ -66,6 +78,9 @@ func runBrokerPasswd(a *App, o *brokerPasswdOptions) error {
 	}
 	if o.delete && o.passwordStdin {
 		return usageErrorf("-D/--delete and --password-stdin conflict: deleting a user needs no password")
+	}
+	if o.delete && o.create {
+		return usageErrorf("-D/--delete and -c/--create conflict: a new file has no user to delete")
 	}
 	path := o.file
 	// Replace the file a symlink points to, not the link.
@@ -78,6 +93,9 @@ func runBrokerPasswd(a *App, o *brokerPasswdOptions) error {
 	case err == nil:
 		if fi, err := os.Stat(path); err == nil {
 			mode = fi.Mode().Perm()
+		}
+		if o.create {
+			data = nil // replaced once the password is read: nothing is lost on a mistake
 		}
 	case errors.Is(err, fs.ErrNotExist) && !o.delete:
 		data = nil
@@ -108,6 +126,8 @@ func runBrokerPasswd(a *App, o *brokerPasswdOptions) error {
 	switch {
 	case o.delete:
 		fmt.Fprintf(a.IO.Err, "deleted user %q from %s\n", o.user, o.file)
+	case o.create:
+		fmt.Fprintf(a.IO.Err, "wrote %s with user %q alone\n", o.file, o.user)
 	case existed:
 		fmt.Fprintf(a.IO.Err, "changed the password of %q in %s\n", o.user, o.file)
 	default:

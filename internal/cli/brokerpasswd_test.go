@@ -188,6 +188,9 @@ func TestBrokerPasswdUsageErrors(t *testing.T) {
 		{"pw\n", []string{"--password-stdin", "-D", path, "alice"}, "conflict"},
 		{"", []string{"-D", filepath.Join(dir, "missing"), "alice"}, "no such file"},
 		{"pw\n", []string{"--password-stdin", dir, "alice"}, "is a directory"},
+		{"", []string{"-c", "-D", path, "alice"}, "conflict"},
+		{"", []string{"-b", path, "alice", "s3cret"}, "--password-stdin FILE USER"},
+		{"", []string{"-c", "-b", path, "alice", "s3cret"}, "is not supported"},
 	} {
 		a, _, _ := testApp(tc.stdin, nil)
 		err := runPasswd(t, a, tc.args...)
@@ -195,8 +198,44 @@ func TestBrokerPasswdUsageErrors(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want a usage error containing %q", tc.args, err, tc.want)
 		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: the password is in the error: %v", tc.args, err)
+		}
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed command created the file: %v", err)
 	}
+}
+
+// -c starts the file afresh, as mosquitto_passwd -c does, keeping its mode;
+// a mistake (here an empty password) leaves the old file as it was.
+func TestBrokerPasswdCreateReplaces(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passwd")
+	const before = "# users\nbob:$7$101$9mzhJaTSxLw7228O$IZrCQU2HxgP4M4HHDA5DIhOiTKp1apq/Xr0KAvBTTNMlg7nIf83qmKdl6GunLBXAzzYejlf/N252g/gjzB14hA==\n"
+	if err := os.WriteFile(path, []byte(before), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := testApp("\n", nil)
+	if err := runPasswd(t, a, "-c", "--password-stdin", path, "alice"); err == nil {
+		t.Fatal("an empty password was accepted")
+	}
+	if data, _ := os.ReadFile(path); string(data) != before {
+		t.Fatalf("a refused -c changed the file: %q", data)
+	}
+	a, _, stderr := testApp("pw\n", nil)
+	if err := runPasswd(t, a, "-c", "--password-stdin", path, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	user, hash, _ := strings.Cut(strings.TrimSuffix(string(data), "\n"), ":")
+	if user != "alice" || !entry.MatchString(hash) || strings.Count(string(data), "\n") != 1 {
+		t.Errorf("file after -c: %q", data)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode after -c: %v %v, want 0640 kept", fi.Mode().Perm(), err)
+	}
+	if want := fmt.Sprintf("wrote %s with user \"alice\" alone\n", path); stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	mosquittotest.CheckLogin(t, path, "alice", "pw")
 }
