@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
 	"mqtk/internal/bench"
@@ -46,6 +47,19 @@ func GenerateDocs(dir string) error {
 	// Cobra adds `completion` only when a command line is executed; add it
 	// now so that the reference shows what `mqtk --help` lists.
 	root.InitDefaultCompletionCmd()
+	var fence func(*cobra.Command)
+	fence = func(c *cobra.Command) {
+		if c.Long != "" {
+			endsLine := strings.HasSuffix(c.Long, "\n")
+			if c.Long = fenceIndented(c.Long); !endsLine {
+				c.Long = strings.TrimSuffix(c.Long, "\n")
+			}
+		}
+		for _, sub := range c.Commands() {
+			fence(sub)
+		}
+	}
+	fence(root)
 
 	for _, d := range generatedDirs {
 		p := filepath.Join(dir, d)
@@ -151,8 +165,15 @@ func helpMarkdown(title, text string, headers ...[2]string) (string, error) {
 // verbatimMarkdown renders a help topic as a markdown page: prose as it is,
 // each indented block as a preformatted block, unchanged.
 func verbatimMarkdown(title, text string) string {
+	return fmt.Sprintf("<!-- Generated from `mqtk help` by `make docs` (internal/cli/docs.go). Do not edit. -->\n\n# %s\n\n", title) +
+		fenceIndented(text)
+}
+
+// fenceIndented marks each run of indented lines in a help text (an aligned
+// table, sample output) as a preformatted block, so that markdown and man
+// show it as --help does instead of filling it into the paragraph.
+func fenceIndented(text string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "<!-- Generated from `mqtk help` by `make docs` (internal/cli/docs.go). Do not edit. -->\n\n# %s\n\n", title)
 	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
 	in := false
 	for i, l := range lines {

@@ -112,3 +112,27 @@ func quoteLine(lines []string, i int) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// TestManKeepsHelpTables: the aligned tables of a command's help (sub's
+// "stops at" list) are preformatted in its man page and markdown page, not
+// filled into the paragraph around them.
+func TestManKeepsHelpTables(t *testing.T) {
+	gen := t.TempDir()
+	if err := GenerateDocs(gen); err != nil {
+		t.Fatalf("GenerateDocs: %v", err)
+	}
+	for name, want := range map[string]string{
+		"docs/man/mqtk-sub.1":                "says which:\n\n.EX\n  -C N ",
+		"docs/commands/mqtk_sub.md":          "says which:\n```text\n  -C N ",
+		"docs/man/mqtk-retain-clear.1":       "Exit codes:\n\n.EX\n  0 ",
+		"docs/commands/mqtk_retain-clear.md": "Exit codes:\n```text\n  0 ",
+	} {
+		data, err := os.ReadFile(filepath.Join(gen, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s: no preformatted table (%q)", name, want)
+		}
+	}
+}
