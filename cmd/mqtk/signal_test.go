@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"mqtk/internal/broker"
 	"mqtk/internal/brokertest"
 	"mqtk/internal/mqttc"
+	"mqtk/internal/proxytest"
 )
 
 // These tests run the real mqtk program (installed in $PATH by TestMain) and
@@ -193,5 +195,68 @@ func TestSubConnectionLostExits3(t *testing.T) {
 	}
 	if code := waitExit(t, cmd); code != 3 {
 		t.Errorf("sub exited %d after losing its connection, want 3", code)
+	}
+}
+
+// TestSubInterruptedWhileReconnecting: Ctrl-C while sub waits for a
+// reconnection's CONNACK ends it as Ctrl-C ends any subscription: exit 0,
+// and no "reconnect failed" line about the interrupted attempt.
+func TestSubInterruptedWhileReconnecting(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	firstConn := make(chan net.Conn, 1)
+	second := make(chan struct{}, 1)
+	var conns atomic.Int32
+	p := proxytest.Start(t, proxytest.Options{Kind: "custom", Target: fmt.Sprintf("127.0.0.1:%d", b.Port),
+		Serve: func(p *proxytest.Proxy, c net.Conn) {
+			if conns.Add(1) == 1 {
+				firstConn <- c
+				_ = p.Tunnel(c, c, nil) // the broker, the first time
+				return
+			}
+			select { // then a broker that never answers
+			case second <- struct{}{}:
+			default:
+			}
+			_, _ = io.Copy(io.Discard, c)
+		}})
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(p.Port), "-t", "sig/re", "--reconnect-delay", "0.05")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitSubscribed(ctx, "sig/re", 1); err != nil {
+		t.Fatal(err)
+	}
+	// A message through: the subscription is acknowledged and in use.
+	pub := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "sig/re", "-m", "first", "-q", "1")
+	if msg, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("pub: %v: %s", err, msg)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "first\n" {
+		t.Fatalf("sub printed %q, %v", line, err)
+	}
+	go io.Copy(io.Discard, stdout)
+	(<-firstConn).Close() // the connection is lost
+	select {
+	case <-second:
+	case <-ctx.Done():
+		t.Fatalf("sub did not reconnect; stderr:\n%s", &stderr)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("sub exited %d, want 0; stderr:\n%s", code, &stderr)
+	}
+	if !strings.Contains(stderr.String(), "reconnecting in") || strings.Contains(stderr.String(), "reconnect failed") {
+		t.Errorf("stderr:\n%s\nwant the lost connection, and no failed reconnect", &stderr)
 	}
 }
