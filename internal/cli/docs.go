@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
@@ -78,6 +79,14 @@ func GenerateDocs(dir string) error {
 	if err := doc.GenManTree(root, header, filepath.Join(dir, docsManDir)); err != nil {
 		return fmt.Errorf("man pages: %w", err)
 	}
+	for _, c := range root.Commands() {
+		if c.IsAdditionalHelpTopicCommand() {
+			name := filepath.Join(dir, docsManDir, root.Name()+"-"+c.Name()+".7")
+			if err := os.WriteFile(name, topicMan(root, c), 0o644); err != nil {
+				return err
+			}
+		}
+	}
 
 	exitMD, err := helpMarkdown("Exit codes", exitCodesHelp(), [2]string{"Code", "Meaning"})
 	if err != nil {
@@ -117,6 +126,17 @@ func GenerateDocs(dir string) error {
 		}
 	}
 	return nil
+}
+
+// topicMan is the man page (section 7, as git's topics are) of a help
+// topic such as `mqtk help format`, which cobra's GenManTree skips.
+func topicMan(root, topic *cobra.Command) []byte {
+	name := root.Name() + "-" + topic.Name()
+	md := fmt.Sprintf("%% %q \"7\" %q \"mqtk\" \"mqtk manual\"\n# NAME\n%s \\- %s\n\n"+
+		"# SYNOPSIS\n**%s help %s**\n\n# DESCRIPTION\n%s\n\n# SEE ALSO\n**%s(1)**\n",
+		strings.ToUpper(name), manDate.Format("Jan 2006"), name, topic.Short,
+		root.Name(), topic.Name(), topic.Long, root.Name())
+	return md2man.Render([]byte(md))
 }
 
 // helpMarkdown renders the text of a help topic (see help.go) as a markdown

@@ -115,7 +115,7 @@ func quoteLine(lines []string, i int) string {
 
 // TestManKeepsHelpTables: the aligned tables of a command's help (sub's
 // "stops at" list) are preformatted in its man page and markdown page, not
-// filled into the paragraph around them.
+// filled into the paragraph around them; each help topic has a man page.
 func TestManKeepsHelpTables(t *testing.T) {
 	gen := t.TempDir()
 	if err := GenerateDocs(gen); err != nil {
@@ -126,6 +126,9 @@ func TestManKeepsHelpTables(t *testing.T) {
 		"docs/commands/mqtk_sub.md":          "says which:\n```text\n  -C N ",
 		"docs/man/mqtk-retain-clear.1":       "Exit codes:\n\n.EX\n  0 ",
 		"docs/commands/mqtk_retain-clear.md": "Exit codes:\n```text\n  0 ",
+		// The help topics have man pages too.
+		"docs/man/mqtk-format.7":     ".TH \"MQTK-FORMAT\" \"7\"",
+		"docs/man/mqtk-exit-codes.7": "\n.EX\n    0  success\n",
 	} {
 		data, err := os.ReadFile(filepath.Join(gen, name))
 		if err != nil {
