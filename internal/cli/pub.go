@@ -41,6 +41,7 @@ type pubOptions struct {
 	userProps       []string
 	payloadFormat   bool
 	topicAlias      int
+	properties      []string // -D COMMANDs (see applyProperties)
 }
 
 func newPubCmd(a *App) *cobra.Command {
@@ -81,8 +82,8 @@ falling back to 3.1.1.`,
   mqtk pub -t cmd/reboot -n -r                  # clear a retained message
   mqtk pub -t req -m '{}' --response-topic resp --correlation-data 42 \
       --user-property origin=ci --user-property origin=nightly`,
-		Args:    noArgs,
-		PreRunE: o.conn.prepare(a),
+		Args:    propertyArgs(&o.properties),
+		PreRunE: propertiesThen(&o.properties, pubProperties, o.conn.prepare(a)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPub(cmd.Context(), a, o)
 		},
@@ -107,6 +108,7 @@ falling back to 3.1.1.`,
 	fs.StringArrayVar(&o.userProps, "user-property", nil, "v5 user property `KEY=VALUE` (repeatable; order and repeated keys are kept)")
 	fs.BoolVar(&o.payloadFormat, "payload-format-indicator", false, "v5 payload format indicator: the payload is UTF-8 text")
 	fs.IntVar(&o.topicAlias, "topic-alias", 0, "v5 topic alias `N`: after the first publish, later ones send only the alias")
+	addPropertyFlag(fs, &o.properties, pubProperties)
 	o.conn.addFlags(fs)
 	markV5Only(fs, "content-type", "response-topic", "correlation-data", "message-expiry", "user-property",
 		"payload-format-indicator", "topic-alias")

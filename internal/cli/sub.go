@@ -27,6 +27,7 @@ type subOptions struct {
 	retainAsPub    bool
 	retainHandling int
 	subID          int
+	properties     []string // -D COMMANDs (see applyProperties)
 
 	count        int
 	timeout      time.Duration
@@ -73,8 +74,8 @@ connecting.`,
   mqtk sub -t cfg/device1 -C 1 -W 5          # one message, or exit 27 after 5s
   mqtk sub -t 'site/#' --retained-only -v    # what is retained under site/, then exit
   mqtk sub -t 'logs/#' | grep ERROR          # flushed per message in a pipe`,
-		Args:    noArgs,
-		PreRunE: o.conn.prepare(a),
+		Args:    propertyArgs(&o.properties),
+		PreRunE: propertiesThen(&o.properties, subProperties, o.conn.prepare(a)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSub(cmd.Context(), a, o)
 		},
@@ -90,6 +91,7 @@ connecting.`,
 	fs.BoolVar(&o.retainAsPub, "retain-as-published", false, "v5: keep the retain flag as the publisher set it")
 	fs.IntVar(&o.retainHandling, "retain-handling", 0, "v5: retained messages on subscribe, `N`: 0 always, 1 only for a new subscription, 2 never")
 	fs.IntVar(&o.subID, "subscription-identifier", 0, "v5: subscription identifier `N` (1 to 268435455)")
+	addPropertyFlag(fs, &o.properties, subProperties)
 	fs.IntVarP(&o.count, "count", "C", 0, "exit 0 after printing `N` messages (0: no limit)")
 	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "exit 27 after `D` (seconds or a duration like 1.5s)")
 	secondsVar(fs, &o.idle, "idle", 0, "exit 0 when no message has arrived for `D`")
