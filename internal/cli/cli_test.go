@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -430,5 +431,42 @@ func TestPubInterruptedUnacknowledged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLineReaderPastItsQueue: stdin that holds more lines than the reader
+// queues ahead (maxQueuedLines) in one read is all delivered, in order:
+// the reader says lines are ready before it waits for them to be taken.
+func TestLineReaderPastItsQueue(t *testing.T) {
+	const n = 3*maxQueuedLines + 7
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "%d\n", i)
+	}
+	lr := newLineReader(strings.NewReader(in.String()))
+	got := 0
+	deadline := time.After(30 * time.Second) // a bound against the hang, not a synchronisation
+	for {
+		select {
+		case <-lr.ready:
+		case <-deadline:
+			t.Fatalf("stuck after %d of %d lines", got, n)
+		}
+		lines, eof, err := lr.take()
+		for _, l := range lines {
+			if string(l) != strconv.Itoa(got) {
+				t.Fatalf("line %d is %q", got, l)
+			}
+			got++
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eof {
+			break
+		}
+	}
+	if got != n {
+		t.Errorf("%d lines, want %d", got, n)
 	}
 }

@@ -428,9 +428,6 @@ func (lr *lineReader) run(in io.Reader) {
 				lr.err = err
 			}
 		}
-		for len(lr.lines) >= maxQueuedLines {
-			lr.room.Wait()
-		}
 		lr.mu.Unlock()
 		if n > 0 || err != nil {
 			select {
@@ -441,6 +438,13 @@ func (lr *lineReader) run(in io.Reader) {
 		if err != nil {
 			return
 		}
+		// Only after saying the lines are there: the wait for room is a
+		// wait for them to be taken.
+		lr.mu.Lock()
+		for len(lr.lines) >= maxQueuedLines {
+			lr.room.Wait()
+		}
+		lr.mu.Unlock()
 	}
 }
 
