@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -46,6 +48,42 @@ func TestMQTT_3_3_1_5_RetainedStored(t *testing.T) {
 		}
 		if len(got2) != 2 || got2["ret/a"] != "new" || got2["ret/b"] != "b" {
 			t.Errorf("subscribing to ret/+: got %v, want ret/a new and ret/b b", got2)
+		}
+	})
+}
+
+// TestMQTT_3_3_1_6_RetainedParentOfMultiLevel: the retained messages sent
+// to a new subscription ([MQTT-3.3.1-6]) are those of every topic it
+// matches, and "sport/#" matches "sport" too (4.7.1.2, non-normative):
+// the level before a "#" counts, at the end of "+/#" and "m/+/#" too.
+func TestMQTT_3_3_1_6_RetainedParentOfMultiLevel(t *testing.T) {
+	t.Parallel()
+	forStatements(t, statements{v31: "MQTT-3.3.1-6", v311: "MQTT-3.3.1-6", v5: "MQTT-3.3.1-9"}, func(t *testing.T, v byte) {
+		addr := startBroker(t)
+		p, _ := connect(t, addr, v, "pub")
+		for _, topic := range []string{"m", "m/a", "m/a/b", "mx", "x/a"} {
+			p.pub(topic, topic, 1, true)
+		}
+		for filter, want := range map[string]string{
+			"m/#":   "m m/a m/a/b",
+			"m/+/#": "m/a m/a/b",
+			"+/#":   "m m/a m/a/b mx x/a",
+			"m/a/#": "m/a m/a/b",
+			"#":     "m m/a m/a/b mx x/a",
+		} {
+			// A client of its own for each (closed at the end): mosquitto
+			// sends the marker message collect uses once per matching
+			// subscription, and "#" matches it.
+			s, _ := connect(t, addr, v, "sub"+strings.NewReplacer("/", "", "+", "p", "#", "h").Replace(filter))
+			s.mustSubscribe(sub(filter, 1))
+			var got []string
+			for _, m := range s.collect() {
+				got = append(got, m.TopicName)
+			}
+			slices.Sort(got)
+			if strings.Join(got, " ") != want {
+				t.Errorf("subscribing to %s: retained %q, want %q", filter, got, want)
+			}
 		}
 	})
 }

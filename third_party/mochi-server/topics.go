@@ -596,6 +596,15 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 	}
 
 	key, hasNext := isolateParticle(filter, d)
+	if key == "#" && d > 0 && d == strings.Count(filter, "/") && n.retainPath != "" {
+		// mqtk: "sport/#" matches "sport" too (MQTT 4.7.1.2): the level
+		// the # follows has its own retained message (MQTK.md, change 36).
+		// Only at the # itself: deeper calls (d past it) are for the
+		// levels under it, whose messages the loop below adds.
+		if pk, ok := x.Retained.Get(n.retainPath); ok {
+			pks = append(pks, pk)
+		}
+	}
 	if key == "+" || key == "#" || d == -1 {
 		for _, adjacent := range n.particles.getAll() {
 			if d == 0 && adjacent.key == SysPrefix {
