@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -19,10 +21,12 @@ type brokerProc struct {
 	cmd    *exec.Cmd
 	urls   []string
 	stderr *bufio.Reader
+	read   []string // the lines of stderr read so far
 }
 
 // startBroker runs `mqtk broker ARGS` and reads its startup lines: one
-// "listening on URL (...)" per listener, n of them.
+// "listening on URL (...)" per listener, n of them (with --log-format json,
+// a record {"msg":"listening","url":URL,...}).
 func startBroker(t *testing.T, n int, args ...string) *brokerProc {
 	t.Helper()
 	cmd := exec.Command("mqtk", append([]string{"broker"}, args...)...)
@@ -43,8 +47,12 @@ func startBroker(t *testing.T, n int, args ...string) *brokerProc {
 		if err != nil {
 			t.Fatalf("broker %v: %v (after %q)", args, err, p.urls)
 		}
+		p.read = append(p.read, line)
+		var rec struct{ Msg, URL string }
 		if rest, ok := strings.CutPrefix(line, "listening on "); ok {
 			p.urls = append(p.urls, strings.Fields(rest)[0])
+		} else if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+			p.urls = append(p.urls, rec.URL)
 		}
 	}
 	return p
@@ -190,7 +198,25 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-V", "311", "-t", "$SYS/x", "-m", "SECRET-SYS", "-q", "1"); code != 3 {
 		t.Errorf("pub -V 311 to $SYS: exit %d: %s", code, out)
 	}
+	// SIGHUP, here with nothing to reload, is logged as JSON too.
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(p.read[len(p.read)-1], "nothing to reload") {
+		line, err := p.stderr.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no line about SIGHUP: %v", err)
+		}
+		p.read = append(p.read, line)
+	}
 	_, rest := p.stop(t)
+	rest = strings.Join(p.read, "") + rest // the whole log
+	// Every line is a JSON object: the listeners' and the reload's too.
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(rest, "\n"), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("--log-format json printed a line that is not JSON: %q", line)
+		}
+	}
 	for _, want := range []string{`"msg":"client connected"`, `"client":"logger"`, `"msg":"publish"`, `"topic":"log/t"`, `"bytes":14`} {
 		if !strings.Contains(rest, want) {
 			t.Errorf("log lacks %s:\n%s", want, rest)
@@ -236,6 +262,9 @@ func TestBrokerTLSClientCA(t *testing.T) {
 	if !strings.HasPrefix(tlsURL, "mqtts://127.0.0.1:") {
 		t.Fatalf("listeners %v", p.urls)
 	}
+	if want := "(loopback only; client certificate required, anonymous clients allowed)\n"; !strings.HasSuffix(p.read[2], want) {
+		t.Errorf("the TLS listener is announced as %q, want it to end %q", p.read[2], want)
+	}
 	if code, out := mqtk(t, "pub", "-L", tlsURL, "--cafile", certs.ca, "-t", "t", "-m", "x"); code != 3 {
 		t.Errorf("without a client certificate: exit %d: %s", code, out)
 	}
@@ -264,7 +293,7 @@ func TestBrokerSys(t *testing.T) {
 
 // TestBrokerPasswordFileReload: `mqtk broker passwd` writes the file,
 // --password-file enforces it, and SIGHUP reads a changed file without
-// restarting.
+// restarting, disconnecting the clients of a user whose password changed.
 func TestBrokerPasswordFileReload(t *testing.T) {
 	dir := t.TempDir()
 	passwd := filepath.Join(dir, "passwd")
@@ -294,6 +323,13 @@ func TestBrokerPasswordFileReload(t *testing.T) {
 	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "home/t", "-m", "x"); code != 4 {
 		t.Errorf("anonymous: exit %d: %s", code, out)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stay, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: endpoint(t, p.urls[0]), ClientID: "alice-1", CleanStart: true,
+		Username: "alice", HasUsername: true, Password: "first", HasPassword: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	setPassword("second")
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -304,8 +340,20 @@ func TestBrokerPasswordFileReload(t *testing.T) {
 			t.Fatalf("no reload line: %v", err)
 		}
 		if strings.HasPrefix(line, "reloaded") {
+			if want := "reloaded the password file and the ACL file; disconnected 1 client whose user was removed or given a new password\n"; line != want {
+				t.Errorf("reload line %q, want %q", line, want)
+			}
 			break
 		}
+	}
+	select {
+	case <-stay.Done():
+		var de *mqttc.DisconnectError
+		if !errors.As(stay.Err(), &de) || de.Code != 0x87 {
+			t.Errorf("alice's connection with the old password ended with %v, want DISCONNECT not authorized", stay.Err())
+		}
+	case <-ctx.Done():
+		t.Error("alice's connection with the old password is still open after the reload")
 	}
 	if code, out := pub("first", "home/t"); code != 4 || !strings.Contains(out, "bad user name or password") {
 		t.Errorf("old password after reload: exit %d: %s", code, out)

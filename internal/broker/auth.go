@@ -78,17 +78,25 @@ type authFileError struct {
 func (e *authFileError) Error() string   { return e.what + ": " + e.err.Error() }
 func (e *authFileError) Unwrap() []error { return []error{e.err, ErrAuthFile} }
 
-// reload reads the password and ACL files again. Connected clients stay
-// connected; the new rules apply to their next publish, subscription and
-// delivery. If either file cannot be read or parsed, both previous ones
-// stay in force and the error is returned.
-func (h *authHook) reload() error {
+// reload reads the password and ACL files again. The new rules apply to
+// connected clients' next publish, subscription and delivery; it returns
+// the users of the password file whose entry is gone or changed, whose
+// clients the caller disconnects (as mosquitto does on reload). If either
+// file cannot be read or parsed, both previous ones stay in force and the
+// error is returned.
+func (h *authHook) reload() (revoked map[string]bool, err error) {
 	f, err := h.load()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.files.Store(f)
-	return nil
+	old := h.files.Swap(f)
+	if old.passwords != nil && f.passwords != nil {
+		revoked = old.passwords.changed(f.passwords)
+		for user := range h.cfg.Users { // Config.Users come first, and do not change
+			delete(revoked, user)
+		}
+	}
+	return revoked, nil
 }
 
 func (h *authHook) ID() string { return "mqtk-auth" }

@@ -102,6 +102,14 @@ func rejectionCode(err error) byte {
 	return 0
 }
 
+func disconnectCode(err error) byte {
+	var de *mqttc.DisconnectError
+	if errors.As(err, &de) {
+		return de.Code
+	}
+	return 0
+}
+
 func TestPasswordFileAuthentication(t *testing.T) {
 	dir := t.TempDir()
 	pw := writeFile(t, filepath.Join(dir, "pw"), passwordLine(t, "alice", "wonderland")+carolSHA512+"\n")
@@ -262,15 +270,25 @@ func TestACLFile(t *testing.T) {
 	}
 }
 
-// TestReload replaces the files under a connected client: the connection
-// stays, the new rules apply to it, and files that do not parse change
-// nothing.
+// TestReload replaces the files under connected clients: the connections
+// stay and the new rules apply to them, files that do not parse change
+// nothing, and the clients of a user removed from the password file, or
+// whose line changed, are disconnected (as mosquitto does).
 func TestReload(t *testing.T) {
 	dir := t.TempDir()
-	pw := writeFile(t, filepath.Join(dir, "pw"), passwordLine(t, "alice", "a"))
+	aliceLine := passwordLine(t, "alice", "a") // kept as it is: alice stays
+	pw := writeFile(t, filepath.Join(dir, "pw"), aliceLine)
 	acl := writeFile(t, filepath.Join(dir, "acl"), "user alice\ntopic readwrite a/#\n")
 	b := startAuthBroker(t, Config{PasswordFile: pw, ACLFile: acl})
 	ctx := context.Background()
+	reload := func(want int) error {
+		t.Helper()
+		n, err := b.Reload()
+		if err == nil && n != want {
+			t.Errorf("reload disconnected %d clients, want %d", n, want)
+		}
+		return err
+	}
 
 	alice := b.mustConnect(t, "a1", "alice", "a", nil)
 	publish := func() error { return alice.Publish(ctx, &mqttc.Message{Topic: "a/x", QoS: 1}) }
@@ -281,27 +299,55 @@ func TestReload(t *testing.T) {
 		t.Fatalf("bob before reload: %v", err)
 	}
 
-	writeFile(t, pw, passwordLine(t, "alice", "a")+passwordLine(t, "bob", "b"))
+	bobLine := passwordLine(t, "bob", "b")
+	writeFile(t, pw, aliceLine+bobLine)
 	writeFile(t, acl, "user alice\ntopic read a/#\n")
-	if err := b.Reload(); err != nil {
+	if err := reload(0); err != nil {
 		t.Fatal(err)
 	}
 	if err := publish(); rejectionCode(err) != 0x87 {
 		t.Errorf("publish after reload: %v, want not authorized", err)
 	}
-	b.mustConnect(t, "b1", "bob", "b", nil)
+	bob1 := b.mustConnect(t, "b1", "bob", "b", nil)
 
 	// A broken ACL file: neither file changes, bob can still log in.
-	writeFile(t, pw, passwordLine(t, "alice", "a"))
+	writeFile(t, pw, aliceLine)
 	writeFile(t, acl, "user alice\ntopic readwrite a/#\nbogus\n")
-	err := b.Reload()
+	err := reload(0)
 	if err == nil || !strings.Contains(err.Error(), acl+":3: unknown keyword") {
 		t.Errorf("reload of a broken file: %v", err)
 	}
 	if err := publish(); rejectionCode(err) != 0x87 {
 		t.Errorf("publish after failed reload: %v, want the previous rules", err)
 	}
-	b.mustConnect(t, "b2", "bob", "b", nil)
+	bob2 := b.mustConnect(t, "b2", "bob", "b", nil)
+	carolLine := passwordLine(t, "carol", "c")
+	writeFile(t, pw, aliceLine+bobLine+carolLine)
+	writeFile(t, acl, "user alice\ntopic read a/#\n")
+	if err := reload(0); err != nil {
+		t.Fatal(err)
+	}
+	carol := b.mustConnect(t, "c1", "carol", "c", nil)
+
+	// bob removed and carol's password changed: their clients go.
+	writeFile(t, pw, aliceLine+passwordLine(t, "carol", "new"))
+	if err := reload(3); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []mqttc.Client{bob1, bob2, carol} {
+		select {
+		case <-c.Done():
+			if code := disconnectCode(c.Err()); code != 0x87 {
+				t.Errorf("a revoked client's connection ended with %v, want DISCONNECT not authorized (0x87)", c.Err())
+			}
+		case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+			t.Fatal("a revoked client is still connected")
+		}
+	}
+	if _, err := b.connect(t, "c2", "carol", "c", nil); refusalCode(err) != 0x86 {
+		t.Errorf("carol's old password after reload: %v", err)
+	}
+	b.mustConnect(t, "c3", "carol", "new", nil)
 
 	select {
 	case <-alice.Done():

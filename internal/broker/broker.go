@@ -297,9 +297,25 @@ func IsLoopback(addr string) bool {
 // URLs are the listeners' addresses as URLs, e.g. mqtt://127.0.0.1:41234.
 func (s *Server) URLs() []string { return s.addrs }
 
-// Reload reads the password and ACL files again (on SIGHUP) without
-// dropping connections. On error the previous files stay in force.
-func (s *Server) Reload() error { return s.auth.reload() }
+// Reload reads the password and ACL files again (on SIGHUP). Connections
+// stay, under the new rules, except those of users removed from the
+// password file or whose entry changed: they are disconnected ("not
+// authorized" in MQTT 5), and their number returned. On error the
+// previous files stay in force.
+func (s *Server) Reload() (disconnected int, err error) {
+	revoked, err := s.auth.reload()
+	if err != nil || len(revoked) == 0 {
+		return 0, err
+	}
+	for _, cl := range s.m.Clients.GetAll() {
+		if user := string(cl.Properties.Username); user != "" && revoked[user] && !cl.Closed() {
+			s.log.Info("disconnected: its user was removed from the password file or given a new password", "client", cl.ID, "user", user)
+			_ = s.m.DisconnectClient(cl, packets.ErrNotAuthorized)
+			disconnected++
+		}
+	}
+	return disconnected, nil
+}
 
 // Close disconnects every client and stops the listeners, within
 // shutdownGrace of writing to clients whatever state they are in. Calling it

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha512"
@@ -56,6 +57,19 @@ type passwordHash struct {
 	pbkdf2     bool // $7$; otherwise $6$
 	iterations int
 	salt, sum  []byte
+}
+
+// changed lists the users of p whose entry in q is gone or different (a
+// new password, or the same one hashed again).
+func (p *Passwords) changed(q *Passwords) map[string]bool {
+	out := map[string]bool{}
+	for user, h := range p.users {
+		n, ok := q.users[user]
+		if !ok || n.pbkdf2 != h.pbkdf2 || n.iterations != h.iterations || !bytes.Equal(n.salt, h.salt) || !bytes.Equal(n.sum, h.sum) {
+			out[user] = true
+		}
+	}
+	return out
 }
 
 // LoadPasswords reads and parses a mosquitto_passwd file.

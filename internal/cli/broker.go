@@ -63,7 +63,9 @@ A listener on any other address does not start unless --password-file (every
 client then authenticates) or --allow-anonymous says who may connect. With a
 password file, anonymous clients are refused unless --allow-anonymous.
 Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file);
-SIGHUP reads them again without dropping connections.
+SIGHUP reads them again: connections stay, under the new rules, except those
+of users removed from the password file or whose line in it changed, which
+are disconnected (as by mosquitto).
 
 A client that reads more slowly than its messages come has up to --max-queued
 waiting for it; what does not fit is dropped, counted in
@@ -292,6 +294,17 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 	default:
 		return usageErrorf("--log-format %q: use text or json", o.logFormat)
 	}
+	// notice says what the broker is doing whatever the level: the
+	// listeners, persistence, a reload. As a plain line in text (the first
+	// is "listening on URL", which scripts read), as a record at INFO in
+	// JSON, so that every line of the log parses.
+	notice := func(level slog.Level, text, msg string, args ...any) {
+		if o.logFormat == "json" {
+			slog.New(slog.NewJSONHandler(a.IO.Err, nil)).Log(context.Background(), level, msg, args...)
+			return
+		}
+		fmt.Fprintln(a.IO.Err, text)
+	}
 	cfg, err := o.brokerConfig(slog.New(handler))
 	if err != nil {
 		return err
@@ -320,10 +333,24 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 		} else if _, hostport, _ := strings.Cut(u, "://"); !broker.IsLoopback(strings.TrimSuffix(hostport, "/mqtt")) {
 			scope = "open to the network"
 		}
-		fmt.Fprintf(a.IO.Err, "listening on %s (%s; %s)\n", u, scope, protection)
+		protection := protection
+		if strings.HasPrefix(u, "mqtts://") && cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert {
+			protection = "client certificate required, " + protection
+		}
+		notice(slog.LevelInfo, fmt.Sprintf("listening on %s (%s; %s)", u, scope, protection),
+			"listening", "url", u, "scope", scope, "protection", protection)
 	}
 	if cfg.PersistDir != "" {
-		fmt.Fprintf(a.IO.Err, "persisting to %s\n", cfg.PersistDir)
+		notice(slog.LevelInfo, "persisting to "+cfg.PersistDir, "persisting", "dir", cfg.PersistDir)
+	}
+	reloads := "the password file and the ACL file"
+	switch {
+	case cfg.PasswordFile == "" && cfg.ACLFile == "":
+		reloads = ""
+	case cfg.ACLFile == "":
+		reloads = "the password file"
+	case cfg.PasswordFile == "":
+		reloads = "the ACL file"
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -332,10 +359,20 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 	for {
 		select {
 		case <-hup:
-			if err := s.Reload(); err != nil {
-				fmt.Fprintf(a.IO.Err, "mqtk: reload: %v (the previous files stay in force)\n", err)
-			} else {
-				fmt.Fprintln(a.IO.Err, "reloaded the password and ACL files")
+			if reloads == "" {
+				notice(slog.LevelInfo, "SIGHUP: nothing to reload (no --password-file or --acl-file)", "nothing to reload")
+				continue
+			}
+			n, err := s.Reload()
+			switch {
+			case err != nil:
+				notice(slog.LevelError, fmt.Sprintf("mqtk: reload: %v (the previous files stay in force)", err),
+					"reload failed; the previous files stay in force", "error", err.Error())
+			case n > 0:
+				notice(slog.LevelInfo, fmt.Sprintf("reloaded %s; disconnected %d %s whose user was removed or given a new password", reloads, n, plural(n, "client", "clients")),
+					"reloaded", "files", reloads, "disconnected", n)
+			default:
+				notice(slog.LevelInfo, "reloaded "+reloads, "reloaded", "files", reloads)
 			}
 		case <-ctx.Done():
 			return s.Close()
