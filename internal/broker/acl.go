@@ -7,8 +7,8 @@ import (
 
 // allowed applies the rules to a publish (write) or a subscription or
 // delivery (read) on t, a topic name or, for a subscription, a filter. A
-// deny rule that covers t wins; otherwise a covering allow rule is needed,
-// unless there are no rules at all.
+// deny rule that covers t wins; otherwise an allow rule that reaches t is
+// needed (see reaches), unless there are no rules at all.
 func allowed(rules []Rule, t string, write bool) bool {
 	if len(rules) == 0 {
 		return true
@@ -19,15 +19,45 @@ func allowed(rules []Rule, t string, write bool) bool {
 	}
 	ok := false
 	for _, r := range rules {
-		if r.Access&need == 0 || !covers(r.Filter, t) {
-			continue
-		}
-		if r.Deny {
+		switch {
+		case r.Access&need == 0:
+		case r.Deny && covers(r.Filter, t):
 			return false
+		case !r.Deny && reaches(r.Filter, t):
+			ok = true
 		}
-		ok = true
 	}
 	return ok
+}
+
+// reaches reports whether an allow rule grants something of t: for a topic
+// name, that it matches t (as covers); for a subscription filter, that some
+// topic both match. So a subscription to "#" by a client that may read
+// "site/#" is granted, and each message is then checked as it is delivered
+// (mosquitto 2.0 grants every subscription and checks only deliveries);
+// one that could never deliver anything, such as "other/x", is refused, so
+// its subscriber hears why.
+func reaches(rule, t string) bool {
+	wild := func(f string) bool { return strings.HasPrefix(f, "+") || strings.HasPrefix(f, "#") }
+	if strings.HasPrefix(t, "$") && wild(rule) || strings.HasPrefix(rule, "$") && wild(t) {
+		return false // the one's topics begin with '$', which the other's leading wildcard does not match
+	}
+	for {
+		rl, rrest, rmore := strings.Cut(rule, "/")
+		tl, trest, tmore := strings.Cut(t, "/")
+		switch {
+		case rl == "#" || tl == "#":
+			return true // what is left of the other, and its parent level
+		case rl != "+" && tl != "+" && rl != tl:
+			return false
+		}
+		if !rmore || !tmore {
+			// Both end here, or the one that goes on ends in "/#" (which
+			// matches its parent level, where the other ends).
+			return rmore == tmore || (rmore && rrest == "#") || (tmore && trest == "#")
+		}
+		rule, t = rrest, trest
+	}
 }
 
 // covers reports whether every topic name that t matches is matched by

@@ -33,10 +33,64 @@ func TestAllowed(t *testing.T) {
 	if !allowed(nil, "anything", true) {
 		t.Error("no rules must allow everything")
 	}
-	// A subscription must be covered by one rule: "ro/+" does not reach
-	// ro/a/b, which "ro/#" would receive.
-	if allowed([]Rule{{Filter: "ro/+", Access: Read}}, "ro/#", false) {
-		t.Error("ro/+ allowed a subscription to ro/#")
+	// A subscription is granted by a rule that reaches part of it (each
+	// message is checked as it is delivered), not by one that reaches none.
+	ro := []Rule{{Filter: "ro/+", Access: Read}}
+	if !allowed(ro, "ro/#", false) || !allowed(ro, "#", false) {
+		t.Error("ro/+ refused a subscription to ro/# or #, which it reaches part of")
+	}
+	if allowed(ro, "rw/#", false) || allowed(ro, "ro/a/b", false) {
+		t.Error("ro/+ allowed a subscription it reaches nothing of")
+	}
+}
+
+func TestReaches(t *testing.T) {
+	for _, tc := range []struct {
+		rule, t string
+		want    bool
+	}{
+		{"site/#", "#", true},
+		{"site/#", "+/x", true},
+		{"site/#", "site", true},
+		{"site/#", "other/#", false},
+		{"site/#", "other/x", false},
+		{"site/+", "site/#", true},
+		{"site/+", "site/a/b", false},
+		{"site/+", "+/+/+", false},
+		{"a/+/c", "+/b/+", true},
+		{"a/+/c", "+/b/d", false},
+		{"a", "a/#", true}, // a/# receives a
+		{"a", "a/+", false},
+		{"a/b", "a/#", true},
+		{"+/#", "$SYS/#", false},
+		{"#", "$SYS/x", false},
+		{"$SYS/#", "#", false}, // # receives no $ topic
+		{"$SYS/#", "$SYS/+", true},
+		{"+", "#", true},
+		{"+", "a/b", false},
+	} {
+		if got := reaches(tc.rule, tc.t); got != tc.want {
+			t.Errorf("reaches(%q, %q) = %v, want %v", tc.rule, tc.t, got, tc.want)
+		}
+	}
+}
+
+// TestReachesMatchesNames: for a topic name, reaches is topic.Match, and it
+// is symmetric: a topic both match is a topic both match.
+func TestReachesMatchesNames(t *testing.T) {
+	filters := []string{"#", "+", "a", "a/#", "a/+", "+/b", "+/+", "a/b", "a/b/#", "a/+/#", "$SYS/#", "$SYS/+", "+/#", "/", "/#", "+/", "a//b", ""}
+	names := []string{"a", "b", "a/b", "a/b/c", "a/", "/a", "/", "", "$SYS", "$SYS/x", "$SYS/x/y", "a//b", "b/b", "$a/b"}
+	for _, f := range filters {
+		for _, n := range names {
+			if got, want := reaches(f, n), topic.Match(f, n); got != want {
+				t.Errorf("reaches(%q, %q) = %v, topic.Match = %v", f, n, got, want)
+			}
+		}
+		for _, g := range filters {
+			if reaches(f, g) != reaches(g, f) {
+				t.Errorf("reaches(%q, %q) = %v but reaches(%q, %q) = %v", f, g, reaches(f, g), g, f, reaches(g, f))
+			}
+		}
 	}
 }
 

@@ -24,9 +24,10 @@ import (
 // A client with a user name gets its user's rules (none if the file has no
 // section for it), one without gets the anonymous rules, and every client
 // gets the patterns, except those using %u for a client without a user
-// name. Where mosquitto ignores the subscription filter (2.0.11 grants every
-// SUBSCRIBE and applies read rules only to each delivered message), mqtk
-// also checks subscriptions; see AccessList.Allowed.
+// name. mosquitto 2.0.11 grants every SUBSCRIBE and applies the read rules
+// to each delivered message; mqtk does that too, but refuses a
+// subscription no rule lets anything through, or that a deny rule covers
+// entirely, so that its subscriber hears why (see AccessList.Allowed).
 
 // AccessList is a parsed ACL file.
 type AccessList struct {
@@ -141,11 +142,12 @@ func parseACLRule(s string) (Rule, error) {
 // ID or user name contains + or # gets nothing from patterns (mosquitto's
 // defence against CVE-2017-7650). With no allowing rule, access is denied.
 //
-// A rule covers a topic name it matches. A subscription is allowed only by
-// a rule that covers everything it could receive ("topic read a/#" allows
-// "a/#" and "a/+/b", not "#"), and refused by a deny rule only if that
-// covers it all; a deny rule that covers part of it (deny a/secret/#
-// against a subscription to a/#) filters the deliveries instead.
+// A rule covers a topic name it matches. A subscription is allowed by a
+// rule that reaches part of what it could receive ("topic read a/#"
+// allows "a/#", "a/+/b" and "#", not "b/#"), each message being checked as
+// it is delivered, and refused by a deny rule only if that covers it all;
+// a deny rule that covers part of it (deny a/secret/# against a
+// subscription to a/#) filters the deliveries instead.
 func (a *AccessList) Allowed(clientID, username, t string, write bool) bool {
 	need := Read
 	if write {
@@ -177,7 +179,7 @@ func (a *AccessList) Allowed(clientID, username, t string, write bool) bool {
 	}
 	for _, rules := range [][]Rule{own, pats} {
 		for _, r := range rules {
-			if !r.Deny && r.Access&need != 0 && covers(r.Filter, t) {
+			if !r.Deny && r.Access&need != 0 && reaches(r.Filter, t) {
 				return true
 			}
 		}

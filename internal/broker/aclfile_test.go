@@ -73,15 +73,20 @@ func TestAccessList(t *testing.T) {
 		{"a1", "alice", "users/alice/x", r, true},
 		{"a1", "alice", "users/alice/private/x", r, false},
 		{"a1", "alice", "users/bob/x", r, false},
-		// subscriptions
+		// subscriptions: granted if a rule reaches part of them (the
+		// deliveries are checked one by one), refused if none does or a
+		// deny covers them
 		{"b1", "bob", "sensors/#", r, true},
 		{"b1", "bob", "sensors/+/temp", r, true},
-		{"b1", "bob", "#", r, false},
-		{"b1", "bob", "+/temp", r, false},
+		{"b1", "bob", "#", r, true},
+		{"b1", "bob", "+/temp", r, true},
+		{"b1", "bob", "other/#", r, false},
+		{"b1", "bob", "$SYS/#", r, false},
 		{"b1", "bob", "sensors/secret/#", r, false},
 		{"b1", "bob", "sensors/secret/+", r, false},
 		{"b1", "bob", "users/bob/#", r, true},
-		{"b1", "bob", "users/+/x", r, false},
+		{"b1", "bob", "users/+/x", r, true},
+		{"b1", "bob", "users/carol/#", r, false},
 		// patterns apply to every client, whichever section they are in
 		{"b1", "bob", "clients/b1/x", w, true},
 		{"a1", "alice", "clients/a1/x", w, true},

@@ -62,8 +62,11 @@ them.
 A listener on any other address does not start unless --password-file (every
 client then authenticates) or --allow-anonymous says who may connect. With a
 password file, anonymous clients are refused unless --allow-anonymous.
-Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file);
-SIGHUP reads them again: connections stay, under the new rules, except those
+Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file).
+As with mosquitto, a subscription wider than the ACL allows ('#' for a user
+who may read site/#) is granted and each message checked as it is delivered;
+one that the ACL lets nothing through is refused (SUBACK 0x87). SIGHUP reads
+the files again: connections stay, under the new rules, except those
 of users removed from the password file or whose line in it changed, which
 are disconnected (as by mosquitto).
 
