@@ -26,6 +26,7 @@ type retainClearOptions struct {
 	yes         bool
 	quietPeriod time.Duration
 	timeout     time.Duration
+	maxPasses   int
 	qos         int
 	json        bool
 }
@@ -60,7 +61,11 @@ holds a retained message again was re-published meanwhile: it is reported
 ("still retained") and left alone. Topics it had not seen (a broker may cap
 the retained messages it sends for one subscription, or they were retained
 since) are cleared in a further pass, after asking again on a terminal, until
-a check finds nothing new. --timeout bounds the whole run.
+a check finds nothing new. So that the run always ends, even while something
+keeps retaining new topics, at most --max-passes passes clear (20; raise it
+for a broker that sends only part of its retained messages per
+subscription): what the check after the last finds is reported as found and
+left, exit 1. --timeout bounds the whole run in time.
 
 With MQTT 3.1.1 and 3.1 an acknowledgement has no reason code: a clear the
 broker denies is either acknowledged all the same, and the check then reports
@@ -78,7 +83,8 @@ topic, as its outcome is known, then a summary:
   {"type":"topic","topic":"site/lock","status":"rejected","pass":1,"reason_code":135,"reason":"not authorized"}
   {"type":"summary","filters":["site/#"],"exclude":[],"dry_run":false,"qos":1,"passes":1,"found":2,"excluded":0,"cleared":1,"rejected":1,"still_retained":0,"unconfirmed":0,"declined":0,"complete":true}
 
-status is one of found (--dry-run: would be cleared), excluded, cleared,
+status is one of found (--dry-run: would be cleared; or found by the check
+after the last of --max-passes, and left), excluded, cleared,
 rejected (with reason_code, reason and the broker's reason_string if it sent
 one), still_retained, unconfirmed (sent, but the run ended before the
 acknowledgement) or declined (found, not confirmed). Counts are in topics;
@@ -87,7 +93,8 @@ complete is false when the run stopped early.
 Exit codes:
   0    everything found was cleared and nothing was retained again (also when
        nothing was found, and after --dry-run)
-  1    a cleared topic was retained again meanwhile, or the answer was no
+  1    a cleared topic was retained again meanwhile, the answer was no, or new
+       retained topics were still appearing after --max-passes passes
   2    usage error, or no terminal to confirm on and no --yes
   5    the broker refused a subscription (nothing cleared) or some clears
   27   --timeout expired (nothing cleared if it expired while collecting)
@@ -111,6 +118,7 @@ Exit codes:
 	fs.BoolVarP(&o.yes, "yes", "y", false, "clear without asking (required without a terminal)")
 	secondsVar(fs, &o.quietPeriod, "quiet-period", time.Second, "stop collecting after `D` without a new retained message (seconds or a duration)")
 	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "give up after `D` (seconds or a duration) and exit 27")
+	fs.IntVar(&o.maxPasses, "max-passes", 20, "clear in at most `N` passes, then stop (exit 1) if the check still finds new retained topics")
 	fs.IntVarP(&o.qos, "qos", "q", 1, "`QOS` of the clearing publishes: 1 or 2 confirm each clear, 0 does not")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per topic and a summary on stdout")
 	o.conn.addFlags(fs)
@@ -119,11 +127,12 @@ Exit codes:
 
 // retainClearPlan is a validated retain-clear.
 type retainClearPlan struct {
-	scope   retain.Scope
-	quiet   time.Duration
-	timeout time.Duration
-	qos     byte
-	ask     bool // confirm on the terminal
+	scope     retain.Scope
+	quiet     time.Duration
+	timeout   time.Duration
+	maxPasses int
+	qos       byte
+	ask       bool // confirm on the terminal
 }
 
 func (o *retainClearOptions) plan(a *App, urlTopic string) (*retainClearPlan, error) {
@@ -154,6 +163,9 @@ func (o *retainClearOptions) plan(a *App, urlTopic string) (*retainClearPlan, er
 		return nil, usageErrorf("--quiet-period %s: use a positive number of seconds or a duration like 500ms", o.quietPeriod)
 	}
 	p.timeout = o.timeout
+	if p.maxPasses = o.maxPasses; p.maxPasses < 1 {
+		return nil, usageErrorf("--max-passes %d: use 1 or more", o.maxPasses)
+	}
 	if o.conn.given("disable-clean-session") || o.conn.given("session-expiry") {
 		return nil, usageErrorf("retain-clear uses clean sessions: drop -c/--disable-clean-session and -x/--session-expiry")
 	}
@@ -213,11 +225,12 @@ func runRetainClear(ctx context.Context, a *App, o *retainClearOptions) error {
 	in := bufio.NewReader(a.IO.In)
 
 	opts := retain.Options{
-		Config: conn.cfg,
-		Scope:  plan.scope,
-		Quiet:  plan.quiet,
-		QoS:    plan.qos,
-		DryRun: o.dryRun,
+		Config:    conn.cfg,
+		Scope:     plan.scope,
+		Quiet:     plan.quiet,
+		QoS:       plan.qos,
+		DryRun:    o.dryRun,
+		MaxPasses: plan.maxPasses,
 		OnOutcome: func(oc retain.Outcome) {
 			switch {
 			case o.json:

@@ -266,6 +266,8 @@ func TestRetainClearMessages(t *testing.T) {
 		{"connection lost", retain.Report{Passes: 1, Found: 10, Cleared: 4, Unconfirmed: 3},
 			&mqttc.NetError{Op: "publish", Addr: "mqtt://h:1883", Err: errors.New("EOF")}, false,
 			"publish mqtt://h:1883: EOF; cleared 4 of 10 retained messages under 's/#'; 3 sent but not confirmed", ExitNetwork},
+		{"pass limit", retain.Report{Passes: 20, Found: 21, Cleared: 20}, &retain.PassLimitError{Passes: 20, Left: 1}, false,
+			"stopped after 20 passes: each check found retained messages that were not there before, 1 the last time (something keeps retaining new topics); cleared 20 of 21 retained messages under 's/#'", ExitError},
 		{"subscription refused", retain.Report{}, &mqttc.RejectedError{Op: "subscribe", Topic: "s/#", Code: 0x87}, false,
 			`subscribe "s/#": broker rejected it: not authorized (0x87); nothing cleared`, ExitRejected},
 	} {

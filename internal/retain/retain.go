@@ -15,7 +15,8 @@
 // someone meanwhile: it is reported and left alone. A topic not seen before
 // is one the broker did not send the first time (brokers cap how many
 // retained messages they send for one subscription) or one retained since:
-// it is cleared in turn. The run ends when a check finds nothing new.
+// it is cleared in turn. The run ends when a check finds nothing new, or
+// after Options.MaxPasses passes.
 //
 // Nothing outside the filters, and nothing matching an exclusion, is ever
 // cleared, whatever the broker sends: every topic is matched again here,
@@ -26,6 +27,7 @@ package retain
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -131,6 +133,11 @@ type Options struct {
 	// DryRun collects once and clears nothing; each topic found is
 	// reported as Found.
 	DryRun bool
+	// MaxPasses, if positive, is the most passes that clear. If the check
+	// after the last one still finds topics not seen before (something
+	// keeps retaining new ones), they are reported as Found and Run
+	// returns a *PassLimitError: the run always ends.
+	MaxPasses int
 	// Confirm, if not nil, is asked before each pass clears; false stops
 	// the run, its topics reported as Declined.
 	Confirm func(context.Context, Confirmation) (bool, error)
@@ -225,6 +232,13 @@ func (r *run) passes(ctx context.Context) error {
 			r.rep.Done = true
 			return nil
 		}
+		if r.o.MaxPasses > 0 && pass > r.o.MaxPasses {
+			for _, t := range fresh {
+				r.emit(Outcome{Topic: t, Status: Found, Pass: pass})
+			}
+			r.rep.Found += len(fresh)
+			return &PassLimitError{Passes: r.o.MaxPasses, Left: len(fresh)}
+		}
 		r.rep.Passes = pass
 		r.rep.Found += len(fresh)
 		if r.o.DryRun {
@@ -252,6 +266,17 @@ func (r *run) passes(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// PassLimitError ends a run whose check still found new topics after
+// Options.MaxPasses passes had cleared.
+type PassLimitError struct {
+	Passes int // the limit
+	Left   int // topics the last check found, not cleared
+}
+
+func (e *PassLimitError) Error() string {
+	return fmt.Sprintf("stopped after %d passes: each check found retained messages that were not there before, %d the last time (something keeps retaining new topics)", e.Passes, e.Left)
 }
 
 // barrierFilter is unsubscribed from after subscribing (see collect). It

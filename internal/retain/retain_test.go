@@ -2,6 +2,8 @@ package retain
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -84,5 +86,48 @@ func TestRunEachVersion(t *testing.T) {
 				t.Errorf("outcomes %q, report %+v", outcomes, rep)
 			}
 		})
+	}
+}
+
+// TestRunPassLimit: a run against a client that retains a new topic under
+// the filter before every clear ends after MaxPasses passes, the topics
+// the last check found reported as found, not cleared.
+func TestRunPassLimit(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true})
+	u, err := mqttc.ParseURL(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := mqttc.Config{Endpoint: u.Endpoint, CleanStart: true, ClientID: "pl"}
+	pubCfg := cfg
+	pubCfg.ClientID = "pl-pub"
+	pub, err := mqttc.Dial(ctx, pubCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(ctx)
+	retainNew := func(n int) error {
+		return pub.Publish(ctx, &mqttc.Message{Topic: "pl/new" + strconv.Itoa(n), Payload: []byte("x"), QoS: 1, Retain: true})
+	}
+	if err := retainNew(0); err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	rep, err := Run(ctx, Options{
+		Config: cfg, Scope: Scope{Filters: []string{"pl/#"}}, Quiet: 100 * time.Millisecond, QoS: 1, MaxPasses: 3,
+		Confirm: func(_ context.Context, c Confirmation) (bool, error) {
+			return true, retainNew(c.Pass) // one more for the next check
+		},
+		OnOutcome: func(o Outcome) { outcomes = append(outcomes, fmt.Sprintf("%s %s %d", o.Topic, o.Status, o.Pass)) },
+	})
+	var limit *PassLimitError
+	if !errors.As(err, &limit) || limit.Passes != 3 || limit.Left != 1 {
+		t.Fatalf("Run: %v, want the pass limit (3) with 1 left", err)
+	}
+	want := []string{"pl/new0 cleared 1", "pl/new1 cleared 2", "pl/new2 cleared 3", "pl/new3 found 4"}
+	if !slices.Equal(outcomes, want) || rep.Passes != 3 || rep.Cleared != 3 || rep.Found != 4 || rep.Done {
+		t.Errorf("outcomes %q, report %+v", outcomes, rep)
 	}
 }
