@@ -159,7 +159,7 @@ func TestBrokerConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "broker.conf")
 	sock := filepath.Join(dir, "s.sock")
-	if err := os.WriteFile(conf, []byte("# test\nport 1\nunix "+sock+"\nmax-packet-size 100\nsys-interval 30\nwrite-timeout 2.5\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("# test\nport 1\nunix "+sock+"\n  # indented\nmax-packet-size 100 # after a value\nsys-interval 30\t# after a tab\nwrite-timeout 2.5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := startBroker(t, 3, "--config", conf, "--port", "0", "--connect-timeout", "5", "--queue-wait", "0.5")
@@ -198,6 +198,10 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-V", "311", "-t", "$SYS/x", "-m", "SECRET-SYS", "-q", "1"); code != 3 {
 		t.Errorf("pub -V 311 to $SYS: exit %d: %s", code, out)
 	}
+	// A keep-alive of 0 (none) is the client's right: no warning.
+	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "log/k", "-k", "0", "-E"); code != 0 {
+		t.Errorf("sub -k 0: exit %d: %s", code, out)
+	}
 	// SIGHUP, here with nothing to reload, is logged as JSON too.
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -230,7 +234,7 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if !strings.Contains(rest, `"msg":"error processing packet"`) || !strings.Contains(rest, `"topic":"$SYS/x"`) || strings.Contains(rest, `"pk":`) {
 		t.Errorf("the warning for the refused PUBLISH should name its type and topic, not hold the packet:\n%s", rest)
 	}
-	for _, noise := range []string{"added hook", "stopping hook", "attached listener", "mochi mqtt"} {
+	for _, noise := range []string{"added hook", "stopping hook", "attached listener", "mochi mqtt", "keepalive is below"} {
 		if strings.Contains(rest, noise) {
 			t.Errorf("-v logs mochi's own %q lines:\n%s", noise, rest)
 		}
@@ -286,8 +290,18 @@ func TestBrokerSys(t *testing.T) {
 			t.Errorf("no $SYS/broker/%s in:\n%s", topic, out)
 		}
 	}
+	// The version is mqtk's (as `mqtk version` prints it), then mochi's.
+	if _, v := mqtk(t, "version"); !strings.Contains(out, "$SYS/broker/version "+strings.TrimSpace(v)+", mochi-mqtt 2.") {
+		t.Errorf("$SYS/broker/version is not %q and mochi's:\n%s", strings.TrimSpace(v), out)
+	}
 	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "#", "--retained-only", "--idle", "300ms", "-v"); code != 0 || strings.Contains(out, "$SYS") {
 		t.Errorf("# matched $SYS topics (exit %d):\n%s", code, out)
+	}
+
+	// --sys-interval 0: no $SYS topics at all, as mosquitto's sys_interval 0.
+	none := startBroker(t, 2, "--port", "0", "--sys-interval", "0")
+	if code, out := mqtk(t, "sub", "-L", none.urls[0], "-t", "$SYS/#", "--retained-only", "--idle", "300ms", "-v"); code != 0 || out != "" {
+		t.Errorf("--sys-interval 0: exit %d, $SYS topics:\n%s", code, out)
 	}
 }
 
@@ -381,7 +395,7 @@ func TestBrokerUsageErrors(t *testing.T) {
 		{[]string{"--max-connections", "-1"}, "--max-connections -1: use 0"},
 		{[]string{"--max-keepalive", "70000"}, "--max-keepalive 70000: use 0 to 65535"},
 		{[]string{"--max-packet-size", "10"}, "--max-packet-size 10: no client could connect"},
-		{[]string{"--sys-interval", "0.5"}, "--sys-interval 500ms: use whole seconds, 1 or more"},
+		{[]string{"--sys-interval", "0.5"}, "--sys-interval 500ms: use whole seconds (0: no $SYS topics)"},
 		{[]string{"--password-file", filepath.Join(dir, "none")}, "password file: open "},
 		{[]string{"--acl-file", badACL}, "ACL file: " + badACL + ":1:"},
 	} {

@@ -93,8 +93,12 @@ type Config struct {
 	// message that finds the queue full is dropped at once, so a slow
 	// subscriber never slows anyone else, and loses what does not fit.
 	QueueWait time.Duration
-	// SysInterval is how often $SYS topics are published (10s when 0).
+	// SysInterval is how often $SYS topics are published (10s when 0;
+	// never when negative, as mosquitto's sys_interval 0).
 	SysInterval time.Duration
+	// Version is what $SYS/broker/version says, followed by mochi's
+	// version (mochi's alone when "").
+	Version string
 	// Verbose logs every connect, disconnect, subscribe and publish at
 	// Info level (never payloads or passwords).
 	Verbose bool
@@ -162,11 +166,17 @@ func Start(cfg Config) (*Server, error) {
 		caps.MaximumInflight = uint16(min(cfg.MaxInflight, 65535))
 	}
 	sysInterval := int64(cfg.SysInterval / time.Second)
-	if sysInterval <= 0 {
+	switch {
+	case cfg.SysInterval < 0:
+		sysInterval = -1 // none
+	case sysInterval == 0:
 		sysInterval = 10
 	}
 	m := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, SysTopicResendInterval: sysInterval, QueueFullWait: max(cfg.QueueWait, 0),
 		DisconnectWait: shutdownGrace}) // a client being disconnected gets as long to take its DISCONNECT as one at shutdown
+	if cfg.Version != "" {
+		m.Info.Version = cfg.Version + ", mochi-mqtt " + mqtt.Version
+	}
 	fail := func(err error) (*Server, error) {
 		m.Close() // releases what hooks hold, such as the persistence file
 		return nil, err
@@ -290,8 +300,17 @@ func IsLoopback(addr string) bool {
 	if host == "localhost" {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if ip := net.ParseIP(host); ip != nil || host == "" {
+		return ip != nil && ip.IsLoopback()
+	}
+	// A name (from /etc/hosts, say): loopback if every address it has is.
+	ips, err := net.LookupIP(host)
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return err == nil && len(ips) > 0
 }
 
 // URLs are the listeners' addresses as URLs, e.g. mqtt://127.0.0.1:41234.

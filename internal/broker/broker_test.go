@@ -55,3 +55,25 @@ func startLoopback(t testing.TB, cfg Config) (*Server, string) {
 	t.Cleanup(func() { s.Close() })
 	return s, strings.TrimPrefix(s.URLs()[0], "mqtt://")
 }
+
+// TestIsLoopback: a listen address is loopback if its host is a loopback
+// address, localhost, or a name all of whose addresses are loopback
+// (LOCALHOST resolves through /etc/hosts, not the literal check).
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:1883": true,
+		"127.1.2.3:1883": true,
+		"[::1]:1883":     true,
+		"localhost:1883": true,
+		"LOCALHOST:1883": true,
+		"0.0.0.0:1883":   false,
+		"[::]:1883":      false,
+		":1883":          false,
+		"10.0.0.1:1883":  false,
+		"127.0.0.1":      false, // no port: not an address
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

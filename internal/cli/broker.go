@@ -88,7 +88,8 @@ Durations (D) take seconds (10, 0.5) or a Go duration (1m30s).
 --config FILE takes the same settings from a file, one per line, mosquitto
 style: the long flag name, a space, the value ("listen 0.0.0.0:1883",
 "password-file /etc/mqtk/passwd", "allow-anonymous true"); # starts a
-comment; a repeatable flag may appear on several lines. Flags on the command
+comment, at the start of a line or after a blank; a repeatable flag may
+appear on several lines. Flags on the command
 line beat the file.`,
 		Example: `  mqtk broker                                  # mqtt://127.0.0.1:1883 and [::1]:1883
   mqtk broker --port 0                         # a free port, printed on stderr
@@ -127,7 +128,7 @@ line beat the file.`,
 	fs.IntVar(&o.maxQueued, "max-queued", 0, "messages waiting to be written to one client before more are dropped, or wait (--queue-wait) (`N`; 0: 8192)")
 	fs.IntVar(&o.maxInflight, "max-inflight", 0, "QoS 1/2 messages stored per client (`N`; 0: 8192)")
 	secondsVar(fs, &o.queueWait, "queue-wait", 0, "let a message wait up to `D` for room in a client's full queue before it is dropped: slow subscribers then slow their publishers instead of losing messages (0: drop at once)")
-	secondsVar(fs, &o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D`")
+	secondsVar(fs, &o.sysInterval, "sys-interval", 10*time.Second, "publish $SYS/broker/... topics every `D` (0: never, as mosquitto's sys_interval 0)")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "log every connect, subscribe and publish (never payloads or passwords)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
 	cmd.AddCommand(newBrokerPasswdCmd(a))
@@ -136,6 +137,17 @@ line beat the file.`,
 
 // applyConfigFile sets every flag named in --config that the command line
 // did not set.
+// stripComment cuts a --config line at its comment: a # at the start or
+// after a blank.
+func stripComment(line string) string {
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			return line[:i]
+		}
+	}
+	return line
+}
+
 func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
 	if o.config == "" {
 		return nil
@@ -147,8 +159,8 @@ func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+		line := strings.TrimSpace(stripComment(sc.Text()))
+		if line == "" {
 			continue
 		}
 		name, value, _ := strings.Cut(line, " ")
@@ -185,6 +197,7 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 		Port: o.port, Loopback: len(o.listen) == 0, Listen: o.listen, WSListen: o.ws, TLSListen: o.tlsListen, Unix: o.unix,
 		AllowAnonymous: o.allowAnonymous, PasswordFile: o.passwordFile, ACLFile: o.aclFile,
 		PersistDir: o.persist, ConnectTimeout: o.connectTimeout, WriteTimeout: o.writeTimeout, SysInterval: o.sysInterval,
+		Version:        versionString(),
 		MaxConnections: o.maxConnections, MaxQueued: o.maxQueued, MaxInflight: o.maxInflight, QueueWait: o.queueWait,
 		Verbose: o.verbose, Logger: log,
 	}
@@ -223,8 +236,11 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	if o.writeTimeout <= 0 {
 		return cfg, usageErrorf("--write-timeout must be positive")
 	}
-	if o.sysInterval < time.Second || o.sysInterval%time.Second != 0 {
-		return cfg, usageErrorf("--sys-interval %s: use whole seconds, 1 or more", o.sysInterval)
+	switch {
+	case o.sysInterval == 0:
+		cfg.SysInterval = -1 // none
+	case o.sysInterval < time.Second || o.sysInterval%time.Second != 0:
+		return cfg, usageErrorf("--sys-interval %s: use whole seconds (0: no $SYS topics)", o.sysInterval)
 	}
 	if o.queueWait < 0 {
 		return cfg, usageErrorf("--queue-wait must be 0 or positive")

@@ -316,15 +316,6 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 		cl.Properties.Props.ReceiveMaximum = cl.ops.options.Capabilities.MaximumInflight
 	}
 
-	if pk.Connect.Keepalive <= minimumKeepalive {
-		cl.ops.log.Warn(
-			ErrMinimumKeepalive.Error(),
-			"client", cl.ID,
-			"keepalive", pk.Connect.Keepalive,
-			"recommended", minimumKeepalive,
-		)
-	}
-
 	cl.State.Keepalive = pk.Connect.Keepalive                                              // [MQTT-3.2.2-22]
 	cl.State.Inflight.ResetReceiveQuota(int32(cl.ops.options.Capabilities.ReceiveMaximum)) // server receive max per client
 	cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))            // client receive max
@@ -334,6 +325,17 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 	if cl.ID == "" {
 		cl.ID = xid.New().String() // [MQTT-3.1.3-6] [MQTT-3.1.3-7]
 		cl.Properties.Props.AssignedClientID = cl.ID
+	}
+	// mqtk: at debug level, once the client has its ID (MQTK.md, change
+	// 37): a keep-alive of 0 (none) or a few seconds is the client's
+	// choice, which MQTT allows; mochi warned of it, with an empty ID.
+	if pk.Connect.Keepalive <= minimumKeepalive {
+		cl.ops.log.Debug(
+			ErrMinimumKeepalive.Error(),
+			"client", cl.ID,
+			"keepalive", pk.Connect.Keepalive,
+			"recommended", minimumKeepalive,
+		)
 	}
 
 	if pk.Connect.WillFlag {

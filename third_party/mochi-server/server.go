@@ -126,6 +126,8 @@ type Options struct {
 	Logger *slog.Logger `yaml:"-" json:"-"`
 
 	// SysTopicResendInterval specifies the interval between $SYS topic updates in seconds.
+	// mqtk: a negative interval publishes no $SYS topics, as mosquitto's
+	// sys_interval 0 (MQTK.md, change 38).
 	SysTopicResendInterval int64 `yaml:"sys_topic_resend_interval" json:"sys_topic_resend_interval"`
 
 	// Enable Inline client to allow direct subscribing and publishing from the parent codebase,
@@ -216,7 +218,7 @@ func New(opts *Options) *Server {
 		Topics:    NewTopicsIndex(),
 		Listeners: listeners.New(),
 		loop: &loop{
-			sysTopics:      time.NewTicker(time.Second * time.Duration(opts.SysTopicResendInterval)),
+			sysTopics:      time.NewTicker(time.Second * time.Duration(max(opts.SysTopicResendInterval, 1))),
 			clientExpiry:   time.NewTicker(time.Second),
 			inflightExpiry: time.NewTicker(time.Second),
 			retainedExpiry: time.NewTicker(time.Second),
@@ -237,6 +239,9 @@ func New(opts *Options) *Server {
 	if s.Options.InlineClient {
 		s.inlineClient = s.NewClient(nil, LocalListener, InlineClientId, true)
 		s.Clients.Add(s.inlineClient)
+	}
+	if opts.SysTopicResendInterval < 0 {
+		s.loop.sysTopics.Stop() // mqtk: no $SYS topics (change 38); it never ticks
 	}
 
 	return s
@@ -402,7 +407,9 @@ func (s *Server) Serve() error {
 
 	go s.eventLoop()                            // spin up event loop for issuing $SYS values and closing server.
 	s.Listeners.ServeAll(s.EstablishConnection) // start listening on all listeners.
-	s.publishSysTopics()                        // begin publishing $SYS system values.
+	if s.Options.SysTopicResendInterval > 0 {   // mqtk: none otherwise (change 38)
+		s.publishSysTopics() // begin publishing $SYS system values.
+	}
 	s.hooks.OnStarted()
 
 	return nil
