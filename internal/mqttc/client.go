@@ -14,10 +14,12 @@ type Client interface {
 	// Publish sends m and, for QoS 1 and 2, waits for PUBACK or PUBCOMP.
 	// A reason code >= 0x80 is returned as a *RejectedError.
 	Publish(ctx context.Context, m *Message) error
-	// PublishAsync sends m in call order and returns once it is written; the
-	// acknowledgement is collected from the returned Pending. Several
-	// publishes may be pending at once, up to the broker's Receive Maximum
-	// (PublishAsync blocks while that many are outstanding).
+	// PublishAsync sends m in call order and returns once it is written (or
+	// copied to be written); the acknowledgement is collected from the
+	// returned Pending. Several publishes may be pending at once, up to the
+	// broker's Receive Maximum (PublishAsync blocks while that many are
+	// outstanding). m and its Payload are the caller's again as soon as
+	// PublishAsync returns: nothing reads them later.
 	PublishAsync(ctx context.Context, m *Message) (Pending, error)
 	// Subscribe sends one SUBSCRIBE with all subs and waits for SUBACK. The
 	// granted QoS (or reason code) of each filter is returned in order; any

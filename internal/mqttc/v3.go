@@ -1,6 +1,7 @@
 package mqttc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -161,9 +162,13 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		}
 	}
 	p := &v3Pending{c: c, topic: m.Topic, slot: m.QoS > 0}
-	// paho hands the packet to its writer before it returns, in call
-	// order; it fails at once if the connection is gone.
-	p.tok = c.pc.Publish(m.Topic, m.QoS, m.Retain, m.Payload)
+	// paho hands the packet to its writer goroutines before it returns, in
+	// call order, and fails at once if the connection is gone; but the
+	// packet is encoded, and its payload read, only when the writer gets to
+	// it, after Publish has returned. The caller may reuse m.Payload as soon
+	// as PublishAsync returns (mqtk bench rewrites its buffer for the next
+	// message at once), so paho is given a copy of its own.
+	p.tok = c.pc.Publish(m.Topic, m.QoS, m.Retain, bytes.Clone(m.Payload))
 	select {
 	case <-p.tok.Done():
 		if err := p.tok.Error(); err != nil {
