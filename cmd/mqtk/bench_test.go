@@ -54,3 +54,51 @@ func TestBenchInterrupted(t *testing.T) {
 		t.Errorf("result %+v: want QoS 1, interrupted, at least the 200 deliveries seen", res)
 	}
 }
+
+// The broker goes away during the first of two levels: the report of that
+// level is printed in full, with the messages it never sent counted, the
+// second level is not run, and mqtk says why on one line and exits 3.
+// It used to exit 0 when that was the last level, and 3 from the next
+// level's connect otherwise.
+func TestBenchBrokerLost(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	cmd := exec.Command("mqtk", "bench", "-p", fmt.Sprint(b.Port), "-i", "benchlost", "--qos", "1,2",
+		"--publishers", "2", "--messages", "1000000", "--warmup", "0", "--json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	// The subscriber has acknowledged 200 QoS 1 deliveries: the run is measuring.
+	if err := b.WaitDelivered(ctx, "benchlost-s0", 200); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if code := waitExit(t, cmd); code != 3 {
+		t.Errorf("bench exited %d, want 3; stderr: %s", code, stderr.String())
+	}
+	if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "mqtk: QoS 1 run failed: ") ||
+		!strings.Contains(msg, "planned messages never sent") {
+		t.Errorf("stderr %q: want one line naming the QoS 1 run's failure and what it never sent", msg)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a config line and one result (QoS 2 never ran), got %q", stdout.String())
+	}
+	var res struct {
+		Type     string
+		QoS      int
+		Sent     uint64
+		Received uint64
+		Unsent   uint64
+		Errors   map[string]uint64
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Type != "result" || res.QoS != 1 || res.Received < 200 || res.Sent+res.Unsent != 2_000_000 || len(res.Errors) == 0 {
+		t.Errorf("result %+v: want QoS 1, at least 200 received, sent + unsent = 2,000,000, the errors counted", res)
+	}
+}

@@ -43,6 +43,7 @@ var plainMetrics = []struct {
 	{"lost", kindCount, func(r Result) float64 { return float64(r.Lost) }},
 	{"duplicates", kindCount, func(r Result) float64 { return float64(r.Duplicates) }},
 	{"out_of_order", kindCount, func(r Result) float64 { return float64(r.OutOfOrder) }},
+	{"unsent", kindCount, func(r Result) float64 { return float64(r.Unsent) }},
 	{"errors", kindCount, func(r Result) float64 { return float64(errorTotal(r.Errors)) }},
 	{"duration_s", kindSeconds, func(r Result) float64 { return r.Duration.Seconds() }},
 	{"publish_rate", kindRate, func(r Result) float64 { return r.PublishRate }},
@@ -75,7 +76,7 @@ var percentiles = []struct {
 	{"max", func(l Latency) float64 { return l.Max }},
 }
 
-const validMetrics = "sent, acked, received, lost, duplicates, out_of_order, errors, duration_s, " +
+const validMetrics = "sent, acked, received, lost, duplicates, out_of_order, unsent, errors, duration_s, " +
 	"publish_rate, receive_rate, publish_mb_s, receive_mb_s, " +
 	"and ack|e2e|connect.p50|p90|p99|p999|max"
 

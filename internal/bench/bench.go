@@ -70,7 +70,13 @@ type Result struct {
 	Lost        uint64 // expected deliveries (Sent x Subscribers) never received
 	Duplicates  uint64 // deliveries of a message a subscriber already had
 	OutOfOrder  uint64 // deliveries with a lower sequence than one already seen from that publisher
-	Duration    time.Duration
+	// Unsent are measured publishes planned (by --messages, or by the
+	// --rate schedule until the end of --duration) and never written,
+	// because the run was cut short: a publisher's connection was lost or
+	// refused a publish, the broker stalled, a signal stopped the run.
+	// Closed-loop --duration runs plan no count: 0.
+	Unsent   uint64
+	Duration time.Duration
 	// Rates are over Duration, the measured phase.
 	PublishRate float64 // Sent per second
 	ReceiveRate float64 // Received per second
@@ -81,6 +87,10 @@ type Result struct {
 	Connect     Latency // CONNECT written -> CONNACK, every client of the run
 	// Errors counts what went wrong, by kind: "disconnect", "publish rejected:
 	// not authorized (0x87)", "connect", "timeout"... Never nil in a report.
-	Errors      map[string]uint64
+	Errors map[string]uint64
+	// Failures are the first error of each kind counted in Errors, in the
+	// order of the kinds' names; nil when nothing went wrong. A run with
+	// any is a failed run (mqtk bench exits non-zero).
+	Failures    []error
 	Interrupted bool // the run was stopped by a signal; figures are partial
 }

@@ -66,6 +66,7 @@ type jsonResult struct {
 	E2E         *jsonLatency      `json:"e2e_latency_us,omitempty"`
 	Connect     jsonLatency       `json:"connect_latency_us"`
 	Errors      map[string]uint64 `json:"errors"`
+	Unsent      uint64            `json:"unsent"`
 	Interrupted bool              `json:"interrupted,omitempty"`
 }
 
@@ -154,6 +155,7 @@ func WriteJSONResult(w io.Writer, r Result) error {
 		ReceiveMBs:  round(r.ReceiveMBs, decMBs),
 		Connect:     newJSONLatency(r.Connect),
 		Errors:      r.Errors,
+		Unsent:      r.Unsent,
 		Interrupted: r.Interrupted,
 	}
 	if r.Ack.Count > 0 {
@@ -178,7 +180,7 @@ var csvHeader = []string{
 	"ack_p50_us", "ack_p90_us", "ack_p99_us", "ack_p999_us", "ack_max_us",
 	"e2e_p50_us", "e2e_p90_us", "e2e_p99_us", "e2e_p999_us", "e2e_max_us",
 	"connect_p50_us", "connect_p90_us", "connect_p99_us", "connect_p999_us", "connect_max_us",
-	"errors", "interrupted",
+	"errors", "interrupted", "unsent",
 }
 
 // WriteCSV writes a header row and one row per result.
@@ -208,7 +210,7 @@ func WriteCSV(w io.Writer, rs []Result) error {
 			row = append(row, f(l.P50, decMicros), f(l.P90, decMicros), f(l.P99, decMicros),
 				f(l.P999, decMicros), f(l.Max, decMicros))
 		}
-		row = append(row, u(errorTotal(r.Errors)), strconv.FormatBool(r.Interrupted))
+		row = append(row, u(errorTotal(r.Errors)), strconv.FormatBool(r.Interrupted), u(r.Unsent))
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -318,14 +320,19 @@ func WriteTable(w io.Writer, rs []Result) error {
 
 	first := true
 	for _, r := range rs {
-		if len(r.Errors) == 0 {
+		if len(r.Errors) == 0 && r.Unsent == 0 {
 			continue
 		}
 		if first {
 			b.WriteString("\n")
 			first = false
 		}
-		fmt.Fprintf(&b, "errors (QoS %d): %s\n", r.QoS, errorList(r.Errors))
+		if len(r.Errors) > 0 {
+			fmt.Fprintf(&b, "errors (QoS %d): %s\n", r.QoS, errorList(r.Errors))
+		}
+		if r.Unsent > 0 {
+			fmt.Fprintf(&b, "unsent (QoS %d): %s planned messages never sent: the run was cut short\n", r.QoS, commas(r.Unsent))
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -147,6 +147,7 @@ func sampleResult() Result {
 		E2E:     Latency{Count: 199_990, P50: 430.079, P90: 760.319, P99: 1530.879, P999: 3082.239, Max: 5672.959},
 		Connect: Latency{Count: 12, P50: 812.031, P90: 1402.879, P99: 1601.535, P999: 1601.535, Max: 1601.535},
 		Errors:  map[string]uint64{"publish rejected: not authorized (0x87)": 3, "connection lost": 2},
+		Unsent:  1234,
 	}
 }
 
@@ -166,7 +167,7 @@ func resultFields(ack, e2e, interrupted bool) []field {
 	if e2e {
 		f = append(f, field{"e2e_latency_us", "object"})
 	}
-	f = append(f, field{"connect_latency_us", "object"}, field{"errors", "object"})
+	f = append(f, field{"connect_latency_us", "object"}, field{"errors", "object"}, field{"unsent", "number"})
 	if interrupted {
 		f = append(f, field{"interrupted", "bool"})
 	}
@@ -193,7 +194,7 @@ func TestWriteJSONResult(t *testing.T) {
 		`"ack_latency_us":{"p50":402.175,"p90":712.19,"p99":1456.127,"p999":2961.407,"max":5402.624,"count":99998},` +
 		`"e2e_latency_us":{"p50":430.079,"p90":760.319,"p99":1530.879,"p999":3082.239,"max":5672.959,"count":199990},` +
 		`"connect_latency_us":{"p50":812.031,"p90":1402.879,"p99":1601.535,"p999":1601.535,"max":1601.535,"count":12},` +
-		`"errors":{"connection lost":2,"publish rejected: not authorized (0x87)":3}}` + "\n"
+		`"errors":{"connection lost":2,"publish rejected: not authorized (0x87)":3},"unsent":1234}` + "\n"
 	if line != want {
 		t.Errorf("WriteJSONResult wrote\n%s\nwant\n%s", line, want)
 	}
@@ -212,7 +213,7 @@ func TestWriteJSONResultAbsent(t *testing.T) {
 	if e := m["errors"].(map[string]any); len(e) != 0 {
 		t.Errorf("errors = %v, want {}", e)
 	}
-	if !strings.Contains(b.String(), `"errors":{},"interrupted":true}`) {
+	if !strings.Contains(b.String(), `"errors":{},"unsent":0,"interrupted":true}`) {
 		t.Errorf("line = %s", b.String())
 	}
 	// Only ack absent at QoS 0 with subscribers.
@@ -259,16 +260,16 @@ func TestWriteCSV(t *testing.T) {
 		"duration_s,publish_rate,receive_rate,publish_mb_s,receive_mb_s," +
 		"ack_p50_us,ack_p90_us,ack_p99_us,ack_p999_us,ack_max_us," +
 		"e2e_p50_us,e2e_p90_us,e2e_p99_us,e2e_p999_us,e2e_max_us," +
-		"connect_p50_us,connect_p90_us,connect_p99_us,connect_p999_us,connect_max_us,errors,interrupted"
+		"connect_p50_us,connect_p90_us,connect_p99_us,connect_p999_us,connect_max_us,errors,interrupted,unsent"
 	if got := strings.Join(rows[0], ","); got != wantHeader {
 		t.Errorf("header\n%s\nwant\n%s", got, wantHeader)
 	}
 	want := []string{
-		"0,1,0,29,1000,1000,0,0,0,0,2,500,0,0.015,0,,,,,,,,,,,100,100,100,100,100,0,false",
+		"0,1,0,29,1000,1000,0,0,0,0,2,500,0,0.015,0,,,,,,,,,,,100,100,100,100,100,0,false,0",
 		"1,10,2,100,100000,99998,199990,10,3,4,4.212,23743,47483,2.374,4.748," +
 			"402.175,712.19,1456.127,2961.407,5402.624,430.079,760.319,1530.879,3082.239,5672.959," +
-			"812.031,1402.879,1601.535,1601.535,1601.535,5,false",
-		"2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,,,,,,,,,,,,,,,,0,true",
+			"812.031,1402.879,1601.535,1601.535,1601.535,5,false,1234",
+		"2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,,,,,,,,,,,,,,,,0,true,0",
 	}
 	for i, w := range want {
 		if len(rows[i+1]) != len(rows[0]) {
@@ -320,6 +321,7 @@ QoS  measurement      p50     p90     p99   p99.9     max    samples
   2  connect        812µs  1.40ms  1.60ms  1.60ms  1.60ms         12
 
 errors (QoS 2): connection lost 2, publish rejected: not authorized (0x87) 3
+unsent (QoS 2): 1,234 planned messages never sent: the run was cut short
 `
 	if got := b.String(); got != want {
 		t.Errorf("WriteTable wrote\n%s\nwant\n%s", got, want)

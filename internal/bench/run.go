@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,30 +84,63 @@ func Topic(pattern string, i int, id string) (string, error) {
 func PublisherID(base string, i int) string  { return base + "-p" + strconv.Itoa(i) }
 func SubscriberID(base string, j int) string { return base + "-s" + strconv.Itoa(j) }
 
-// errorCounts is the run's tally of what went wrong, by kind.
+// errorCounts is the run's tally of what went wrong, by kind, with the
+// first error of each kind.
 type errorCounts struct {
-	mu sync.Mutex
-	m  map[string]uint64
+	mu    sync.Mutex
+	m     map[string]uint64
+	first map[string]error
 }
 
-func (e *errorCounts) add(kind string) {
+func (e *errorCounts) add(kind string, err error) {
 	e.mu.Lock()
 	if e.m == nil {
-		e.m = map[string]uint64{}
+		e.m, e.first = map[string]uint64{}, map[string]error{}
 	}
 	e.m[kind]++
+	if e.first[kind] == nil {
+		e.first[kind] = err
+	}
 	e.mu.Unlock()
 }
 
-func (e *errorCounts) snapshot() map[string]uint64 {
+// snapshot returns the counts and the first error of each kind, in the
+// order of the kinds' names.
+func (e *errorCounts) snapshot() (map[string]uint64, []error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make(map[string]uint64, len(e.m))
+	kinds := make([]string, 0, len(e.m))
 	for k, v := range e.m {
 		out[k] = v
+		kinds = append(kinds, k)
 	}
-	return out
+	slices.Sort(kinds)
+	var first []error
+	for _, k := range kinds {
+		first = append(first, e.first[k])
+	}
+	return out, first
 }
+
+// StallError is why a run that stopped moving was ended: nothing was
+// published, acknowledged or delivered for After (StallTimeout).
+type StallError struct{ After time.Duration }
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("the broker stalled: nothing was published, acknowledged or delivered for %s", e.After)
+}
+
+// AckTimeoutError is a publish whose acknowledgement had not come when the
+// drain ended, on a connection that was still open.
+type AckTimeoutError struct{ Topic string }
+
+func (e *AckTimeoutError) Error() string {
+	return fmt.Sprintf("publish %q: no acknowledgement by the end of the drain", e.Topic)
+}
+
+// Unwrap makes it a timeout (context.DeadlineExceeded) to errors.Is.
+func (e *AckTimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // errorKind names an error for the report without its variable parts.
 func errorKind(op string, err error) string {
@@ -149,6 +184,8 @@ type publisher struct {
 	i      int
 	c      mqttc.Client
 	topic  string
+	failed atomic.Bool   // an error of this publisher's is counted
+	unsent uint64        // measured messages planned and never sent; read after it returns
 	sent   atomic.Uint64 // measured publishes written
 	acked  atomic.Uint64 // measured publishes acknowledged with success
 	ack    *Histogram    // written by the collector; read after r.acks.Wait
@@ -306,11 +343,28 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	cancelRun() // what has not been acknowledged by now will not be
 	r.acks.Wait()
 
+	// A connection that ended under a client that had no error of its own
+	// to show for it (every subscriber; a publisher between publishes)
+	// is counted too: otherwise its loss shows only as lost messages.
+	if ctx.Err() == nil {
+		for _, p := range pubs {
+			if err := p.c.Err(); ended(p.c) && err != nil && !p.failed.Load() {
+				p.fail(errorKind("publisher connection", err), err)
+			}
+		}
+		for _, s := range subs {
+			if err := s.c.Err(); ended(s.c) && err != nil {
+				r.errs.add(errorKind("subscriber connection", err), err)
+			}
+		}
+	}
+
 	// Results.
 	res.Sent = sent
 	ack, e2e := NewHistogram(), NewHistogram()
 	for _, p := range pubs {
 		res.Acked += p.acked.Load()
+		res.Unsent += p.unsent
 		ack.Merge(p.ack)
 	}
 	if o.QoS == 0 {
@@ -347,7 +401,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Retain {
 		r.clearRetained(pubs)
 	}
-	res.Errors = r.errs.snapshot()
+	res.Errors, res.Failures = r.errs.snapshot()
 	return res, nil
 }
 
@@ -372,7 +426,7 @@ func (r *run) watch(ctx context.Context, pubsDone <-chan struct{}, pubs []*publi
 		if n != last {
 			last, lastChange = n, time.Now()
 		} else if time.Since(lastChange) >= StallTimeout {
-			r.errs.add(fmt.Sprintf("stalled: nothing moved for %s", StallTimeout))
+			r.errs.add(fmt.Sprintf("stalled: nothing moved for %s", StallTimeout), &StallError{After: StallTimeout})
 			stop()
 			<-pubsDone
 			return
@@ -431,14 +485,32 @@ func (p *publisher) run(ctx context.Context) {
 		next = float64(p.i) * interval / float64(o.Publishers) // spread publishers over one interval
 	}
 	var warmSeq, seq uint64
+	// What a publisher stopped early (by a stall, a signal, a lost
+	// connection, a refusal) did not send of its plan: the rest of its
+	// --messages, or of its --rate schedule from slot, the first it did not
+	// send. A closed-loop --duration run plans no count.
+	var slot int64
+	finished := false
+	defer func() {
+		switch {
+		case finished:
+		case o.Messages > 0:
+			p.unsent = uint64(o.Messages) - seq
+		case o.Rate > 0:
+			p.unsent = slotsBetween(slot, interval, r.measureStart, r.measureEnd)
+		}
+	}()
 	msg := mqttc.Message{Topic: p.topic, QoS: o.QoS, Retain: o.Retain}
 	for n := 0; ; n++ {
+		if o.Rate > 0 {
+			slot = r.startOffset() + int64(next)
+		}
 		if r.stop.Load() {
 			return
 		}
 		var intended int64
 		if o.Rate > 0 {
-			intended = r.startOffset() + int64(next)
+			intended = slot
 			next += interval
 			if !r.sleepUntil(ctx, intended) {
 				return
@@ -449,9 +521,11 @@ func (p *publisher) run(ctx context.Context) {
 		measured := intended >= r.measureStart
 		if measured {
 			if r.measureEnd > 0 && intended >= r.measureEnd {
+				finished = true
 				return
 			}
 			if o.Messages > 0 && seq >= uint64(o.Messages) {
+				finished = true
 				return
 			}
 			if r.phase.Load() == PhaseWarmup {
@@ -477,7 +551,7 @@ func (p *publisher) run(ctx context.Context) {
 		if err != nil {
 			<-slots
 			if ctx.Err() == nil {
-				r.errs.add(errorKind("publish", err))
+				p.fail(errorKind("publish", err), err)
 			}
 			return // the connection is gone or the broker refuses: this publisher is done
 		}
@@ -515,9 +589,9 @@ func (p *publisher) collect(ctx context.Context, f inflight) {
 	at := r.now()
 	if err != nil {
 		if ctx.Err() == nil {
-			r.errs.add(errorKind("publish", err))
+			p.fail(errorKind("publish", err), err)
 		} else if f.measured && !r.stop.Load() {
-			r.errs.add("publish not acknowledged by the end of the drain")
+			p.fail("publish not acknowledged by the end of the drain", &AckTimeoutError{Topic: p.topic})
 		}
 		return
 	}
@@ -525,6 +599,29 @@ func (p *publisher) collect(ctx context.Context, f inflight) {
 		p.ack.Record(time.Duration(at - f.written))
 		p.acked.Add(1)
 	}
+}
+
+// fail counts one of the publisher's errors.
+func (p *publisher) fail(kind string, err error) {
+	p.failed.Store(true)
+	p.r.errs.add(kind, err)
+}
+
+// slotsBetween is how many of the times from, from+interval, from+2
+// interval... fall in [start, end).
+func slotsBetween(from int64, interval float64, start, end int64) uint64 {
+	if interval <= 0 || end <= start || float64(end-from) <= 0 {
+		return 0
+	}
+	first := 0.0 // the first slot at or after start
+	if from < start {
+		first = math.Ceil(float64(start-from) / interval)
+	}
+	last := math.Ceil(float64(end-from) / interval) // the first slot at or after end
+	if last <= first {
+		return 0
+	}
+	return uint64(last - first)
 }
 
 // startOffset is where the --rate schedule starts: when publishing began.
@@ -644,7 +741,7 @@ func (r *run) clearRetained(pubs []*publisher) {
 		}
 		seen[p.topic] = true
 		if err := p.c.Publish(ctx, &mqttc.Message{Topic: p.topic, QoS: 1, Retain: true}); err != nil {
-			r.errs.add(errorKind("clearing retained message", err))
+			r.errs.add(errorKind("clearing retained message", err), err)
 		}
 	}
 }

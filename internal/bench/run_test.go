@@ -276,4 +276,105 @@ func TestRunStalledBroker(t *testing.T) {
 	if res.Errors["stalled: nothing moved for 300ms"] != 1 {
 		t.Errorf("errors %v; want the stall counted", res.Errors)
 	}
+	var stall *bench.StallError
+	if len(res.Failures) != 1 || !errors.As(res.Failures[0], &stall) {
+		t.Errorf("failures %v; want the stall", res.Failures)
+	}
+	// What the stall cut off is counted: 1,000 planned per publisher.
+	if res.Unsent != 3*1000-12 {
+		t.Errorf("unsent %d, want %d", res.Unsent, 3*1000-12)
+	}
+}
+
+// With --rate and --duration, unsent is the rest of the schedule a stall
+// cut off: 3 publishers at 1,000/s each for 1s plan 3,000 messages.
+func TestRunStalledScheduleUnsent(t *testing.T) {
+	defer func(d time.Duration) { bench.StallTimeout = d }(bench.StallTimeout)
+	bench.StallTimeout = 300 * time.Millisecond
+	o := options(1)
+	o.Subscribers = 0
+	o.Messages, o.Duration, o.Rate = 0, time.Second, 3000
+	o.Dial = func(context.Context, mqttc.Config) (mqttc.Client, error) {
+		return &muteClient{fakeClient{done: make(chan struct{})}}, nil
+	}
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 3*4 || res.Sent+res.Unsent != 3000 {
+		t.Errorf("sent %d unsent %d; want 12 sent and the rest of 3,000 unsent", res.Sent, res.Unsent)
+	}
+}
+
+// lostClient is a connection that ends, as if the broker went away, at its
+// n-th publish.
+type lostClient struct {
+	*fakeClient
+	n    int
+	err  error
+	mu   sync.Mutex
+	sent int
+}
+
+func (c *lostClient) PublishAsync(ctx context.Context, m *mqttc.Message) (mqttc.Pending, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sent == c.n {
+		c.once.Do(func() { close(c.done) })
+		return nil, c.err
+	}
+	c.sent++
+	return c.fakeClient.PublishAsync(ctx, m)
+}
+
+func (c *lostClient) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// A publisher whose connection is lost midway stops; the loss is a
+// failure, and what it never sent is counted. A subscriber whose connection
+// ends is counted as well, though it has no publish to fail.
+func TestRunConnectionLost(t *testing.T) {
+	f := &fakeBroker{n: map[string]int{}, held: map[string]*mqttc.Message{},
+		drop: func(int) bool { return false }, dup: func(int) bool { return false }, swap: func(int) bool { return false }}
+	lost := &mqttc.NetError{Op: "publish", Addr: "mqtt://127.0.0.1:1", Err: errors.New("connection reset by peer")}
+	o := options(0)
+	o.Publishers, o.Subscribers = 1, 1
+	o.Dial = func(ctx context.Context, cfg mqttc.Config) (mqttc.Client, error) {
+		c, _ := f.dial(ctx, cfg)
+		return &lostClient{fakeClient: c.(*fakeClient), n: 600, err: lost}, nil
+	}
+	res, err := bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 600 || res.Unsent != 400 {
+		t.Errorf("sent %d unsent %d; want 600 and 400", res.Sent, res.Unsent)
+	}
+	if res.Errors["connection lost"] != 1 || len(res.Failures) != 1 || !errors.Is(res.Failures[0], lost) {
+		t.Errorf("errors %v, failures %v; want the lost connection once", res.Errors, res.Failures)
+	}
+
+	// Now only the subscriber's connection ends.
+	o.Dial = func(ctx context.Context, cfg mqttc.Config) (mqttc.Client, error) {
+		c, _ := f.dial(ctx, cfg)
+		if cfg.OnMessage == nil {
+			return c, nil
+		}
+		sub := &lostClient{fakeClient: c.(*fakeClient), err: lost}
+		sub.once.Do(func() { close(sub.done) })
+		return sub, nil
+	}
+	res, err = bench.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors["connection lost"] != 1 || len(res.Failures) != 1 || res.Unsent != 0 {
+		t.Errorf("errors %v, failures %v, unsent %d; want the subscriber's lost connection, nothing unsent", res.Errors, res.Failures, res.Unsent)
+	}
 }

@@ -24,7 +24,15 @@ digits. Warm-up messages are not counted.
 A duplicate is a delivery of a message a subscriber already had; out of
 order is a new message with a lower sequence than one the subscriber already
 had from that publisher; lost is an expected delivery (sent x subscribers)
-that never came.
+that never came; unsent is a measured message planned and never sent,
+because the run was cut short.
+
+A run fails when anything is counted in its errors: a publish or delivery
+connection lost, a publish rejected, a broker that stalled (nothing moved
+for 10 seconds), an acknowledgement still missing when the drain ended. The
+report is printed in full all the same; then mqtk bench names the cause on
+stderr, runs no further QoS level and exits non-zero (see 'mqtk help
+exit-codes' and 'mqtk bench --help').
 
 NDJSON (--json)
 
@@ -76,6 +84,11 @@ level, in the order they ran.
   errors              object: the count of each kind of error, {} when none,
                       e.g. {"connection lost":2,
                       "publish rejected: not authorized (0x87)":3}
+  unsent              measured messages planned but never sent because the
+                      run was cut short (a lost connection, a rejection, a
+                      stall, a signal): the rest of --messages, or of the
+                      --rate schedule to the end of --duration; always 0 in
+                      a closed-loop --duration run, which plans no count
   interrupted         true when a signal stopped the run and the figures are
                       partial; absent otherwise
 
@@ -86,7 +99,7 @@ level, in the order they ran.
 
 Example:
 
-  {"type":"result","qos":1,"publishers":10,"subscribers":1,"size":100,"sent":100000,"acked":100000,"received":100000,"lost":0,"duplicates":0,"out_of_order":0,"duration_s":4.212,"publish_rate":23741.7,"receive_rate":23741.7,"publish_mb_s":2.374,"receive_mb_s":2.374,"ack_latency_us":{"p50":402.175,"p90":712.191,"p99":1456.127,"p999":2961.407,"max":5402.623,"count":100000},"e2e_latency_us":{"p50":430.079,"p90":760.319,"p99":1530.879,"p999":3082.239,"max":5672.959,"count":100000},"connect_latency_us":{"p50":812.031,"p90":1402.879,"p99":1601.535,"p999":1601.535,"max":1601.535,"count":11},"errors":{}}
+  {"type":"result","qos":1,"publishers":10,"subscribers":1,"size":100,"sent":100000,"acked":100000,"received":100000,"lost":0,"duplicates":0,"out_of_order":0,"duration_s":4.212,"publish_rate":23741.7,"receive_rate":23741.7,"publish_mb_s":2.374,"receive_mb_s":2.374,"ack_latency_us":{"p50":402.175,"p90":712.191,"p99":1456.127,"p999":2961.407,"max":5402.623,"count":100000},"e2e_latency_us":{"p50":430.079,"p90":760.319,"p99":1530.879,"p999":3082.239,"max":5672.959,"count":100000},"connect_latency_us":{"p50":812.031,"p90":1402.879,"p99":1601.535,"p999":1601.535,"max":1601.535,"count":11},"errors":{},"unsent":0}
 
 CSV
 
@@ -102,6 +115,7 @@ CSV
                                 measurement has no samples
   errors                        the total count of errors of every kind
   interrupted                   true or false
+  unsent                        as in the NDJSON result
 
 Table
 
@@ -111,7 +125,8 @@ after the QoS level marks a run a signal interrupted: its figures are
 partial. Then one latency row per QoS level and measurement (ack (PUBACK),
 ack (PUBCOMP), end-to-end, connect) with p50, p90, p99, p99.9, max and the
 number of samples, in µs below 1 ms, ms below 1 s and s above, to 3
-significant digits. Last, the errors of each run by kind.
+significant digits. Last, the errors of each run by kind, and its unsent
+messages if it was cut short.
 
 --assert EXPR
 
@@ -124,10 +139,10 @@ with spaces allowed anywhere.
 
   qosN     check the run of that QoS level only (it must have been run);
            without it, EXPR must hold for every QoS level run
-  METRIC   sent, acked, received, lost, duplicates, out_of_order, errors (the
-           total), duration_s, publish_rate, receive_rate, publish_mb_s,
-           receive_mb_s; or a latency: ack.P, e2e.P or connect.P with P one of
-           p50, p90, p99, p999 (or p99.9), max
+  METRIC   sent, acked, received, lost, duplicates, out_of_order, unsent,
+           errors (the total), duration_s, publish_rate, receive_rate,
+           publish_mb_s, receive_mb_s; or a latency: ack.P, e2e.P or
+           connect.P with P one of p50, p90, p99, p999 (or p99.9), max
   OP       <  <=  >  >=  ==  !=
   VALUE    a number; underscores may group digits (50_000); k or M multiply
            counts and rates by 1,000 or 1,000,000 (50k). duration_s takes

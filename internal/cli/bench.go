@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,9 +63,18 @@ latency is from dialling to CONNACK. Percentiles come from HdrHistograms
 merged across clients (3 significant digits), never from averages.
 --json and --csv are described in 'mqtk help bench-output'.
 
+A level whose run counted errors has failed: the report is printed in full,
+then bench names the cause on stderr, runs no further level and exits 5 if
+the broker rejected a publish, else 3 if a connection was lost or the broker
+stalled (nothing moved for 10s), else 27 if an acknowledgement was still
+missing after the drain. Messages planned (--messages, or --rate over
+--duration) but never sent because the run was cut short are reported as
+unsent.
+
 --assert checks a figure for CI, e.g. --assert 'qos1.e2e.p99<20ms' or
 --assert 'lost==0'; the report is printed either way and a failed assertion
-exits 1. Ctrl-C prints the partial report, marked interrupted, and exits 130.`,
+exits 1 (a failed run's code comes first). Ctrl-C prints the partial report,
+marked interrupted, and exits 130.`,
 		Example: `  mqtk bench --embedded                         # our own broker, in-process
   mqtk bench -h broker.local --qos 1 --publishers 4 --inflight 32
   mqtk bench --qos 0 --rate 1000 --duration 30s --json > run.ndjson
@@ -281,8 +291,8 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 				return err
 			}
 		}
-		if res.Interrupted {
-			break
+		if res.Interrupted || len(res.Failures) > 0 {
+			break // a broker that lost or refused one level would fail the next
 		}
 	}
 	if !o.json && len(results) > 0 {
@@ -303,6 +313,9 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 	}
 	if ctx.Err() != nil {
 		return errInterrupted
+	}
+	if err := benchFailed(results); err != nil {
+		return err
 	}
 	failed := 0
 	for _, as := range p.asserts {
@@ -333,6 +346,85 @@ func probeVersion(ctx context.Context, cfg mqttc.Config, clientID string) (int, 
 	}
 	disconnect(ctx, c, cfg)
 	return c.Server().ProtocolVersion, nil
+}
+
+// benchFailure is a QoS level's run that counted errors: the report is
+// printed, then this is the one line that says why bench exits non-zero.
+// It wraps the cause, which gives the exit code.
+type benchFailure struct {
+	qos    byte
+	cause  error  // the first error of the kind that decides the exit code
+	count  uint64 // how many of that kind
+	others int    // other kinds of error in the level
+	unsent uint64
+}
+
+func (e *benchFailure) Error() string {
+	s := fmt.Sprintf("QoS %d run failed: %v", e.qos, e.cause)
+	var more []string
+	if e.count > 1 {
+		more = append(more, groupDigits(e.count)+" times")
+	}
+	if e.others > 0 {
+		kinds := "kinds"
+		if e.others == 1 {
+			kinds = "kind"
+		}
+		more = append(more, fmt.Sprintf("%d other %s of error in the report", e.others, kinds))
+	}
+	if e.unsent > 0 {
+		more = append(more, fmt.Sprintf("%s planned messages never sent", groupDigits(e.unsent)))
+	}
+	if len(more) > 0 {
+		s += " (" + strings.Join(more, "; ") + ")"
+	}
+	return s
+}
+
+func (e *benchFailure) Unwrap() error { return e.cause }
+
+// benchFailureRank orders the exit codes of a failed run's errors: a
+// broker's rejection first (it is usually why the rest happened, and is
+// fixed in its configuration), then a lost connection or a stall, then a
+// missing acknowledgement, then anything else.
+func benchFailureRank(code int) int {
+	switch code {
+	case ExitRejected:
+		return 0
+	case ExitNetwork:
+		return 1
+	case ExitTimeout:
+		return 2
+	}
+	return 3
+}
+
+// benchFailed is the failure of the runs, if any counted errors: the error
+// of the first rank (benchFailureRank) in the first level that has one.
+func benchFailed(results []bench.Result) error {
+	var best *benchFailure
+	bestRank := 0
+	for _, r := range results {
+		kinds := make([]string, 0, len(r.Errors))
+		for k := range r.Errors {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds) // the order of r.Failures
+		for i, cause := range r.Failures {
+			rank := benchFailureRank(exitCode(cause))
+			if best != nil && rank >= bestRank {
+				continue
+			}
+			best, bestRank = &benchFailure{qos: r.QoS, cause: cause, others: len(r.Failures) - 1, unsent: r.Unsent}, rank
+			if i < len(kinds) {
+				best.count = r.Errors[kinds[i]]
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best
 }
 
 // assertError is a benchmark whose --assert did not hold: exit 1.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"mqtk/internal/bench"
 	"mqtk/internal/mqttc"
 )
 
@@ -34,10 +35,10 @@ var exitCodes = []struct {
 	{ExitOK, "success"},
 	{ExitError, "a failure without a code of its own: a failed bench --assert, a topic retain-clear found retained again or a confirmation declined, an unexpected error"},
 	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts or than MQTT allows (256 MiB)"},
-	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost"},
+	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost (in bench: any client's, or a broker that stalled)"},
 	{ExitRefused, "the broker refused the connection (CONNACK reason >= 0x80, or MQTT 3.1.1/3.1 return code 1 to 5, printed by name, e.g. \"not authorized\")"},
-	{ExitRejected, "the broker rejected an operation (SUBACK, UNSUBACK, PUBACK, PUBREC or PUBCOMP reason >= 0x80, printed by name; with MQTT 3.1.1 and 3.1 only SUBACK has one)"},
-	{ExitTimeout, "timed out (as mosquitto_sub -W), or an acknowledgement did not arrive in time"},
+	{ExitRejected, "the broker rejected an operation (SUBACK, UNSUBACK, PUBACK, PUBREC or PUBCOMP reason >= 0x80, printed by name; with MQTT 3.1.1 and 3.1 only SUBACK has one); bench: a publish or subscription rejected"},
+	{ExitTimeout, "timed out (as mosquitto_sub -W), or an acknowledgement did not arrive in time (bench: by the end of the drain)"},
 	{ExitInterrupted, "interrupted (Ctrl-C, SIGTERM) before the work was done"},
 }
 
@@ -109,6 +110,7 @@ func exitCode(err error) int {
 		rejected *mqttc.RejectedError
 		timeout  *mqttc.TimeoutError
 		discon   *mqttc.DisconnectError
+		stalled  *bench.StallError
 	)
 	switch {
 	case err == nil:
@@ -123,7 +125,7 @@ func exitCode(err error) int {
 		return ExitTimeout
 	case errors.Is(err, errInterrupted):
 		return ExitInterrupted
-	case errors.As(err, &netErr), errors.As(err, &discon):
+	case errors.As(err, &netErr), errors.As(err, &discon), errors.As(err, &stalled):
 		return ExitNetwork
 	}
 	return ExitError

@@ -118,7 +118,14 @@ Unlike mosquitto_pub, a publish the broker rejects is an error (exit 5), not a
 warning with exit 0. That takes MQTT 5: MQTT 3.1.1 and 3.1 acknowledge a
 publish without a reason code, so a broker that denies one either
 acknowledges it all the same (mosquitto: exit 0) or closes the connection
-(mqtk's broker: exit 3). See mqtk pub --help.`)
+(mqtk's broker: exit 3). See mqtk pub --help.
+
+mqtk bench prints its report in full, then exits non-zero if a QoS level's
+run counted errors. When it counted several kinds, the code is the first
+that applies: 5 if the broker rejected a publish, 3 if a connection was lost
+or the broker stalled, 27 if an acknowledgement was still missing after the
+drain, otherwise 1 (2 for a message the broker cannot take). Ctrl-C (130)
+comes before all of them, and all of them before a failed --assert (1).`)
 	return b.String()
 }
 
