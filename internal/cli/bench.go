@@ -121,6 +121,10 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 		if err != nil || q < 0 || q > 2 {
 			return nil, usageErrorf("--qos %q: give a list of 0, 1 and 2, such as 0,1,2", o.qos)
 		}
+		if slices.Contains(p.levels, byte(q)) {
+			// qosN in --assert and the report's rows name a level once.
+			return nil, usageErrorf("--qos %q: QoS %d is listed twice; each level runs once", o.qos, q)
+		}
 		p.levels = append(p.levels, byte(q))
 	}
 	if o.publishers < 1 {
@@ -178,7 +182,7 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 			shape = append(shape, r)
 		}
 		if _, _, err := as.Check(shape); err != nil {
-			return nil, usageErrorf("--assert %q: %v", s, err)
+			return nil, &UsageError{Err: err} // it names the --assert
 		}
 		p.asserts = append(p.asserts, as)
 	}
