@@ -3,6 +3,7 @@ package broker_test
 import (
 	"errors"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -247,5 +248,31 @@ func TestMQTT_3_3_4_1_SysPublishAnswered(t *testing.T) {
 			}
 		}
 		s.quiet("after PUBLISHes to $SYS")
+	})
+}
+
+// TestV3QoS2ManyUnreleased: MQTT 3.1.1 and 3.1 have no Receive Maximum, so
+// a client may have as many QoS 2 messages awaiting PUBREL as it has
+// packet identifiers; mochi held them to MQTT 5's default quota (1,024)
+// and disconnected the client beyond it.
+func TestV3QoS2ManyUnreleased(t *testing.T) {
+	t.Parallel()
+	forStatements(t, statements{v31: "no Receive Maximum", v311: "no Receive Maximum"}, func(t *testing.T, v byte) {
+		addr := startBroker(t)
+		p, _ := connect(t, addr, v, "pub")
+		const n = 3000
+		ids := make([]uint16, n)
+		for i := range ids {
+			pk := message("many/x", strconv.Itoa(i), 2, false)
+			pk.PacketID = p.newID()
+			ids[i] = pk.PacketID
+			p.send(pk)
+			p.await(packets.Pubrec, pk.PacketID)
+		}
+		for _, id := range ids {
+			p.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: id})
+			p.await(packets.Pubcomp, id)
+		}
+		p.pub("many/y", "after", 1, false) // and the connection goes on
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -318,7 +319,14 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 
 	cl.State.Keepalive = pk.Connect.Keepalive                                              // [MQTT-3.2.2-22]
 	cl.State.Inflight.ResetReceiveQuota(int32(cl.ops.options.Capabilities.ReceiveMaximum)) // server receive max per client
-	cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))            // client receive max
+	if pk.ProtocolVersion < 5 {
+		// mqtk: MQTT 3.1.1 and 3.1 have no Receive Maximum: a client may
+		// have a QoS 2 message awaiting PUBREL for each of its packet
+		// identifiers, as with mosquitto; mochi disconnected it beyond the
+		// MQTT 5 quota, which it cannot have been told (MQTK.md, change 39).
+		cl.State.Inflight.ResetReceiveQuota(math.MaxUint16)
+	}
+	cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum)) // client receive max
 	cl.State.TopicAliases.Outbound = NewOutboundTopicAliases(cl.Properties.Props.TopicAliasMaximum)
 
 	cl.ID = pk.Connect.ClientIdentifier
