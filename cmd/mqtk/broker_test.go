@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"mqtk/internal/mqttc"
 )
@@ -405,5 +407,63 @@ func TestBrokerUsageErrors(t *testing.T) {
 		if first, _, _ := strings.Cut(out, "\n"); code != 2 || !strings.Contains(first, tc.want) || strings.Contains(out, "listening on") {
 			t.Errorf("broker %v: exit %d: %s; want exit 2 and %q", tc.args, code, out, tc.want)
 		}
+	}
+}
+
+// TestBrokerOutOfDescriptors: a broker that cannot accept connections for
+// lack of file descriptors says so, instead of leaving clients waiting
+// with nothing in its log.
+func TestBrokerOutOfDescriptors(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "ulimit -n 32 && exec mqtk broker --port 0")
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	stderr := bufio.NewReader(pipe)
+	line, err := stderr.ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.Fields(line + " x")[2], "mqtt://")
+	if err != nil || !ok {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	found := make(chan string, 1)
+	go func() {
+		for {
+			line, err := stderr.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.Contains(line, "out of file descriptors") {
+				found <- line
+				return
+			}
+		}
+	}()
+	for range 64 { // more than the broker has descriptors for
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	select {
+	case line := <-found:
+		if !strings.Contains(line, "ulimit -n") {
+			t.Errorf("warning %q names no remedy", line)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no warning about running out of file descriptors")
 	}
 }
