@@ -7,9 +7,10 @@ import (
 
 // allowed applies the rules to a publish (write) or a subscription or
 // delivery (read) on t, a topic name or, for a subscription, a filter. A
-// deny rule that covers t wins; otherwise an allow rule that reaches t is
-// needed (see reaches), unless there are no rules at all.
-func allowed(rules []Rule, t string, write bool) bool {
+// deny rule that covers t wins; otherwise an allow rule that grants t is
+// needed, unless there are no rules at all. grant is reaches (see there),
+// or covers for a shared subscription.
+func allowed(rules []Rule, t string, write bool, grant func(rule, t string) bool) bool {
 	if len(rules) == 0 {
 		return true
 	}
@@ -23,7 +24,7 @@ func allowed(rules []Rule, t string, write bool) bool {
 		case r.Access&need == 0:
 		case r.Deny && covers(r.Filter, t):
 			return false
-		case !r.Deny && reaches(r.Filter, t):
+		case !r.Deny && grant(r.Filter, t):
 			ok = true
 		}
 	}

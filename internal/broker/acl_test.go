@@ -26,21 +26,25 @@ func TestAllowed(t *testing.T) {
 		{"#", false, true},      // a subscription to everything
 		{"$SYS/#", false, false},
 	} {
-		if got := allowed(rules, tc.topic, tc.write); got != tc.want {
+		if got := allowed(rules, tc.topic, tc.write, reaches); got != tc.want {
 			t.Errorf("allowed(%q, write=%v) = %v, want %v", tc.topic, tc.write, got, tc.want)
 		}
 	}
-	if !allowed(nil, "anything", true) {
+	if !allowed(nil, "anything", true, reaches) {
 		t.Error("no rules must allow everything")
 	}
 	// A subscription is granted by a rule that reaches part of it (each
 	// message is checked as it is delivered), not by one that reaches none.
 	ro := []Rule{{Filter: "ro/+", Access: Read}}
-	if !allowed(ro, "ro/#", false) || !allowed(ro, "#", false) {
+	if !allowed(ro, "ro/#", false, reaches) || !allowed(ro, "#", false, reaches) {
 		t.Error("ro/+ refused a subscription to ro/# or #, which it reaches part of")
 	}
-	if allowed(ro, "rw/#", false) || allowed(ro, "ro/a/b", false) {
+	if allowed(ro, "rw/#", false, reaches) || allowed(ro, "ro/a/b", false, reaches) {
 		t.Error("ro/+ allowed a subscription it reaches nothing of")
+	}
+	// A shared subscription must be covered (grant covers).
+	if allowed(ro, "ro/#", false, covers) || !allowed(ro, "ro/+", false, covers) {
+		t.Error("for a shared subscription, ro/+ must allow ro/+ and not ro/#")
 	}
 }
 

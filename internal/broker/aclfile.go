@@ -147,8 +147,15 @@ func parseACLRule(s string) (Rule, error) {
 // allows "a/#", "a/+/b" and "#", not "b/#"), each message being checked as
 // it is delivered, and refused by a deny rule only if that covers it all;
 // a deny rule that covers part of it (deny a/secret/# against a
-// subscription to a/#) filters the deliveries instead.
+// subscription to a/#) filters the deliveries instead. (The broker holds a
+// shared subscription to more: a rule must cover all of it.)
 func (a *AccessList) Allowed(clientID, username, t string, write bool) bool {
+	return a.allowed(clientID, username, t, write, reaches)
+}
+
+// allowed is Allowed with the allow rules' test: reaches, or covers for a
+// shared subscription (see authHook.permit).
+func (a *AccessList) allowed(clientID, username, t string, write bool, grant func(rule, t string) bool) bool {
 	need := Read
 	if write {
 		need = Write
@@ -179,7 +186,7 @@ func (a *AccessList) Allowed(clientID, username, t string, write bool) bool {
 	}
 	for _, rules := range [][]Rule{own, pats} {
 		for _, r := range rules {
-			if !r.Deny && r.Access&need != 0 && reaches(r.Filter, t) {
+			if !r.Deny && r.Access&need != 0 && grant(r.Filter, t) {
 				return true
 			}
 		}

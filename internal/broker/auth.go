@@ -154,13 +154,19 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *authHook) permit(f *authFiles, cl *mqtt.Client, topic string, write bool) bool {
+	grant := reaches
 	if !write {
-		topic = shareFilter(topic)
+		if filter := shareFilter(topic); filter != topic {
+			// A shared subscription must be allowed all it could receive:
+			// each message goes to one member of the group, and one that may
+			// not read it would lose it for all of them.
+			topic, grant = filter, covers
+		}
 	}
-	if !allowed(h.cfg.ACL, topic, write) {
+	if !allowed(h.cfg.ACL, topic, write, grant) {
 		return false
 	}
-	return f.acl == nil || f.acl.Allowed(cl.ID, string(cl.Properties.Username), topic, write)
+	return f.acl == nil || f.acl.allowed(cl.ID, string(cl.Properties.Username), topic, write, grant)
 }
 
 // EncodePacket words mochi's refusal of bad credentials as MQTT intends:

@@ -231,8 +231,10 @@ func TestACLFile(t *testing.T) {
 		{"users/alice/#", 0x87},
 		{"users/bob/#", 0},
 		{"sensors/#", 0},
+		// A shared subscription must be allowed all it could receive:
+		// each message goes to one member, who would lose it for the group.
 		{"$share/g/sensors/+", 0},
-		{"$share/g/#", 0},
+		{"$share/g/#", 0x87},
 		{"$share/g/other/#", 0x87},
 	} {
 		codes, err := bob.Subscribe(ctx, []mqttc.Subscription{{Filter: tc.filter, QoS: 1}}, mqttc.SubscribeOptions{})
@@ -430,6 +432,43 @@ func TestUsersAndACLRules(t *testing.T) {
 	}{{"ok/#", 0}, {"ro/+", 0}, {"ro/#", 0}, {"#", 0}, {"other/#", 0x87}, {"ro/a/b", 0x87}} {
 		if _, err := c.Subscribe(ctx, []mqttc.Subscription{{Filter: tc.filter}}, mqttc.SubscribeOptions{}); rejectionCode(err) != tc.want {
 			t.Errorf("subscribe %q: %v, want %#x", tc.filter, err, tc.want)
+		}
+	}
+}
+
+// TestACLSharedSubscription: a member may join a shared subscription only
+// if the ACL lets it read all the group could receive: each message goes
+// to one member, and one that may not read it would lose it for the group.
+func TestACLSharedSubscription(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeFile(t, filepath.Join(dir, "pw"), passwordLine(t, "wa", "a")+passwordLine(t, "wb", "b")+passwordLine(t, "p", "p"))
+	acl := writeFile(t, filepath.Join(dir, "acl"), "user wa\ntopic read jobs/a/#\nuser wb\ntopic read jobs/#\nuser p\ntopic write jobs/#\n")
+	b := startAuthBroker(t, Config{PasswordFile: pw, ACLFile: acl})
+	ctx := context.Background()
+	got := make(chan string, 100)
+	wa := b.mustConnect(t, "wa", "wa", "a", func(m *mqttc.Message) { got <- "wa " + string(m.Payload) })
+	wb := b.mustConnect(t, "wb", "wb", "b", func(m *mqttc.Message) { got <- "wb " + string(m.Payload) })
+	if _, err := wa.Subscribe(ctx, []mqttc.Subscription{{Filter: "$share/w/jobs/#", QoS: 1}}, mqttc.SubscribeOptions{}); rejectionCode(err) != 0x87 {
+		t.Errorf("wa, who may read only jobs/a/#, joining $share/w/jobs/#: %v, want not authorized", err)
+	}
+	if _, err := wb.Subscribe(ctx, []mqttc.Subscription{{Filter: "$share/w/jobs/#", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := b.mustConnect(t, "p", "p", "p", nil)
+	const n = 20
+	for i := range n {
+		if err := p.Publish(ctx, &mqttc.Message{Topic: "jobs/b/" + strconv.Itoa(i), Payload: []byte(strconv.Itoa(i)), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		select {
+		case m := <-got:
+			if m != "wb "+strconv.Itoa(i) {
+				t.Fatalf("message %d: got %q, want it at wb", i, m)
+			}
+		case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+			t.Fatalf("only %d of %d messages reached the group", i, n)
 		}
 	}
 }
