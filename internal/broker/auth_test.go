@@ -472,3 +472,56 @@ func TestACLSharedSubscription(t *testing.T) {
 		}
 	}
 }
+
+// TestACLQueuedMessages: the messages queued for a session are checked
+// against the ACL again when it resumes, as live ones are when routed: here
+// the session is resumed by another user, who may read less.
+func TestACLQueuedMessages(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeFile(t, filepath.Join(dir, "pw"), passwordLine(t, "all", "a")+passwordLine(t, "some", "s")+passwordLine(t, "p", "p"))
+	acl := writeFile(t, filepath.Join(dir, "acl"), "user all\ntopic read #\nuser some\ntopic read site/#\nuser p\ntopic write #\n")
+	b := startAuthBroker(t, Config{PasswordFile: pw, ACLFile: acl})
+	ctx := context.Background()
+	expiry := uint32(3600)
+	dial := func(user, password string, onMessage func(*mqttc.Message)) mqttc.Client {
+		t.Helper()
+		c, err := mqttc.Dial(ctx, mqttc.Config{
+			Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: "127.0.0.1", Port: b.port},
+			ClientID: "shared-id", SessionExpiry: &expiry,
+			Username: user, HasUsername: true, Password: password, HasPassword: true,
+			OnMessage: onMessage,
+		})
+		if err != nil {
+			t.Fatalf("connect as %s: %v", user, err)
+		}
+		return c
+	}
+	first := dial("all", "a", nil)
+	if _, err := first.Subscribe(ctx, []mqttc.Subscription{{Filter: "#", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := b.mustConnect(t, "p", "p", "p", nil)
+	for _, tp := range []string{"site/a", "other/x", "site/b"} {
+		if err := p.Publish(ctx, &mqttc.Message{Topic: tp, Payload: []byte(tp), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan string, 10)
+	second := dial("some", "s", func(m *mqttc.Message) { got <- m.Topic })
+	defer second.Disconnect(ctx)
+	var topics []string
+	for len(topics) == 0 || topics[len(topics)-1] != "site/b" {
+		select {
+		case tp := <-got:
+			topics = append(topics, tp)
+		case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+			t.Fatalf("the resumed session received only %v", topics)
+		}
+	}
+	if strings.Join(topics, " ") != "site/a site/b" {
+		t.Errorf("the resumed session received %v, want site/a and site/b: a queued message it may not read was sent", topics)
+	}
+}

@@ -428,6 +428,14 @@ func (cl *Client) resendInflight(before uint64) error {
 	queue := cl.State.Inflight.getAll(false, before)
 	for k := range queue {
 		tk, sent := &queue[k].Packet, queue[k].sent
+		if tk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && !cl.ops.hooks.OnACLCheck(cl, tk.TopicName, false) {
+			// mqtk: a message queued for the session is checked again, as a
+			// live one is when it is routed (MQTK.md, change 40): the
+			// connection resuming it may be another user's, or the rules
+			// may have changed since it was queued.
+			cl.discard(tk, packets.ErrNotAuthorized, "discarded a queued message the client may no longer read")
+			continue
+		}
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
 		}
@@ -957,11 +965,17 @@ var errDiscard = fmt.Errorf("%w: discarded", packets.ErrPacketTooLarge)
 // Delete and the hooks, a store that keeps the queue for the successor
 // (IsTakenOver) keeps the message's record, and a restart brings it back.
 func (cl *Client) discardTooLarge(pk *packets.Packet) {
-	cl.ops.log.Debug("discarded a message larger than the client's maximum packet size", "client", cl.ID, "topic", pk.TopicName)
+	cl.discard(pk, packets.ErrPacketTooLarge, "discarded a message larger than the client's maximum packet size")
+}
+
+// discard takes a QoS 1 or 2 PUBLISH that will not be sent out of the
+// client's session, telling the OnQosDropped hooks why (reason).
+func (cl *Client) discard(pk *packets.Packet, reason packets.Code, what string) {
+	cl.ops.log.Debug(what, "client", cl.ID, "topic", pk.TopicName)
 	if cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&cl.ops.info.Inflight, -1)
 		dropped := *pk
-		dropped.ReasonCode = packets.ErrPacketTooLarge.Code
+		dropped.ReasonCode = reason.Code
 		cl.ops.hooks.OnQosDropped(cl, dropped)
 		cl.State.Inflight.IncreaseSendQuota()
 	}
