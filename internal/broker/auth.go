@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -24,7 +25,15 @@ type authHook struct {
 	mqtt.HookBase
 	cfg   Config
 	log   *slog.Logger
+	m     *mqtt.Server
 	files atomic.Pointer[authFiles]
+
+	// Revocation (see reload): the generation of the files each connected
+	// client was let in by, and for each user a reload revoked, the
+	// generation that did.
+	authGen   sync.Map // *mqtt.Client -> uint64
+	revokedMu sync.Mutex
+	revokedAt map[string]uint64
 }
 
 // authFiles are the password and ACL files in force; reload replaces them
@@ -32,10 +41,11 @@ type authHook struct {
 type authFiles struct {
 	passwords *Passwords  // nil without a password file
 	acl       *AccessList // nil without an ACL file
+	gen       uint64      // 0 at start, +1 at each reload
 }
 
-func newAuthHook(cfg Config) (*authHook, error) {
-	h := &authHook{cfg: cfg, log: cfg.Logger}
+func newAuthHook(cfg Config, m *mqtt.Server) (*authHook, error) {
+	h := &authHook{cfg: cfg, log: cfg.Logger, m: m, revokedAt: map[string]uint64{}}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -79,30 +89,89 @@ func (e *authFileError) Error() string   { return e.what + ": " + e.err.Error() 
 func (e *authFileError) Unwrap() []error { return []error{e.err, ErrAuthFile} }
 
 // reload reads the password and ACL files again. The new rules apply to
-// connected clients' next publish, subscription and delivery; it returns
-// the users of the password file whose entry is gone or changed, whose
-// clients the caller disconnects (as mosquitto does on reload). If either
-// file cannot be read or parsed, both previous ones stay in force and the
-// error is returned.
-func (h *authHook) reload() (revoked map[string]bool, err error) {
+// connected clients' next publish, subscription and delivery. The users of
+// the password file whose entry is gone or changed are revoked: the
+// clients let in as them by the previous files are disconnected, as
+// mosquitto does on reload, by revokeConnected for those connected and by
+// OnSessionEstablished for those still connecting (authenticated, not yet
+// listed). If either file cannot be read or parsed, both previous ones stay
+// in force and the error is returned.
+func (h *authHook) reload() error {
 	f, err := h.load()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	old := h.files.Swap(f)
+	h.revokedMu.Lock() // one reload at a time: generations in order
+	defer h.revokedMu.Unlock()
+	old := h.files.Load()
+	f.gen = old.gen + 1
 	if old.passwords != nil && f.passwords != nil {
-		revoked = old.passwords.changed(f.passwords)
-		for user := range h.cfg.Users { // Config.Users come first, and do not change
-			delete(revoked, user)
+		for user := range old.passwords.changed(f.passwords) {
+			if _, static := h.cfg.Users[user]; !static { // Config.Users come first, and do not change
+				h.revokedAt[user] = f.gen
+			}
 		}
 	}
-	return revoked, nil
+	h.files.Store(f)
+	return nil
 }
+
+// isRevoked reports whether cl was let in as a user that a reload has
+// revoked since.
+func (h *authHook) isRevoked(cl *mqtt.Client) bool {
+	g, ok := h.authGen.Load(cl)
+	if !ok {
+		return false // not let in by a password (anonymous, inline)
+	}
+	h.revokedMu.Lock()
+	at := h.revokedAt[string(cl.Properties.Username)]
+	h.revokedMu.Unlock()
+	return at > g.(uint64)
+}
+
+// revokeConnected disconnects, among clients, those let in as a revoked
+// user, all at once (each may take up to the disconnect grace), and
+// returns how many.
+func (h *authHook) revokeConnected(clients map[string]*mqtt.Client) int {
+	var wg sync.WaitGroup
+	n := 0
+	for _, cl := range clients {
+		if !cl.Closed() && h.isRevoked(cl) {
+			n++
+			wg.Go(func() { h.revoke(cl) })
+		}
+	}
+	wg.Wait()
+	return n
+}
+
+// revoke disconnects cl, whose user was revoked, without its will (a
+// message of a user no longer allowed in).
+func (h *authHook) revoke(cl *mqtt.Client) {
+	h.log.Info("disconnected: its user was removed from the password file or given a new password", "client", cl.ID, "user", string(cl.Properties.Username))
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	_ = h.m.DisconnectClient(cl, packets.ErrNotAuthorized)
+}
+
+// OnSessionEstablished disconnects a client let in just before a reload
+// revoked its user, which revokeConnected did not find among the
+// connected clients yet.
+func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if h.isRevoked(cl) {
+		h.revoke(cl)
+	}
+}
+
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.authGen.Delete(cl) }
 
 func (h *authHook) ID() string { return "mqtk-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketEncode, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -110,6 +179,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if !h.authenticate(f, pk) {
 		h.log.Info("connection refused: bad user name or password", "client", cl.ID, "user", string(pk.Connect.Username), "remote", cl.Net.Remote)
 		return false
+	}
+	if pk.Connect.UsernameFlag && f.passwords != nil {
+		h.authGen.Store(cl, f.gen) // the files that let it in (see reload)
 	}
 	// mochi publishes a will without an ACL check; mosquitto drops a will
 	// its client may not publish, and so does mqtk (deciding at connect).

@@ -399,7 +399,7 @@ func TestConnackV3(t *testing.T) {
 // (mochi would publish it unchecked).
 func TestWillACL(t *testing.T) {
 	acl := writeFile(t, filepath.Join(t.TempDir(), "acl"), "topic write wills/ok\n")
-	h, err := newAuthHook(Config{ACLFile: acl})
+	h, err := newAuthHook(Config{ACLFile: acl}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,5 +523,66 @@ func TestACLQueuedMessages(t *testing.T) {
 	}
 	if strings.Join(topics, " ") != "site/a site/b" {
 		t.Errorf("the resumed session received %v, want site/a and site/b: a queued message it may not read was sent", topics)
+	}
+}
+
+// connectGate holds a connection of the client "gap" after it is
+// authenticated and before it is listed among the connected clients
+// (mochi's OnSessionEstablish), until released.
+type connectGate struct {
+	mqtt.HookBase
+	entered, release chan struct{}
+}
+
+func (h *connectGate) ID() string           { return "test-connect-gate" }
+func (h *connectGate) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+func (h *connectGate) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID == "gap" {
+		close(h.entered)
+		<-h.release
+	}
+}
+
+// TestReloadWhileConnecting: a client let in by the old password file
+// while a reload revokes its user, but not yet among the connected clients
+// the reload disconnects, is disconnected as soon as it is.
+func TestReloadWhileConnecting(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeFile(t, filepath.Join(dir, "pw"), passwordLine(t, "alice", "old"))
+	b := startAuthBroker(t, Config{PasswordFile: pw})
+	gate := &connectGate{entered: make(chan struct{}), release: make(chan struct{})}
+	if err := b.AddHook(gate); err != nil {
+		t.Fatal(err)
+	}
+	type dialed struct {
+		c   mqttc.Client
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := b.connect(t, "gap", "alice", "old", nil)
+		done <- dialed{c, err}
+	}()
+	select {
+	case <-gate.entered:
+	case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+		t.Fatal("the connection did not reach the gate")
+	}
+	writeFile(t, pw, passwordLine(t, "alice", "new"))
+	if n, err := b.Reload(); err != nil || n != 0 {
+		t.Fatalf("reload: %d disconnected, %v; want 0 (the client is not listed yet)", n, err)
+	}
+	close(gate.release)
+	d := <-done
+	if d.err != nil {
+		t.Fatalf("connect: %v (it was authenticated before the reload)", d.err)
+	}
+	select {
+	case <-d.c.Done():
+		if code := disconnectCode(d.c.Err()); code != 0x87 {
+			t.Errorf("connection ended with %v, want DISCONNECT not authorized", d.c.Err())
+		}
+	case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+		t.Fatal("a client let in by the revoked password stays connected")
 	}
 }

@@ -181,7 +181,7 @@ func Start(cfg Config) (*Server, error) {
 		m.Close() // releases what hooks hold, such as the persistence file
 		return nil, err
 	}
-	auth, err := newAuthHook(cfg)
+	auth, err := newAuthHook(cfg, m)
 	if err != nil {
 		return fail(err)
 	}
@@ -297,20 +297,11 @@ func IsLoopback(addr string) bool {
 	if err != nil {
 		return false
 	}
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") { // always loopback (RFC 6761); other names are not resolved here
 		return true
 	}
-	if ip := net.ParseIP(host); ip != nil || host == "" {
-		return ip != nil && ip.IsLoopback()
-	}
-	// A name (from /etc/hosts, say): loopback if every address it has is.
-	ips, err := net.LookupIP(host)
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return false
-		}
-	}
-	return err == nil && len(ips) > 0
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // URLs are the listeners' addresses as URLs, e.g. mqtt://127.0.0.1:41234.
@@ -322,18 +313,10 @@ func (s *Server) URLs() []string { return s.addrs }
 // authorized" in MQTT 5), and their number returned. On error the
 // previous files stay in force.
 func (s *Server) Reload() (disconnected int, err error) {
-	revoked, err := s.auth.reload()
-	if err != nil || len(revoked) == 0 {
+	if err := s.auth.reload(); err != nil {
 		return 0, err
 	}
-	for _, cl := range s.m.Clients.GetAll() {
-		if user := string(cl.Properties.Username); user != "" && revoked[user] && !cl.Closed() {
-			s.log.Info("disconnected: its user was removed from the password file or given a new password", "client", cl.ID, "user", user)
-			_ = s.m.DisconnectClient(cl, packets.ErrNotAuthorized)
-			disconnected++
-		}
-	}
-	return disconnected, nil
+	return s.auth.revokeConnected(s.m.Clients.GetAll()), nil
 }
 
 // Close disconnects every client and stops the listeners, within
