@@ -248,7 +248,7 @@ func TestSubInterruptedWhileReconnecting(t *testing.T) {
 	select {
 	case <-second:
 	case <-ctx.Done():
-		t.Fatalf("sub did not reconnect; stderr:\n%s", &stderr)
+		t.Fatal("sub did not reconnect") // (stderr is still being written: not read here)
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -187,4 +188,39 @@ func TestMQTT5_4_8_2_SharedSubscriptions(t *testing.T) {
 			t.Errorf("%s: got %d messages, want all %d", c.id, len(got), n)
 		}
 	}
+}
+
+// TestMQTT_4_7_2_1_DollarTopics: "The Server MUST NOT match Topic Filters
+// starting with a wildcard character (# or +) with Topic Names beginning
+// with a $ character" [MQTT-4.7.2-1]: neither live messages nor retained
+// ones, for any $ topic, not $SYS alone.
+func TestMQTT_4_7_2_1_DollarTopics(t *testing.T) {
+	t.Parallel()
+	forStatements(t, statements{v311: "MQTT-4.7.2-1", v5: "MQTT-4.7.2-1"}, func(t *testing.T, v byte) {
+		addr := startBroker(t)
+		p, _ := connect(t, addr, v, "pub")
+		p.pub("$dollar/x", "retained", 1, true)
+		p.pub("$dollar", "retained", 1, true)
+		for _, filter := range []string{"#", "+/x", "+", "+/#"} {
+			s, _ := connect(t, addr, v, "sub"+strings.NewReplacer("/", "", "+", "p", "#", "h").Replace(filter))
+			s.mustSubscribe(sub(filter, 1))
+			p.pub("$dollar/x", "live", 1, false)
+			for _, m := range s.collect() {
+				if strings.HasPrefix(m.TopicName, "$") {
+					t.Errorf("subscribed to %s: got %s", filter, describe(m))
+				}
+			}
+		}
+		// Named, they match.
+		s, _ := connect(t, addr, v, "named")
+		s.mustSubscribe(sub("$dollar/#", 1))
+		var got []string
+		for _, m := range s.collect() {
+			got = append(got, m.TopicName)
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != "$dollar $dollar/x" {
+			t.Errorf("subscribed to $dollar/#: retained %q, want $dollar and $dollar/x", got)
+		}
+	})
 }

@@ -65,7 +65,8 @@ password file, anonymous clients are refused unless --allow-anonymous.
 Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file).
 As with mosquitto, a subscription wider than the ACL allows ('#' for a user
 who may read site/#) is granted and each message checked as it is delivered;
-one that the ACL lets nothing through is refused (SUBACK 0x87). SIGHUP reads
+one that the ACL lets nothing through is refused (SUBACK 0x87), and so is a
+shared subscription ($share/...) to more than the user may read. SIGHUP reads
 the files again: connections stay, under the new rules, except those
 of users removed from the password file or whose line in it changed, which
 are disconnected (as by mosquitto).
@@ -135,8 +136,6 @@ line beat the file.`,
 	return cmd
 }
 
-// applyConfigFile sets every flag named in --config that the command line
-// did not set.
 // stripComment cuts a --config line at its comment: a # at the start or
 // after a blank.
 func stripComment(line string) string {
@@ -148,6 +147,8 @@ func stripComment(line string) string {
 	return line
 }
 
+// applyConfigFile sets every flag named in --config that the command line
+// did not set.
 func (o *brokerOptions) applyConfigFile(fs *pflag.FlagSet) error {
 	if o.config == "" {
 		return nil

@@ -33,7 +33,7 @@ var exitCodes = []struct {
 	Meaning string
 }{
 	{ExitOK, "success"},
-	{ExitError, "a failure without a code of its own: a failed bench --assert, a topic retain-clear found retained again or a confirmation declined, an unexpected error"},
+	{ExitError, "a failure without a code of its own: a failed bench --assert, a topic retain-clear found retained again, a confirmation declined or new retained topics still appearing after --max-passes, an unexpected error"},
 	{ExitUsage, "usage error: a bad flag, topic, QoS or payload, conflicting options, an unreadable file, a message larger than the broker accepts or than MQTT allows (256 MiB)"},
 	{ExitNetwork, "network or TLS failure: DNS, connection refused, unreachable, handshake, certificate, no CONNACK in time, connection lost (in bench: any client's, or a broker that stalled)"},
 	{ExitRefused, "the broker refused the connection (CONNACK reason >= 0x80, or MQTT 3.1.1/3.1 return code 1 to 5, printed by name, e.g. \"not authorized\")"},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -344,7 +345,11 @@ func retainClearOutcome(rep retain.Report, runErr error, dryRun bool, under stri
 		if summary == "" {
 			return runErr
 		}
-		return &retainClearError{msg: runErr.Error() + "; " + summary, cause: runErr}
+		cause := runErr
+		if _, limit := errors.AsType[*retain.PassLimitError](runErr); limit && rep.FirstRejected != nil {
+			cause = rep.FirstRejected // the refused clears decide the code (5), as in a run that ends
+		}
+		return &retainClearError{msg: runErr.Error() + "; " + summary, cause: cause}
 	case rep.Rejected > 0:
 		return &retainClearError{msg: summary, cause: rep.FirstRejected}
 	case rep.StillRetained > 0 || rep.Declined > 0:

@@ -268,6 +268,8 @@ func TestRetainClearMessages(t *testing.T) {
 			"publish mqtt://h:1883: EOF; cleared 4 of 10 retained messages under 's/#'; 3 sent but not confirmed", ExitNetwork},
 		{"pass limit", retain.Report{Passes: 20, Found: 21, Cleared: 20}, &retain.PassLimitError{Passes: 20, Left: 1}, false,
 			"stopped after 20 passes: each check found retained messages that were not there before, 1 the last time (something keeps retaining new topics); cleared 20 of 21 retained messages under 's/#'", ExitError},
+		{"pass limit, some refused", retain.Report{Passes: 20, Found: 22, Cleared: 20, Rejected: 1, FirstRejected: rejected}, &retain.PassLimitError{Passes: 20, Left: 1}, false,
+			"stopped after 20 passes: each check found retained messages that were not there before, 1 the last time (something keeps retaining new topics); cleared 20 of 22 retained messages under 's/#'; the broker refused 1", ExitRejected},
 		{"subscription refused", retain.Report{}, &mqttc.RejectedError{Op: "subscribe", Topic: "s/#", Code: 0x87}, false,
 			`subscribe "s/#": broker rejected it: not authorized (0x87); nothing cleared`, ExitRejected},
 	} {

@@ -437,9 +437,9 @@ func TestPublishAsyncPayloadReuse(t *testing.T) {
 				pub := dialT(t, ctx, Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: v, ClientID: prefix + "-pub", CleanStart: true})
 				payload := make([]byte, 64)
 				m := &Message{Topic: prefix, QoS: qos, Payload: payload}
-				// At most 500 awaiting their ack: mochi disconnects an MQTT
-				// 3 client with more QoS 2 publishes unanswered than its
-				// Receive Maximum (1024), which MQTT 3 cannot announce.
+				// At most 500 awaiting their ack: a window, as a client
+				// keeps (mqtk's broker takes up to 65,535 from an MQTT 3
+				// client, MQTK.md change 39).
 				var pend []Pending
 				wait := func(keep int) {
 					for len(pend) > keep {

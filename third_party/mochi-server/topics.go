@@ -607,7 +607,7 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 	}
 	if key == "+" || key == "#" || d == -1 {
 		for _, adjacent := range n.particles.getAll() {
-			if d == 0 && adjacent.key == SysPrefix {
+			if d == 0 && strings.HasPrefix(adjacent.key, "$") { // mqtk: every $ topic, not $SYS alone [MQTT-4.7.2-1] (change 41)
 				continue
 			}
 
