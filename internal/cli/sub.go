@@ -59,7 +59,8 @@ space), so each message is one line; mosquitto_sub prints no line for it,
 or "(null)" after the topic with -v.
 
 mqtk sub stops at the first of these, and its exit code says which:
-  -C N             after N printed messages                          exit 0
+  -C N             after N printed messages (those after it are not
+                   acknowledged: a -c session keeps them)            exit 0
   -W D             D after starting, the connect included            exit 27
   --idle D         when no message has arrived for D                 exit 0
   --retained-only  at the first live message, or when no retained
@@ -259,33 +260,38 @@ func (r *subRun) endLocked(err error) {
 
 // onMessage prints one message; it runs on the client's delivery goroutine,
 // so the broker gets its acknowledgement only after the message is printed.
-func (r *subRun) onMessage(m *mqttc.Message) {
+// onMessage prints m, or skips it as -R and -T say, and reports whether it
+// was taken: one that arrives once the run is over (after -C's count, the
+// live message that ends --retained-only, any with -E) is neither printed
+// nor acknowledged, so that a persistent session keeps it for the next
+// connection, as mosquitto_sub leaves it.
+func (r *subRun) onMessage(m *mqttc.Message) bool {
 	select {
 	case r.activity <- struct{}{}:
 	default:
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped || r.writeErr != nil {
-		return
+	if r.stopped || r.writeErr != nil || r.o.exitOnSuback {
+		return false
 	}
 	if r.o.retainedOnly && !m.Retain {
 		r.endLocked(nil)
-		return
+		return false
 	}
 	if r.o.noRetained && m.Retain {
-		return
+		return true
 	}
 	for _, f := range r.o.filterOut {
 		if topic.Match(f, m.Topic) {
-			return
+			return true
 		}
 	}
 	r.buf = r.plan.render(r.buf[:0], m)
 	if _, err := r.out.Write(r.buf); err != nil {
 		r.writeErr = err
 		r.endLocked(err)
-		return
+		return false
 	}
 	r.printed++
 	select {
@@ -295,6 +301,7 @@ func (r *subRun) onMessage(m *mqttc.Message) {
 	if r.o.count > 0 && r.printed >= r.o.count {
 		r.endLocked(nil)
 	}
+	return true
 }
 
 // flusher writes buffered output out as soon as it can: one write per
@@ -353,7 +360,7 @@ func runSub(ctx context.Context, a *App, o *subOptions) error {
 	done := make(chan struct{})
 	defer close(done)
 	go r.flusher(done)
-	conn.cfg.OnMessage = r.onMessage
+	conn.cfg.OnMessageAck = r.onMessage
 
 	err = r.session(ctx, a, conn.cfg, done)
 	r.mu.Lock()

@@ -45,6 +45,11 @@ type Config struct {
 	// order they arrive; the ack is sent after it returns. Set it before
 	// Dial so that messages arriving right after SUBACK are not missed.
 	OnMessage func(*Message)
+	// OnMessageAck, if set, is called instead of OnMessage and says whether
+	// to acknowledge the message: one it did not take (a subscriber that
+	// has printed all it was asked for) is left unacknowledged, so that the
+	// broker keeps it for the session and sends it to its next connection.
+	OnMessageAck func(*Message) bool
 }
 
 func (c Config) connectTimeout() time.Duration {

@@ -27,6 +27,7 @@ type connSession struct {
 	conn   io.Writer // nil until CONNACK and after the connection is lost
 	client map[uint16]clientPacket
 	server map[uint16]bool // QoS 2 PUBLISH identifiers answered with PUBREC
+	noAck  map[uint16]bool // received PUBLISHes paho's Ack must not answer (see decline)
 	lastID uint16
 	quota  chan struct{} // one token per PUBLISH in flight, up to Receive Maximum
 
@@ -194,9 +195,28 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 	return nil
 }
 
+// decline marks a received QoS 1 or 2 PUBLISH as one paho's Ack, which it
+// calls once the handler has returned, must not answer: declined by
+// Config.OnMessageAck, or answered already (see dialV5).
+func (s *connSession) decline(id uint16) {
+	s.mu.Lock()
+	if s.noAck == nil {
+		s.noAck = map[uint16]bool{}
+	}
+	s.noAck[id] = true
+	s.mu.Unlock()
+}
+
 // Ack answers a received PUBLISH once it has been handled: PUBACK for QoS 1,
 // PUBREC for QoS 2 (and remembers it, to recognise a resent duplicate).
 func (s *connSession) Ack(pb *packets.Publish) error {
+	s.mu.Lock()
+	declined := s.noAck[pb.PacketID]
+	delete(s.noAck, pb.PacketID)
+	s.mu.Unlock()
+	if declined {
+		return nil
+	}
 	switch pb.QoS {
 	case 1:
 		return s.sendAck(packets.PUBACK, pb.PacketID, 0)

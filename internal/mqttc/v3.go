@@ -80,14 +80,20 @@ func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 	// per-subscription routes), and there is always one: paho does not
 	// acknowledge a message nobody handles.
 	o.SetOrderMatters(true)
-	o.SetAutoAckDisabled(false)
-	onMsg := cfg.OnMessage
+	onMsg, onAck := cfg.OnMessage, cfg.OnMessageAck
+	o.SetAutoAckDisabled(onAck != nil) // then acknowledged here, if taken
 	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-		if onMsg != nil {
-			onMsg(&Message{
-				Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained(), Dup: m.Duplicate(),
-				PacketID: m.MessageID(), Received: time.Now(),
-			})
+		msg := &Message{
+			Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Retain: m.Retained(), Dup: m.Duplicate(),
+			PacketID: m.MessageID(), Received: time.Now(),
+		}
+		switch {
+		case onAck != nil:
+			if onAck(msg) {
+				m.Ack()
+			}
+		case onMsg != nil:
+			onMsg(msg)
 		}
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { c.endLost(err) })

@@ -25,6 +25,11 @@ type v5Client struct {
 
 	aliasMu sync.Mutex
 	aliases map[uint16]string // alias -> topic already sent with it
+
+	// handling is held while a message is handed to Config.OnMessageAck and
+	// acknowledged; Disconnect waits for it, so that the acknowledgement of
+	// a message whose handler ends the run goes out before DISCONNECT.
+	handling sync.Mutex
 }
 
 func dialV5(ctx context.Context, cfg Config) (Client, error) {
@@ -47,7 +52,20 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
 		OnClientError: func(err error) { c.endLost(err) },
 	}
-	if cfg.OnMessage != nil {
+	if onAck := cfg.OnMessageAck; onAck != nil {
+		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.handling.Lock()
+			defer c.handling.Unlock()
+			take := onAck(fromPaho(pr.Packet))
+			if pr.Packet.QoS > 0 {
+				if take {
+					_ = c.session.Ack(pr.Packet.Packet()) // now, under handling (see Disconnect)
+				}
+				c.session.decline(pr.Packet.PacketID) // paho's own Ack, after this returns, sends nothing
+			}
+			return true, nil
+		}}
+	} else if cfg.OnMessage != nil {
 		onMsg := cfg.OnMessage
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			onMsg(fromPaho(pr.Packet))
@@ -362,6 +380,10 @@ func (c *v5Client) v5OpErr(ctx context.Context, op, topic string, err error) err
 }
 
 func (c *v5Client) Disconnect(ctx context.Context) error {
+	// The message being handled, if any, is acknowledged first (it may be
+	// the one whose handler asked for the disconnect).
+	c.handling.Lock()
+	c.handling.Unlock() //nolint:staticcheck // a barrier, not a critical section
 	c.disconnect(ctx, func() {
 		// An error writing DISCONNECT means the connection was already
 		// gone, which is where Disconnect leaves it anyway.
