@@ -260,3 +260,45 @@ func TestSubInterruptedWhileReconnecting(t *testing.T) {
 		t.Errorf("stderr:\n%s\nwant the lost connection, and no failed reconnect", &stderr)
 	}
 }
+
+// TestSubClosedPipe: when the reader of sub's output goes away (mqtk sub |
+// head -1), sub ends as with -C: DISCONNECT (so no will is published) and
+// exit 0, as mosquitto_sub does; not killed by SIGPIPE (exit 141).
+func TestSubClosedPipe(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(b.Port), "-t", "pipe/x", "-d", "-i", "piper",
+		"--will-topic", "pipe/died", "--will-payload", "gone")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitSubscribed(ctx, "pipe/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(m string) {
+		t.Helper()
+		if out, err := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "pipe/x", "-m", m, "-q", "1").CombinedOutput(); err != nil {
+			t.Fatalf("pub: %v: %s", err, out)
+		}
+	}
+	publish("first")
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "first\n" {
+		t.Fatalf("sub printed %q, %v", line, err)
+	}
+	stdout.Close() // the reader goes away, as head -1 does
+	publish("second")
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("sub exited %d, want 0; stderr:\n%s", code, &stderr)
+	}
+	if !strings.Contains(stderr.String(), "sending DISCONNECT") || strings.Contains(stderr.String(), "mqtk:") {
+		t.Errorf("stderr:\n%s\nwant a DISCONNECT and no error", &stderr)
+	}
+}

@@ -46,6 +46,10 @@ func Main() int {
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// A closed pipe on stdout (mqtk sub | head -1) is a write error (EPIPE)
+	// the command handles, not a signal that kills it before it can send
+	// DISCONNECT (which would make the broker publish its will).
+	signal.Ignore(syscall.SIGPIPE)
 	go func() {
 		<-sigs
 		cancel(errInterrupted)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,6 +69,7 @@ mqtk sub stops at the first of these, and its exit code says which:
                    --idle)                                           exit 0
   -E               once the subscriptions are acknowledged           exit 0
   Ctrl-C, SIGTERM  a clean DISCONNECT, everything received printed   exit 0
+  output closed    its reader gone (mqtk sub | head -1), DISCONNECT  exit 0
   connection lost  with --no-reconnect (otherwise it reconnects)     exit 3
 A filter the broker refuses exits 5; an invalid filter exits 2 before
 connecting.`,
@@ -290,7 +292,7 @@ func (r *subRun) onMessage(m *mqttc.Message) bool {
 	r.buf = r.plan.render(r.buf[:0], m)
 	if _, err := r.out.Write(r.buf); err != nil {
 		r.writeErr = err
-		r.endLocked(err)
+		r.endLocked(outputClosed(err))
 		return false
 	}
 	r.printed++
@@ -315,7 +317,7 @@ func (r *subRun) flusher(done <-chan struct{}) {
 			r.mu.Lock()
 			if err := r.out.Flush(); err != nil && r.writeErr == nil {
 				r.writeErr = err
-				r.endLocked(err)
+				r.endLocked(outputClosed(err))
 			}
 			r.mu.Unlock()
 		case <-done:
@@ -370,6 +372,16 @@ func runSub(ctx context.Context, a *App, o *subOptions) error {
 	}
 	if err == nil {
 		err = r.writeErr
+	}
+	return outputClosed(err)
+}
+
+// outputClosed is nil for the error of writing to a pipe whose reader has
+// gone (mqtk sub | head -1): the subscription ends as it ends with -C, with
+// DISCONNECT and exit 0, as mosquitto_sub's does. Other errors are kept.
+func outputClosed(err error) error {
+	if errors.Is(err, syscall.EPIPE) {
+		return nil
 	}
 	return err
 }
