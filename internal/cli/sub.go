@@ -71,6 +71,7 @@ mqtk sub stops at the first of these, and its exit code says which:
   Ctrl-C, SIGTERM  a clean DISCONNECT, everything received printed   exit 0
   output closed    its reader gone (mqtk sub | head -1), DISCONNECT  exit 0
   connection lost  with --no-reconnect (otherwise it reconnects)     exit 3
+  taken over       by a client with the same -i (DISCONNECT 0x8e)    exit 3
 A filter the broker refuses exits 5; an invalid filter exits 2 before
 connecting.`,
 		Example: `  mqtk sub -t 'sensors/#' -v
@@ -443,7 +444,7 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 		case <-client.Done():
 		}
 		lost := client.Err()
-		if r.o.noReconnect {
+		if r.o.noReconnect || takenOver(lost) {
 			return lost
 		}
 		if !r.o.conn.quiet {
@@ -502,6 +503,14 @@ func disconnect(ctx context.Context, c mqttc.Client, cfg mqttc.Config) {
 	_ = c.Disconnect(dctx)
 }
 
+// takenOver reports whether err is the broker's DISCONNECT "session taken
+// over" (0x8e): another client with our ID has connected, and reconnecting
+// would take the session back from it, and it from us in turn, for ever.
+func takenOver(err error) bool {
+	var de *mqttc.DisconnectError
+	return errors.As(err, &de) && de.Code == 0x8E
+}
+
 // retryable reports whether reconnecting may help: the network failed, the
 // broker went away, or it said it is busy or unavailable for now.
 func retryable(err error) bool {
@@ -509,6 +518,8 @@ func retryable(err error) bool {
 	var de *mqttc.DisconnectError
 	var ce *mqttc.ConnectError
 	switch {
+	case takenOver(err):
+		return false
 	case errors.As(err, &ne), errors.As(err, &de):
 		return true
 	case errors.As(err, &ce):
