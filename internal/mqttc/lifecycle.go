@@ -176,7 +176,7 @@ func openConn(ctx context.Context, cfg Config, version int) (*traceConn, error) 
 		return nil, cause
 	}
 	if err != nil {
-		return nil, &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err)}
+		return nil, &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err, cfg)}
 	}
 	var tr *tracer
 	if cfg.Trace != nil {
@@ -197,7 +197,7 @@ func connectFailed(ctx context.Context, cfg Config, conn *traceConn, err error) 
 	if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("no CONNACK within %s", cfg.connectTimeout())
 	}
-	return &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err),
+	return &NetError{Op: "connect", Addr: cfg.Endpoint.String(), Err: err, Hint: netHint(err, cfg),
 		unanswered: ctx.Err() == nil && !conn.answered() && closedByPeer(err)}
 }
 

@@ -100,7 +100,7 @@ func (e *wsHandshakeError) Error() string { return e.msg }
 func (e *wsHandshakeError) hint() string {
 	switch {
 	case e.status == 0:
-		return "the server closed the connection: if this port speaks TLS, use wss://"
+		return "the server closed the connection: is this a WebSocket port? (if it speaks TLS, use wss://)"
 	case e.status == http.StatusNotFound:
 		return "check the WebSocket path in the URL; the default is /mqtt"
 	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
@@ -109,8 +109,9 @@ func (e *wsHandshakeError) hint() string {
 	return ""
 }
 
-// netHint suggests a remedy for common connection failures.
-func netHint(err error) string {
+// netHint suggests a remedy for common connection failures of a
+// connection made with cfg.
+func netHint(err error, cfg Config) string {
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
@@ -138,6 +139,9 @@ func netHint(err error) string {
 	case errors.As(err, &recErr):
 		return "the broker does not speak TLS on this port"
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		if cfg.TLS != nil {
+			return "the broker closed the connection before answering: if this port does not speak TLS, use mqtt:// or ws:// and no --cafile (nor MQTK_CAFILE)"
+		}
 		return "the broker closed the connection before answering CONNECT: if this port speaks TLS, use mqtts:// or --cafile"
 	case errors.As(err, &dnsErr):
 		return "check the host name"
