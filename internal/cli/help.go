@@ -68,7 +68,8 @@ A % may take the flag -, then 0, then a width, then . and a precision, as in
 printf: %-20t pads the topic to 20 bytes, %08l pads the length with zeros,
 %.10t cuts the topic to 10 bytes. As in mosquitto_sub, the width of %p is
 both its minimum and its maximum (%10p cuts the payload to 10 bytes, and
-pads a shorter one), and that of %x and %X counts hex digits the same way;
+pads a shorter one). The width of %x and %X counts hex digits the same way
+(%010x of "hello" is 68656c6c6f, where mosquitto_sub 2.0 prints 0000006865);
 they take no precision. A v5 property that is absent prints as nothing (or
 width spaces).
 

@@ -62,6 +62,9 @@ With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an
 empty message and a last line without a newline is still sent.
 
+pub does not reconnect: a lost connection ends it with exit 3, also with -l
+(mosquitto_pub -l reconnects).
+
 On Ctrl-C or SIGTERM what was read is still published (with -l, every
 complete line already read), and mqtk waits up to 5 seconds for the
 broker's acknowledgements, saying so, before it disconnects and exits 130;

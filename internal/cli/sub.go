@@ -57,7 +57,9 @@ a space, the payload; -N: no newline; -F: mosquitto's format language, which
 overrides -v; --json: one JSON object per line). Payload bytes are written
 unchanged. An empty payload is an empty line (with -v, the topic and a
 space), so each message is one line; mosquitto_sub prints no line for it,
-or "(null)" after the topic with -v.
+or "(null)" after the topic with -v. On a terminal (colour), -v also shows
+the QoS (q1, q2) and "retained" between the topic and the payload, and v5
+properties after it; in a pipe the line is mosquitto_sub's.
 
 mqtk sub stops at the first of these, and its exit code says which:
   -C N             after N printed messages (those after it are not
