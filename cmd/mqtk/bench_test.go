@@ -14,23 +14,32 @@ import (
 	"mqtk/internal/brokertest"
 )
 
-// Ctrl-C during a run: the partial result is printed, marked interrupted,
-// with what was measured so far, and mqtk exits 130.
-func TestBenchInterrupted(t *testing.T) {
-	b := brokertest.Start(t, broker.Config{})
-	cmd := exec.Command("mqtk", "bench", "-p", fmt.Sprint(b.Port), "-i", "benchsig", "--qos", "1,2",
-		"--publishers", "2", "--duration", "1h", "--warmup", "0", "--json")
+// startMeasuring starts `mqtk bench --qos 1,2 --json` with the client IDs
+// ID-… against b and returns once its subscriber has acknowledged 200 QoS 1
+// deliveries: the run is measuring.
+func startMeasuring(t *testing.T, b *brokertest.Broker, id string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command("mqtk", append([]string{"bench", "-p", fmt.Sprint(b.Port), "-i", id, "--qos", "1,2",
+		"--publishers", "2", "--warmup", "0", "--json"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	// The subscriber has acknowledged 200 QoS 1 deliveries: the run is measuring.
-	if err := b.WaitDelivered(ctx, "benchsig-s0", 200); err != nil {
+	if err := b.WaitDelivered(ctx, id+"-s0", 200); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, &stdout, &stderr
+}
+
+// Ctrl-C during a run: the partial result is printed, marked interrupted,
+// with what was measured so far, and mqtk exits 130.
+func TestBenchInterrupted(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	cmd, stdout, stderr := startMeasuring(t, b, "benchsig", "--duration", "1h")
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -62,19 +71,7 @@ func TestBenchInterrupted(t *testing.T) {
 // level's connect otherwise.
 func TestBenchBrokerLost(t *testing.T) {
 	b := brokertest.Start(t, broker.Config{})
-	cmd := exec.Command("mqtk", "bench", "-p", fmt.Sprint(b.Port), "-i", "benchlost", "--qos", "1,2",
-		"--publishers", "2", "--messages", "1000000", "--warmup", "0", "--json")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	// The subscriber has acknowledged 200 QoS 1 deliveries: the run is measuring.
-	if err := b.WaitDelivered(ctx, "benchlost-s0", 200); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, stderr := startMeasuring(t, b, "benchlost", "--messages", "1000000")
 	b.Close()
 	if code := waitExit(t, cmd); code != 3 {
 		t.Errorf("bench exited %d, want 3; stderr: %s", code, stderr.String())
