@@ -14,6 +14,19 @@ import (
 	"mqtk/internal/brokertest"
 )
 
+// onlyQoS1Result decodes into res the one result of a --qos 1,2 --json run
+// that stopped during QoS 1: out must be the config line and that result.
+func onlyQoS1Result(t *testing.T, out string, res any) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a config line and one result (QoS 2 never ran), got %q", out)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), res); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startMeasuring starts `mqtk bench --qos 1,2 --json` with the client IDs
 // ID-… against b and returns once its subscriber has acknowledged 200 QoS 1
 // deliveries: the run is measuring.
@@ -46,19 +59,13 @@ func TestBenchInterrupted(t *testing.T) {
 	if code := waitExit(t, cmd); code != 130 {
 		t.Errorf("bench exited %d, want 130; stderr: %s", code, stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want a config line and one result (QoS 2 never ran), got %q", stdout.String())
-	}
 	var res struct {
 		Type        string
 		QoS         int
 		Received    uint64
 		Interrupted bool
 	}
-	if err := json.Unmarshal([]byte(lines[1]), &res); err != nil {
-		t.Fatal(err)
-	}
+	onlyQoS1Result(t, stdout.String(), &res)
 	if res.Type != "result" || res.QoS != 1 || !res.Interrupted || res.Received < 200 {
 		t.Errorf("result %+v: want QoS 1, interrupted, at least the 200 deliveries seen", res)
 	}
@@ -80,10 +87,6 @@ func TestBenchBrokerLost(t *testing.T) {
 		!strings.Contains(msg, "planned messages never sent") {
 		t.Errorf("stderr %q: want one line naming the QoS 1 run's failure and what it never sent", msg)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want a config line and one result (QoS 2 never ran), got %q", stdout.String())
-	}
 	var res struct {
 		Type     string
 		QoS      int
@@ -92,9 +95,7 @@ func TestBenchBrokerLost(t *testing.T) {
 		Unsent   uint64
 		Errors   map[string]uint64
 	}
-	if err := json.Unmarshal([]byte(lines[1]), &res); err != nil {
-		t.Fatal(err)
-	}
+	onlyQoS1Result(t, stdout.String(), &res)
 	if res.Type != "result" || res.QoS != 1 || res.Received < 200 || res.Sent+res.Unsent != 2_000_000 || len(res.Errors) == 0 {
 		t.Errorf("result %+v: want QoS 1, at least 200 received, sent + unsent = 2,000,000, the errors counted", res)
 	}

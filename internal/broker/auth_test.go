@@ -47,13 +47,24 @@ func startAuthBroker(t *testing.T, cfg Config) *authBroker {
 // connect dials the broker with MQTT 5; user "" sends no user name.
 func (b *authBroker) connect(t *testing.T, id, user, password string, onMessage func(*mqttc.Message)) (mqttc.Client, error) {
 	t.Helper()
-	c, err := mqttc.Dial(context.Background(), mqttc.Config{
+	return b.dial(t, b.config(id, user, password, onMessage))
+}
+
+// config is the configuration connect dials with, for a test to change.
+func (b *authBroker) config(id, user, password string, onMessage func(*mqttc.Message)) mqttc.Config {
+	return mqttc.Config{
 		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: "127.0.0.1", Port: b.port},
 		ClientID: id, CleanStart: true,
 		Username: user, HasUsername: user != "",
 		Password: password, HasPassword: user != "",
 		OnMessage: onMessage,
-	})
+	}
+}
+
+// dial connects with cfg; the client disconnects when the test ends.
+func (b *authBroker) dial(t *testing.T, cfg mqttc.Config) (mqttc.Client, error) {
+	t.Helper()
+	c, err := mqttc.Dial(context.Background(), cfg)
 	if err == nil {
 		t.Cleanup(func() { c.Disconnect(context.Background()) })
 	}
@@ -100,6 +111,22 @@ func rejectionCode(err error) byte {
 		return re.Code
 	}
 	return 0
+}
+
+// receiveUntil collects the topics of the messages from got up to and
+// including one on topic last (from one publisher, they come in order).
+func receiveUntil(t *testing.T, got <-chan *mqttc.Message, last string) []string {
+	t.Helper()
+	var topics []string
+	for len(topics) == 0 || topics[len(topics)-1] != last {
+		select {
+		case m := <-got:
+			topics = append(topics, m.Topic)
+		case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
+			t.Fatalf("received only %v, waiting for %s", topics, last)
+		}
+	}
+	return topics
 }
 
 func disconnectCode(err error) byte {
@@ -254,16 +281,7 @@ func TestACLFile(t *testing.T) {
 	}
 	// Deliveries from one publisher arrive in order, so sensors/b arriving
 	// second shows that the two others were not delivered.
-	var topics []string
-	for len(topics) == 0 || topics[len(topics)-1] != "sensors/b" {
-		select {
-		case m := <-got:
-			topics = append(topics, m.Topic)
-		case <-time.After(30 * time.Second): // a bound against hangs, not a synchronisation
-			t.Fatalf("bob received only %v", topics)
-		}
-	}
-	if strings.Join(topics, " ") != "sensors/a sensors/b" {
+	if topics := receiveUntil(t, got, "sensors/b"); strings.Join(topics, " ") != "sensors/a sensors/b" {
 		t.Errorf("bob received %v, want sensors/a and sensors/b: a denied topic was delivered", topics)
 	}
 
@@ -485,12 +503,9 @@ func TestACLQueuedMessages(t *testing.T) {
 	expiry := uint32(3600)
 	dial := func(user, password string, onMessage func(*mqttc.Message)) mqttc.Client {
 		t.Helper()
-		c, err := mqttc.Dial(ctx, mqttc.Config{
-			Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: "127.0.0.1", Port: b.port},
-			ClientID: "shared-id", SessionExpiry: &expiry,
-			Username: user, HasUsername: true, Password: password, HasPassword: true,
-			OnMessage: onMessage,
-		})
+		cfg := b.config("shared-id", user, password, onMessage)
+		cfg.CleanStart, cfg.SessionExpiry = false, &expiry
+		c, err := b.dial(t, cfg)
 		if err != nil {
 			t.Fatalf("connect as %s: %v", user, err)
 		}
@@ -509,19 +524,10 @@ func TestACLQueuedMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := make(chan string, 10)
-	second := dial("some", "s", func(m *mqttc.Message) { got <- m.Topic })
+	got := make(chan *mqttc.Message, 10)
+	second := dial("some", "s", func(m *mqttc.Message) { got <- m })
 	defer second.Disconnect(ctx)
-	var topics []string
-	for len(topics) == 0 || topics[len(topics)-1] != "site/b" {
-		select {
-		case tp := <-got:
-			topics = append(topics, tp)
-		case <-time.After(30 * time.Second): // a bound against the hang, not a synchronisation
-			t.Fatalf("the resumed session received only %v", topics)
-		}
-	}
-	if strings.Join(topics, " ") != "site/a site/b" {
+	if topics := receiveUntil(t, got, "site/b"); strings.Join(topics, " ") != "site/a site/b" {
 		t.Errorf("the resumed session received %v, want site/a and site/b: a queued message it may not read was sent", topics)
 	}
 }

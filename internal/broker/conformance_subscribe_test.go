@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqtk/internal/broker"
 )
 
 // Subscriptions: overlapping ones, shared ones, subscription identifiers,
@@ -202,7 +204,7 @@ func TestMQTT_4_7_2_1_DollarTopics(t *testing.T) {
 		p.pub("$dollar/x", "retained", 1, true)
 		p.pub("$dollar", "retained", 1, true)
 		for _, filter := range []string{"#", "+/x", "+", "+/#"} {
-			s, _ := connect(t, addr, v, "sub"+strings.NewReplacer("/", "", "+", "p", "#", "h").Replace(filter))
+			s, _ := connect(t, addr, v, "sub-"+broker.FilterID(filter))
 			s.mustSubscribe(sub(filter, 1))
 			p.pub("$dollar/x", "live", 1, false)
 			for _, m := range s.collect() {

@@ -17,7 +17,7 @@ import (
 func retained(t *testing.T, b *testBroker, filter, endTopic string) []*mqttc.Message {
 	t.Helper()
 	publish(t, publisher(t, b), &mqttc.Message{Topic: endTopic, Payload: []byte("end"), QoS: 1, Retain: true})
-	id := "retained-" + strings.NewReplacer("/", "-", "+", "plus", "#", "hash").Replace(filter)
+	id := "retained-" + FilterID(filter)
 	sub := connect(t, b, id, false)
 	sub.subscribe(t, b, id, filter, 2)
 	sub.subscribe(t, b, id, endTopic, 1)

@@ -318,9 +318,10 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 	// listeners, persistence, a reload. As a plain line in text (the first
 	// is "listening on URL", which scripts read), as a record at INFO in
 	// JSON, so that every line of the log parses.
+	noticeJSON := slog.New(slog.NewJSONHandler(a.IO.Err, nil)) // INFO and up, whatever -v says
 	notice := func(level slog.Level, text, msg string, args ...any) {
 		if o.logFormat == "json" {
-			slog.New(slog.NewJSONHandler(a.IO.Err, nil)).Log(context.Background(), level, msg, args...)
+			noticeJSON.Log(context.Background(), level, msg, args...)
 			return
 		}
 		fmt.Fprintln(a.IO.Err, text)

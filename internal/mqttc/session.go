@@ -217,14 +217,19 @@ func (s *connSession) Ack(pb *packets.Publish) error {
 	if declined {
 		return nil
 	}
-	switch pb.QoS {
+	return s.ack(pb.QoS, pb.PacketID)
+}
+
+// ack answers the received PUBLISH id of QoS qos (see Ack).
+func (s *connSession) ack(qos byte, id uint16) error {
+	switch qos {
 	case 1:
-		return s.sendAck(packets.PUBACK, pb.PacketID, 0)
+		return s.sendAck(packets.PUBACK, id, 0)
 	case 2:
 		s.mu.Lock()
-		s.server[pb.PacketID] = true
+		s.server[id] = true
 		s.mu.Unlock()
-		return s.sendAck(packets.PUBREC, pb.PacketID, 0)
+		return s.sendAck(packets.PUBREC, id, 0)
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 			take := onAck(fromPaho(pr.Packet))
 			if pr.Packet.QoS > 0 {
 				if take {
-					_ = c.session.Ack(pr.Packet.Packet()) // now, under handling (see Disconnect)
+					_ = c.session.ack(pr.Packet.QoS, pr.Packet.PacketID) // now, under handling (see Disconnect)
 				}
 				c.session.decline(pr.Packet.PacketID) // paho's own Ack, after this returns, sends nothing
 			}
