@@ -34,6 +34,9 @@ type pubOptions struct {
 	repeatDelay time.Duration
 	timeout     time.Duration
 
+	reconnectDelay time.Duration
+	noReconnect    bool
+
 	contentType     string
 	responseTopic   string
 	correlationData string
@@ -62,8 +65,18 @@ With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an
 empty message and a last line without a newline is still sent.
 
-pub does not reconnect: a lost connection ends it with exit 3, also with -l
-(mosquitto_pub -l reconnects).
+With -l a lost connection is replaced, as mosquitto_pub -l does: pub
+reconnects after --reconnect-delay (doubling up to 30s while the broker
+cannot be reached), then sends again, first and in order, the QoS 1 and 2
+messages the broker had not acknowledged, so a message may arrive twice but
+none is lost (a QoS 0 message already written to the lost connection is
+gone, as QoS 0 allows). Lines are read meanwhile, up to 4096 of them, then
+stdin waits. The new connection starts a clean session. pub stops
+reconnecting (exit 3) when the broker's DISCONNECT blames what was sent
+(not authorized, packet too large...), and when the same line was left
+unacknowledged by three connections in a row (an MQTT 3.1.1 broker refuses
+a publish by closing the connection). --no-reconnect makes a lost
+connection end the run with exit 3. Without -l pub does not reconnect.
 
 On Ctrl-C or SIGTERM what was read is still published (with -l, every
 complete line already read), and mqtk waits up to 5 seconds for the
@@ -104,6 +117,8 @@ falling back to 3.1.1.`,
 	fs.IntVar(&o.repeat, "repeat", 1, "publish the message `N` times")
 	secondsVar(fs, &o.repeatDelay, "repeat-delay", 0, "wait `D` between repeats (seconds, or a duration like 500ms)")
 	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "give up after `D` (seconds or a duration), acknowledgements included, and exit 27")
+	secondsVar(fs, &o.reconnectDelay, "reconnect-delay", time.Second, "with -l, first wait `D` before reconnecting after a lost connection; it doubles up to 30s")
+	fs.BoolVar(&o.noReconnect, "no-reconnect", false, "with -l, exit 3 when the connection is lost instead of reconnecting")
 	fs.StringVar(&o.contentType, "content-type", "", "v5 content type `TYPE`")
 	fs.StringVar(&o.responseTopic, "response-topic", "", "v5 response `TOPIC`")
 	fs.StringVar(&o.correlationData, "correlation-data", "", "v5 correlation `DATA`")
@@ -125,6 +140,7 @@ type pubPlan struct {
 	repeat      int
 	repeatDelay time.Duration
 	timeout     time.Duration
+	reconnect   time.Duration // -l: the first wait before reconnecting
 }
 
 // plan checks every input before anything is sent.
@@ -186,6 +202,14 @@ func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string)
 		return nil, usageErrorf("--repeat does not apply to -l")
 	}
 	p.repeatDelay, p.timeout = o.repeatDelay, o.timeout
+	for _, f := range []string{"reconnect-delay", "no-reconnect"} {
+		if fs.Changed(f) && !o.stdinLine {
+			return nil, usageErrorf("--%s applies only to -l (only -l reconnects)", f)
+		}
+	}
+	if p.reconnect = o.reconnectDelay; p.reconnect <= 0 {
+		return nil, usageErrorf("--reconnect-delay %s: use a positive duration", o.reconnectDelay)
+	}
 
 	props := &p.msg.Props
 	props.ContentType = o.contentType
@@ -254,11 +278,11 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		base, cancelBase = context.WithTimeoutCause(base, plan.timeout, expired)
 		defer cancelBase()
 	}
-	client, err := mqttc.Dial(ctx, conn.cfg)
-	if err != nil {
+	r := &pubRun{a: a, o: o, plan: plan, cfg: conn.cfg, base: base}
+	if r.client, err = mqttc.Dial(ctx, r.cfg); err != nil {
 		return err
 	}
-	q := newPubQueue(client, base)
+	r.q = newPubQueue(r.client, base, &r.unacked)
 	// On interruption: the notice, and the end of the grace. Not once
 	// runPub is over (its caller writes to stderr then).
 	var interruptMu sync.Mutex
@@ -274,11 +298,11 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		if grace == 0 {
 			grace = defaultInterruptGrace
 		}
-		if n := q.unacked.Load(); n > 0 && !o.conn.quiet {
+		if n := r.unacked.Load(); n > 0 && !o.conn.quiet {
 			fmt.Fprintf(a.IO.Err, "mqtk: interrupted: waiting up to %s for the broker to acknowledge %d sent %s (interrupt again to quit now)\n", grace, n, plural(int(n), "message", "messages"))
 		}
 		graceTimer = time.AfterFunc(grace, func() {
-			n := int(q.unacked.Load())
+			n := int(r.unacked.Load())
 			endGrace(fmt.Errorf("%w: %d sent %s not acknowledged within %s", errInterrupted, n, plural(n, "message", "messages"), grace))
 		})
 	})
@@ -292,32 +316,51 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		interruptMu.Unlock()
 	}()
 	if plan.lines {
-		err = publishLines(ctx, base, a, q, plan)
+		err = r.publishLines(ctx)
 	} else {
-		err = publishRepeated(ctx, q, plan)
-	}
-	if werr := q.finish(); werr != nil {
-		err = werr
-		if cause := context.Cause(graceCtx); cause != nil && errors.Is(werr, context.Canceled) {
-			err = cause // the grace after an interruption ran out
+		err = publishRepeated(ctx, r.q, plan)
+		if _, werr := r.q.finish(); werr != nil {
+			err = werr
 		}
+	}
+	if cause := context.Cause(graceCtx); cause != nil && errors.Is(err, context.Canceled) {
+		err = cause // the grace after an interruption ran out
 	}
 	// DISCONNECT even when the grace ran out (or the will goes out), but
 	// after an interruption within a second.
-	dwait := conn.cfg.ConnectTimeout
+	dwait := r.cfg.ConnectTimeout
 	if errors.Is(context.Cause(ctx), errInterrupted) {
 		dwait = min(dwait, time.Second)
 	}
 	dctx, cancelD := context.WithTimeout(context.WithoutCancel(ctx), dwait)
 	defer cancelD()
-	_ = client.Disconnect(dctx)
+	_ = r.client.Disconnect(dctx)
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
 	if err == nil {
-		err = client.Err()
+		err = r.client.Err()
 	}
 	return err
+}
+
+// pubRun is one run of pub: its connection, which -l replaces when it is
+// lost, and the queue of publishes awaiting their acks on it.
+type pubRun struct {
+	a    *App
+	o    *pubOptions
+	plan *pubPlan
+	cfg  mqttc.Config
+	base context.Context // publishes and their acks: outlives an interruption by the grace
+
+	client  mqttc.Client
+	q       *pubQueue
+	unacked atomic.Int64 // sent, the wait for their acks not yet over (all queues)
+
+	// stuckOn is the first message left unacknowledged by the last lost
+	// connection, stuckTimes how many connections in a row it was.
+	stuckOn    *outMsg
+	stuckTimes int
 }
 
 func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
@@ -331,58 +374,12 @@ func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
 			case <-t.C:
 			}
 		}
-		m := plan.msg
-		if err := q.publish(ctx, &m); err != nil {
+		m := &outMsg{Message: plan.msg, n: i + 1}
+		if err := q.publish(ctx, m); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// publishLines sends each line of stdin as a message, in order. On
-// interruption it still publishes every complete line already read, and says
-// so if an incomplete last line had to be dropped.
-func publishLines(ctx, base context.Context, a *App, q *pubQueue, plan *pubPlan) error {
-	lr := newLineReader(a.IO.In)
-	send := func(lines [][]byte) error {
-		for _, line := range lines {
-			m := plan.msg
-			m.Payload = line
-			if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
-				return usageErrorf("--payload-format-indicator: line %q is not UTF-8", line)
-			}
-			if err := q.publish(base, &m); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for {
-		select {
-		case <-lr.ready:
-			lines, eof, err := lr.take()
-			if err := send(lines); err != nil {
-				return err
-			}
-			if err != nil {
-				return fmt.Errorf("-l: read stdin: %w", err)
-			}
-			if eof {
-				return nil
-			}
-		case <-q.failed:
-			return nil // q.finish reports the error
-		case <-ctx.Done():
-			lines, _, _ := lr.take()
-			if err := send(lines); err != nil {
-				return err
-			}
-			if n := lr.partialLen(); n > 0 {
-				return fmt.Errorf("%w: an incomplete last line of %d bytes was not sent", context.Cause(ctx), n)
-			}
-			return context.Cause(ctx)
-		}
-	}
 }
 
 // lineReader reads stdin in the background and splits it into lines, so
@@ -467,28 +464,41 @@ func (lr *lineReader) partialLen() int {
 	return len(lr.partial)
 }
 
-// pubQueue sends publishes in order and collects their acks concurrently,
-// so up to the broker's Receive Maximum are in flight at once.
-type pubQueue struct {
-	client  mqttc.Client
-	pending chan mqttc.Pending
-	done    chan struct{}
-	failed  chan struct{} // closed at the first failed ack
-	err     error
-	sent    int
-	unacked atomic.Int64 // sent, the wait for their acks not yet over
+// outMsg is a message pub sends, and which of the run's messages it is
+// (from 1; with -l, its line), for errors.
+type outMsg struct {
+	mqttc.Message
+	n int
 }
 
-func newPubQueue(c mqttc.Client, waitCtx context.Context) *pubQueue {
-	q := &pubQueue{client: c, pending: make(chan mqttc.Pending, 1024), done: make(chan struct{}), failed: make(chan struct{})}
+// pubQueue sends publishes in order and collects their acks concurrently,
+// so up to the broker's Receive Maximum are in flight at once. When the
+// connection is lost it keeps, in order, the messages whose acks the loss
+// cut off (and a QoS 0 one paho had not written yet), for -l to send again.
+type pubQueue struct {
+	client   mqttc.Client
+	pending  chan queued
+	done     chan struct{}
+	failed   chan struct{} // closed at the first failed ack
+	err      error         // the first failure
+	fatal    error         // the first failure not of the connection
+	lost     []*outMsg     // sent, unacknowledged when the connection was lost
+	finished bool
+	unacked  *atomic.Int64
+}
+
+type queued struct {
+	p mqttc.Pending
+	m *outMsg
+}
+
+func newPubQueue(c mqttc.Client, waitCtx context.Context, unacked *atomic.Int64) *pubQueue {
+	q := &pubQueue{client: c, pending: make(chan queued, 1024), done: make(chan struct{}), failed: make(chan struct{}), unacked: unacked}
 	go func() {
 		defer close(q.done)
-		for p := range q.pending {
-			if q.err == nil {
-				if err := p.Wait(waitCtx); err != nil {
-					q.err = err
-					close(q.failed)
-				}
+		for s := range q.pending {
+			if q.fatal == nil {
+				q.wait(waitCtx, s)
 			}
 			q.unacked.Add(-1)
 		}
@@ -496,28 +506,58 @@ func newPubQueue(c mqttc.Client, waitCtx context.Context) *pubQueue {
 	return q
 }
 
-func (q *pubQueue) publish(ctx context.Context, m *mqttc.Message) error {
+func (q *pubQueue) wait(ctx context.Context, s queued) {
+	err := s.p.Wait(ctx)
+	if err == nil {
+		return
+	}
+	if connectionLost(err) {
+		q.lost = append(q.lost, s.m)
+	} else {
+		q.fatal = err
+	}
+	if q.err == nil {
+		q.err = err
+		close(q.failed)
+	}
+}
+
+func (q *pubQueue) publish(ctx context.Context, m *outMsg) error {
 	select {
 	case <-q.failed:
 		return errAlreadyFailed
 	default:
 	}
 	q.unacked.Add(1) // before the broker can have it
-	p, err := q.client.PublishAsync(ctx, m)
+	p, err := q.client.PublishAsync(ctx, &m.Message)
 	if err != nil {
 		q.unacked.Add(-1)
 		return err
 	}
-	q.sent++
-	q.pending <- p
+	q.pending <- queued{p, m}
 	return nil
 }
 
 var errAlreadyFailed = errors.New("an earlier publish failed")
 
-// finish waits for every ack and returns the first failure.
-func (q *pubQueue) finish() error {
-	close(q.pending)
+// finish waits for every ack. It returns the first failure and, if that was
+// the loss of the connection, the messages it left unacknowledged.
+func (q *pubQueue) finish() ([]*outMsg, error) {
+	if !q.finished {
+		q.finished = true
+		close(q.pending)
+	}
 	<-q.done
-	return q.err
+	if q.fatal != nil {
+		return nil, q.fatal
+	}
+	return q.lost, q.err
+}
+
+// connectionLost reports whether err is the end of the connection rather
+// than an answer to a publish.
+func connectionLost(err error) bool {
+	var ne *mqttc.NetError
+	var de *mqttc.DisconnectError
+	return errors.As(err, &ne) || errors.As(err, &de)
 }

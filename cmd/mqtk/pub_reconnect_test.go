@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mqtk/internal/broker"
+	"mqtk/internal/brokertest"
+	"mqtk/internal/mqttc"
+	"mqtk/internal/proxytest"
+)
+
+// cutRelay relays connections to a broker and, on the test's word, stops
+// passing the broker's bytes to the client (so acknowledgements are lost
+// on the way) and then cuts every connection, as a broker or network that
+// fails under a client would.
+type cutRelay struct {
+	*proxytest.Proxy
+	mu    sync.Mutex
+	pairs []*relayPair
+}
+
+type relayPair struct {
+	client, broker net.Conn
+	mu             sync.Mutex
+	held           bool
+}
+
+func startCutRelay(t *testing.T, target string) *cutRelay {
+	r := &cutRelay{}
+	r.Proxy = proxytest.Start(t, proxytest.Options{Kind: "custom", Serve: func(_ *proxytest.Proxy, c net.Conn) {
+		b, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			return
+		}
+		pr := &relayPair{client: c, broker: b}
+		r.mu.Lock()
+		r.pairs = append(r.pairs, pr)
+		r.mu.Unlock()
+		go func() {
+			_, _ = io.Copy(b, c)
+			b.Close()
+		}()
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := b.Read(buf)
+			pr.mu.Lock()
+			held := pr.held
+			pr.mu.Unlock()
+			if n > 0 && !held {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		c.Close()
+	}})
+	return r
+}
+
+// hold drops, from now on, what the broker sends on the connections open.
+func (r *cutRelay) hold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pairs {
+		p.mu.Lock()
+		p.held = true
+		p.mu.Unlock()
+	}
+}
+
+// cut closes the connections open; later ones are relayed in full.
+func (r *cutRelay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pairs {
+		p.client.Close()
+		p.broker.Close()
+	}
+	r.pairs = nil
+}
+
+// lockedBuffer is a command's stderr, which the test reads while the
+// command runs.
+type lockedBuffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced at each write
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+	return l.b.Write(p)
+}
+
+// waitFor waits until s has been written.
+func (l *lockedBuffer) waitFor(t *testing.T, s string) {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		if strings.Contains(l.b.String(), s) {
+			l.mu.Unlock()
+			return
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-time.After(waitLimit):
+			t.Fatalf("%q was never written; got:\n%s", s, l)
+		}
+	}
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPubLinesReconnects: pub -l whose connection is lost with a QoS 1
+// message unacknowledged reconnects, sends that message again and carries
+// on with the next lines: every line arrives, the unacknowledged one twice
+// (at least once), in order of first arrival, and pub exits 0 at the end of
+// its input. With MQTT 5 and 3.1.1.
+func TestPubLinesReconnects(t *testing.T) {
+	for _, v := range []string{"5", "311"} {
+		t.Run("V"+v, func(t *testing.T) {
+			b := brokertest.Start(t, broker.Config{})
+			got := make(chan string, 16)
+			sub, err := mqttc.Dial(context.Background(), mqttc.Config{
+				Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "rc-lines-sub", CleanStart: true,
+				OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Disconnect(context.Background())
+			if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/lines", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			relay := startCutRelay(t, net.JoinHostPort(b.Host, fmt.Sprint(b.Port)))
+			cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(relay.Port), "-V", v, "-t", "rc/lines", "-l", "-q", "1",
+				"-i", "rc-lines-pub", "--reconnect-delay", "10ms")
+			stderr := &lockedBuffer{}
+			cmd.Stderr = stderr
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var seen []string
+			// until collects messages until want has arrived n times in all.
+			until := func(want string, n int) {
+				t.Helper()
+				for strings.Count(strings.Join(seen, "\n")+"\n", want+"\n") < n {
+					select {
+					case m := <-got:
+						seen = append(seen, m)
+					case <-time.After(waitLimit):
+						t.Fatalf("%q did not arrive %d times; got %q; pub's stderr:\n%s", want, n, seen, stderr.String())
+					}
+				}
+			}
+			write := func(s string) {
+				t.Helper()
+				if _, err := io.WriteString(stdin, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write("one\n")
+			until("one", 1)
+			relay.hold() // two's PUBACK will not get through
+			write("two\n")
+			until("two", 1)
+			relay.cut()
+			until("two", 2) // sent again on the new connection
+			write("three\n")
+			until("three", 1)
+			stdin.Close()
+			if code := waitExit(t, cmd); code != 0 {
+				t.Fatalf("pub -l exited %d, want 0; stderr:\n%s", code, stderr.String())
+			}
+			var first []string
+			for _, m := range seen {
+				if !strings.Contains(strings.Join(first, "\n")+"\n", m+"\n") {
+					first = append(first, m)
+				}
+			}
+			if strings.Join(first, ",") != "one,two,three" {
+				t.Errorf("first arrivals %q, want one, two, three (all: %q)", first, seen)
+			}
+			if !regexp.MustCompile(`(?m)^mqtk: .*; reconnecting in 10ms \([12] unacknowledged messages? to send again\)$`).MatchString(stderr.String()) {
+				t.Errorf("stderr does not say pub reconnects:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// TestPubLinesNoReconnect: with --no-reconnect a lost connection ends pub
+// -l with exit 3 and the broker's reason.
+func TestPubLinesNoReconnect(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	got := make(chan string, 1)
+	sub, err := mqttc.Dial(context.Background(), mqttc.Config{
+		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "rc-once-sub", CleanStart: true,
+		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(context.Background())
+	if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/once"}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "rc/once", "-l", "-i", "rc-once", "--no-reconnect")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "one\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(waitLimit):
+		t.Fatal("pub's message never arrived")
+	}
+	if !b.Disconnect("rc-once") {
+		t.Fatal("client rc-once is not connected")
+	}
+	if code := waitExit(t, cmd); code != 3 {
+		t.Errorf("pub -l --no-reconnect exited %d after losing its connection, want 3; stderr:\n%s", code, stderr.String())
+	}
+	if want := "mqtk: broker closed the connection: administrative action (0x98)\n"; stderr.String() != want {
+		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+// TestPubLinesBrokerRestart: pub -l outlives its broker: while the broker
+// is down each attempt fails and is retried, and the lines read meanwhile
+// go out once a broker listens on the address again.
+func TestPubLinesBrokerRestart(t *testing.T) {
+	first, err := brokertest.New(broker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	addr := net.JoinHostPort(first.Host, fmt.Sprint(first.Port))
+	subscribe := func(b *brokertest.Broker, id string) chan string {
+		got := make(chan string, 4)
+		sub, err := mqttc.Dial(context.Background(), mqttc.Config{
+			Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: id, CleanStart: true,
+			OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Disconnect(context.Background()) })
+		if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/restart", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	expect := func(got chan string, want string, stderr *lockedBuffer) {
+		t.Helper()
+		select {
+		case m := <-got:
+			if m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+		case <-time.After(waitLimit):
+			t.Fatalf("%q never arrived; pub's stderr:\n%s", want, stderr)
+		}
+	}
+	got := subscribe(first, "rc-restart-sub1")
+	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(first.Port), "-t", "rc/restart", "-l", "-q", "1", "--reconnect-delay", "10ms")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "before\n"); err != nil {
+		t.Fatal(err)
+	}
+	expect(got, "before", stderr)
+	first.Close()
+	// Written while no broker listens: read, kept, sent after.
+	if _, err := io.WriteString(stdin, "while-down\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Let pub fail at least once to reconnect, so the retry is what is tested.
+	stderr.waitFor(t, "mqtk: reconnect failed: ")
+	second := brokertest.Start(t, broker.Config{Listen: []string{addr}})
+	got = subscribe(second, "rc-restart-sub2")
+	// The subscription may come after pub's reconnection: "while-down"
+	// may go out before it. "after" cannot.
+	if _, err := io.WriteString(stdin, "after\n"); err != nil {
+		t.Fatal(err)
+	}
+	for m := ""; m != "after"; {
+		select {
+		case m = <-got:
+			if m != "while-down" && m != "after" {
+				t.Fatalf("got %q", m)
+			}
+		case <-time.After(waitLimit):
+			t.Fatalf("\"after\" never arrived; pub's stderr:\n%s", stderr)
+		}
+	}
+	stdin.Close()
+	if code := waitExit(t, cmd); code != 0 {
+		t.Fatalf("pub -l exited %d, want 0; stderr:\n%s", code, stderr)
+	}
+}
+
+// TestPubLinesGivesUp: an MQTT 3.1.1 publish the broker does not authorize
+// closes the connection (3.1.1 has no other way to refuse it); pub -l sends
+// it on three connections, then stops with exit 3 naming the line, rather
+// than reconnecting for ever.
+func TestPubLinesGivesUp(t *testing.T) {
+	dir := t.TempDir()
+	acl := dir + "/acl"
+	if err := os.WriteFile(acl, []byte("topic read #\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := brokertest.Start(t, broker.Config{ACLFile: acl})
+	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-V", "311", "-t", "rc/denied", "-l", "-q", "1", "--reconnect-delay", "10ms")
+	cmd.Stdin = strings.NewReader("refused\nnever\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 3 {
+		t.Fatalf("pub -l exited %d, want 3; stderr:\n%s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if n := len(lines); n != 3 || !strings.Contains(lines[2], "; line 1 was sent on 3 connections in a row and each ended before the broker acknowledged it: it may be refusing it (2 messages read and not acknowledged)") {
+		t.Errorf("stderr:\n%s\nwant two reconnections, then the line that stopped pub", stderr.String())
+	}
+}
