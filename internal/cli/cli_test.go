@@ -68,6 +68,8 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 		{"password from env", map[string]string{"MQTK_PASSWORD": "s3cret"}, []string{"-u", "me"}, func(c *connection) string { return c.cfg.Username + ":" + c.cfg.Password }},
 		{"password flag beats env", map[string]string{"MQTK_PASSWORD": "s3cret"}, []string{"-u", "me", "-P", "flagpw"}, func(c *connection) string { return c.cfg.Password }},
 		{"cafile turns tls on", nil, []string{"--capath", ".", "--insecure"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
+		{"ipv6 host", nil, []string{"-h", "::1"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
+		{"bracketed ipv6 host", nil, []string{"-h", "[::1]", "-p", "1884"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
 		{"disable clean session", nil, []string{"-c", "-i", "me"}, func(c *connection) string {
 			return fmt.Sprintf("clean=%v expiry=%d", c.cfg.CleanStart, *c.cfg.SessionExpiry)
 		}},
@@ -99,6 +101,8 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 				"password from env":            "me:s3cret",
 				"password flag beats env":      "flagpw",
 				"cafile turns tls on":          "mqtts://localhost:8883",
+				"ipv6 host":                    "mqtt://[::1]:1883",
+				"bracketed ipv6 host":          "mqtt://[::1]:1884",
 				"disable clean session":        "clean=false expiry=4294967295",
 				"session expiry duration":      "3600",
 				"id prefix":                    "job-",
@@ -128,6 +132,10 @@ func TestEnvironmentErrors(t *testing.T) {
 		{nil, []string{"--color", "sometimes"}, "--color"},
 		{nil, []string{"-k", "70000"}, "keepalive"},
 		{nil, []string{"-p", "70000"}, "port"},
+		{nil, []string{"-h", "broker.example:1884"}, `-h/--host "broker.example:1884" holds a port: use -h broker.example -p 1884, or -L mqtt://broker.example:1884`},
+		{nil, []string{"-h", "[::1]:1884"}, `-h/--host "[::1]:1884" holds a port: use -h ::1 -p 1884, or -L mqtt://[::1]:1884`},
+		{nil, []string{"-h", "mqtt://broker.example"}, `-h/--host "mqtt://broker.example" is not a host name or address (for a URL use -L)`},
+		{map[string]string{"MQTK_HOST": "b:1"}, nil, `MQTK_HOST "b:1" holds a port`},
 		{map[string]string{"MQTK_CONNECT_TIMEOUT": "1e10"}, nil, `MQTK_CONNECT_TIMEOUT="1e10": "1e10" is too long`},
 		{nil, []string{"-i", "a", "-I", "b"}, "conflict"},
 		{nil, []string{"--will-payload", "x"}, "need --will-topic"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -352,6 +353,37 @@ type connection struct {
 
 // resolve validates the flags and builds the connection config. Every check
 // here happens before anything is sent.
+// hostName is -h's host: a name or an address, IPv6 with or without
+// brackets. A port after it is refused with the flags that give one.
+func (f *connFlags) hostName() (string, error) {
+	h, name := f.host, "-h/--host"
+	if f.fromEnv["host"] {
+		name = "MQTK_HOST"
+	}
+	if h == "" {
+		return "", usageErrorf("%s is empty", name)
+	}
+	if inner, ok := strings.CutPrefix(h, "["); ok && strings.HasSuffix(inner, "]") {
+		if ip := net.ParseIP(strings.TrimSuffix(inner, "]")); ip != nil && ip.To4() == nil {
+			return ip.String(), nil
+		}
+	}
+	if net.ParseIP(h) != nil {
+		return h, nil
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil && host != "" && isDigits(port) {
+		return "", usageErrorf("%s %q holds a port: use -h %s -p %s, or -L mqtt://%s", name, h, host, port, h)
+	}
+	if strings.ContainsAny(h, ":/[]") {
+		return "", usageErrorf("%s %q is not a host name or address (for a URL use -L)", name, h)
+	}
+	return h, nil
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
 func (f *connFlags) resolve(a *App) (*connection, error) {
 	c := &connection{}
 	cfg := &c.cfg
@@ -398,8 +430,9 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 			cfg.Password, cfg.HasPassword = u.Password, true
 		}
 	} else {
-		if f.host == "" {
-			return nil, usageErrorf("-h/--host is empty")
+		host, err := f.hostName()
+		if err != nil {
+			return nil, err
 		}
 		scheme := "mqtt"
 		if tlsWanted {
@@ -412,7 +445,7 @@ func (f *connFlags) resolve(a *App) (*connection, error) {
 		if port < 1 || port > 65535 {
 			return nil, usageErrorf("-p/--port %d: use a port from 1 to 65535", port)
 		}
-		cfg.Endpoint = mqttc.Endpoint{Scheme: scheme, Host: f.host, Port: port}
+		cfg.Endpoint = mqttc.Endpoint{Scheme: scheme, Host: host, Port: port}
 	}
 	if cfg.Endpoint.Secure() {
 		if cfg.TLS, err = f.tls.Config(); err != nil {
