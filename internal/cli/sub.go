@@ -421,7 +421,7 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 			continue
 		}
 		delay = plan.reconnect
-		if err := r.subscribe(ctx, client, first); err != nil {
+		if err := r.subscribe(ctx, a, client, first); err != nil {
 			disconnect(ctx, client, cfg)
 			if ctx.Err() != nil {
 				return stopCause(ctx)
@@ -460,8 +460,9 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 }
 
 // subscribe unsubscribes (-U, first connection only) and subscribes, unless
-// the broker resumed a session that already holds the subscriptions.
-func (r *subRun) subscribe(ctx context.Context, c mqttc.Client, first bool) error {
+// the broker resumed a session that already holds the subscriptions; if it
+// had not kept the session -c asked for, it says so.
+func (r *subRun) subscribe(ctx context.Context, a *App, c mqttc.Client, first bool) error {
 	plan := r.plan
 	if first && len(plan.unsubscribe) > 0 {
 		if err := c.Unsubscribe(ctx, plan.unsubscribe...); err != nil {
@@ -470,6 +471,11 @@ func (r *subRun) subscribe(ctx context.Context, c mqttc.Client, first bool) erro
 	}
 	if len(plan.subs) == 0 || (!first && c.Server().SessionPresent) {
 		return nil
+	}
+	if !first && r.o.conn.noClean && !r.o.conn.quiet {
+		// -c asked the broker to keep the session while we were away; it
+		// did not (restarted without persistence, or the session expired).
+		fmt.Fprintf(a.IO.Err, "mqtk: the broker did not keep the session: messages published while disconnected are lost; subscribing again\n")
 	}
 	_, err := c.Subscribe(ctx, plan.subs, plan.opts)
 	return err

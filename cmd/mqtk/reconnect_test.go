@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +375,40 @@ func TestPubLinesGivesUp(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 	if n := len(lines); n != 3 || !strings.Contains(lines[2], "; line 1 was sent on 3 connections in a row and each ended before the broker acknowledged it: it may be refusing it (2 messages read and not acknowledged)") {
 		t.Errorf("stderr:\n%s\nwant two reconnections, then the line that stopped pub", stderr.String())
+	}
+}
+
+// TestSubSessionNotKept: sub -c reconnecting to a broker that did not keep
+// its session (restarted without persistence) subscribes again and says
+// that what was published meanwhile is lost.
+func TestSubSessionNotKept(t *testing.T) {
+	first, err := brokertest.New(broker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(first.Port), "-t", "rc/kept", "-q", "1", "-c", "-i", "rc-kept", "--reconnect-delay", "10ms")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := first.WaitSubscribed(ctx, "rc/kept", 1); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	second := brokertest.Start(t, broker.Config{Listen: []string{net.JoinHostPort(first.Host, fmt.Sprint(first.Port))}})
+	if err := second.WaitSubscribed(ctx, "rc/kept", 1); err != nil {
+		t.Fatalf("sub did not subscribe again: %v; stderr:\n%s", err, stderr)
+	}
+	stderr.waitFor(t, "mqtk: the broker did not keep the session: messages published while disconnected are lost; subscribing again\n")
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("sub exited %d after SIGINT, want 0; stderr:\n%s", code, stderr)
 	}
 }
