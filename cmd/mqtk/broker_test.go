@@ -410,6 +410,40 @@ func TestBrokerUsageErrors(t *testing.T) {
 	}
 }
 
+// TestBrokerFailsInJSON: with --log-format json a broker that cannot start
+// says why in a JSON record, as the rest of its log, with the exit code of
+// the failure: a bad file (2), a port in use (1).
+func TestBrokerFailsInJSON(t *testing.T) {
+	dir := t.TempDir()
+	badACL := filepath.Join(dir, "acl")
+	if err := os.WriteFile(badACL, []byte("topic read\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--port", "0", "--acl-file", badACL}, 2, "ACL file: " + badACL + ":1:"},
+		{[]string{"--listen", taken.Addr().String()}, 1, "address already in use"},
+	} {
+		code, out := mqtk(t, append([]string{"broker", "--log-format", "json"}, tc.args...)...)
+		var rec struct{ Level, Msg, Error string }
+		if err := json.Unmarshal([]byte(out), &rec); err != nil || strings.Count(out, "\n") != 1 {
+			t.Errorf("broker %v: stderr %q, want one JSON record (%v)", tc.args, out, err)
+			continue
+		}
+		if code != tc.code || rec.Level != "ERROR" || rec.Msg != "cannot start" || !strings.Contains(rec.Error, tc.want) {
+			t.Errorf("broker %v: exit %d, record %+v; want exit %d, an ERROR record \"cannot start\" with %q", tc.args, code, rec, tc.code, tc.want)
+		}
+	}
+}
+
 // TestBrokerOutOfDescriptors: a broker that cannot accept connections for
 // lack of file descriptors says so, instead of leaving clients waiting
 // with nothing in its log.

@@ -119,8 +119,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 				if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 					if time.Since(warned) > 10*time.Second { // once in a while, not per attempt
 						warned = time.Now()
+						// l.log names the listener (mochi's Init gave it).
 						l.log.Warn("cannot accept connections: out of file descriptors (raise the limit, e.g. ulimit -n); they wait until some are free",
-							"listener", l.id, "error", err.Error())
+							"error", err.Error())
 					}
 				}
 				time.Sleep(10 * time.Millisecond) // let descriptors free up rather than spin

@@ -75,7 +75,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		err = errInterrupted
 	}
 	code := exitCode(err)
-	if !a.quiet(cmd) {
+	var logged *loggedError
+	if !a.quiet(cmd) && !errors.As(err, &logged) {
 		prefix := "mqtk:"
 		if a.IO.ColorErr() {
 			red := color.New(color.FgRed, color.Bold)

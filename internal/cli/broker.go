@@ -326,16 +326,24 @@ func runBroker(ctx context.Context, a *App, o *brokerOptions) error {
 		}
 		fmt.Fprintln(a.IO.Err, text)
 	}
+	// A failure to start is, in JSON, a record like the rest of the log.
+	failed := func(err error) error {
+		if o.logFormat != "json" {
+			return err
+		}
+		noticeJSON.Error("cannot start", "error", err.Error())
+		return &loggedError{err}
+	}
 	cfg, err := o.brokerConfig(slog.New(handler))
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	s, err := broker.Start(cfg)
 	if errors.Is(err, broker.ErrExposed) || errors.Is(err, broker.ErrAuthFile) {
-		return &UsageError{Err: err}
+		return failed(&UsageError{Err: err})
 	}
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	protection := "anonymous clients allowed"
 	switch {

@@ -90,6 +90,12 @@ func numberReason(err error) string {
 	return "not a number"
 }
 
+// loggedError is an error the command has already reported (the broker's,
+// as a JSON log record): it keeps its exit code, and is not printed again.
+type loggedError struct{ error }
+
+func (e *loggedError) Unwrap() error { return e.error }
+
 // timeoutExpired is the cause of a run cut short by -W: a
 // context.DeadlineExceeded (exit 27) that says which.
 type timeoutExpired struct{ d time.Duration }
