@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,5 +99,19 @@ func TestBenchBrokerLost(t *testing.T) {
 	onlyQoS1Result(t, stdout.String(), &res)
 	if res.Type != "result" || res.QoS != 1 || res.Received < 200 || res.Sent+res.Unsent != 2_000_000 || len(res.Errors) == 0 {
 		t.Errorf("result %+v: want QoS 1, at least 200 received, sent + unsent = 2,000,000, the errors counted", res)
+	}
+}
+
+// TestBenchEmbeddedBrokerWarns: bench --embedded shows its broker's
+// warnings, here that it cannot accept the bench's clients for lack of file
+// descriptors, which is why the run then fails.
+func TestBenchEmbeddedBrokerWarns(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "ulimit -n 40 && exec mqtk bench --embedded --subscribers 30 --duration 1s --no-progress --connect-timeout 2")
+	out, err := cmd.CombinedOutput()
+	if code := exitCode(t, err); code != 3 {
+		t.Fatalf("exit %d, want 3 (a client got no CONNACK); output:\n%s", code, out)
+	}
+	if !regexp.MustCompile(`(?m)^time=\S+ level=WARN msg="cannot accept connections: out of file descriptors \(raise the limit, e\.g\. ulimit -n\); they wait until some are free" from="embedded broker" listener=\S+ error=`).Match(out) {
+		t.Errorf("no warning from the embedded broker; output:\n%s", out)
 	}
 }

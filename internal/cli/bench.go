@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -102,7 +103,7 @@ marked interrupted, and exits 130.`,
 	fs.StringVar(&o.csv, "csv", "", "also write the results as CSV to `FILE`")
 	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress line on stderr")
 	fs.StringArrayVar(&o.asserts, "assert", nil, "fail (exit 1) unless `EXPR` holds, e.g. 'qos1.e2e.p99<20ms' (repeatable)")
-	fs.BoolVar(&o.embedded, "embedded", false, "benchmark mqtk's own broker, started in-process on a free loopback port")
+	fs.BoolVar(&o.embedded, "embedded", false, "benchmark mqtk's own broker, started in-process on a free loopback port (its warnings go to stderr)")
 	o.conn.addFlags(fs)
 	return cmd
 }
@@ -237,7 +238,10 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 		defer csvFile.Close()
 	}
 	if o.embedded {
-		b, err := broker.Start(broker.Config{Listen: []string{"127.0.0.1:0"}})
+		// Its warnings (messages dropped for a slow subscriber, no file
+		// descriptors left) explain what the report shows: on stderr.
+		log := slog.New(slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn})).With("from", "embedded broker")
+		b, err := broker.Start(broker.Config{Listen: []string{"127.0.0.1:0"}, Logger: log})
 		if err != nil {
 			return fmt.Errorf("start the embedded broker: %w", err)
 		}
