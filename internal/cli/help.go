@@ -135,7 +135,9 @@ func environmentHelp() string {
 	b.WriteString(`Every connection flag of pub, sub, bench and retain-clear can also come from
 the environment, as MQTK_ and the flag's long name in capitals with - as _
 (the password is MQTK_PASSWORD). A flag on the command line beats the variable. Booleans take
-true or false.
+true or false. MQTK_URL is one setting: -h or -p on the command line sets it
+aside whole (its host, port, scheme and any credentials) rather than mix parts
+of it with theirs, so its credentials never go to a host it does not name.
 
 `)
 	for _, name := range connFlagNames() {
