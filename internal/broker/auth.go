@@ -145,6 +145,29 @@ func (h *authHook) revokeConnected(clients map[string]*mqtt.Client) int {
 	return n
 }
 
+// dropWills drops the will of each of clients that the rules now in force
+// no longer let publish it (a reload tightened the ACL), as its will would
+// have been dropped at connect under them; and returns how many.
+func (h *authHook) dropWills(clients map[string]*mqtt.Client) int {
+	f := h.files.Load()
+	n := 0
+	for _, cl := range clients {
+		if h.dropWill(f, cl) {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *authHook) dropWill(f *authFiles, cl *mqtt.Client) bool {
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 || h.permit(f, cl, cl.Properties.Will.TopicName, true) {
+		return false
+	}
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	h.log.Info("will dropped: not authorized to publish to its topic", "client", cl.ID, "topic", cl.Properties.Will.TopicName)
+	return true
+}
+
 // revoke disconnects cl, whose user was revoked, without its will (a
 // message of a user no longer allowed in).
 func (h *authHook) revoke(cl *mqtt.Client) {
@@ -155,11 +178,14 @@ func (h *authHook) revoke(cl *mqtt.Client) {
 
 // OnSessionEstablished disconnects a client let in just before a reload
 // revoked its user, which revokeConnected did not find among the
-// connected clients yet.
+// connected clients yet, and drops its will if a reload in that gap
+// forbade it (dropWills did not find it either).
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if h.isRevoked(cl) {
 		h.revoke(cl)
+		return
 	}
+	h.dropWill(h.files.Load(), cl) // its will, checked at connect, against a reload since
 }
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.authGen.Delete(cl) }
@@ -184,11 +210,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.authGen.Store(cl, f.gen) // the files that let it in (see reload)
 	}
 	// mochi publishes a will without an ACL check; mosquitto drops a will
-	// its client may not publish, and so does mqtk (deciding at connect).
-	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 && !h.permit(f, cl, cl.Properties.Will.TopicName, true) {
-		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		h.log.Info("will dropped: not authorized to publish to its topic", "client", cl.ID, "topic", cl.Properties.Will.TopicName)
-	}
+	// its client may not publish, and so does mqtk (deciding at connect,
+	// and again at each reload: dropWills).
+	h.dropWill(f, cl)
 	return true
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,7 +315,22 @@ func TestReload(t *testing.T) {
 		return err
 	}
 
-	alice := b.mustConnect(t, "a1", "alice", "a", nil)
+	cfg := b.config("a1", "alice", "a", nil)
+	cfg.Will = &mqttc.Message{Topic: "a/will", Payload: []byte("gone")}
+	alice, err := b.dial(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	willFlag := func() uint32 {
+		cl, ok := b.m.Clients.Get("a1")
+		if !ok {
+			t.Fatal("a1 is not connected")
+		}
+		return atomic.LoadUint32(&cl.Properties.Will.Flag)
+	}
+	if willFlag() != 1 {
+		t.Fatal("alice's will was dropped at connect")
+	}
 	publish := func() error { return alice.Publish(ctx, &mqttc.Message{Topic: "a/x", QoS: 1}) }
 	if err := publish(); err != nil {
 		t.Fatal(err)
@@ -332,12 +348,15 @@ func TestReload(t *testing.T) {
 	if err := publish(); rejectionCode(err) != 0x87 {
 		t.Errorf("publish after reload: %v, want not authorized", err)
 	}
+	if willFlag() != 0 {
+		t.Error("alice's will, which she may no longer publish, was kept after the reload")
+	}
 	bob1 := b.mustConnect(t, "b1", "bob", "b", nil)
 
 	// A broken ACL file: neither file changes, bob can still log in.
 	writeFile(t, pw, aliceLine)
 	writeFile(t, acl, "user alice\ntopic readwrite a/#\nbogus\n")
-	err := reload(0)
+	err = reload(0)
 	if err == nil || !strings.Contains(err.Error(), acl+":3: unknown keyword") {
 		t.Errorf("reload of a broken file: %v", err)
 	}
@@ -428,6 +447,46 @@ func TestWillACL(t *testing.T) {
 		}
 		if cl.Properties.Will.Flag != want {
 			t.Errorf("will on %s: flag %d, want %d", topic, cl.Properties.Will.Flag, want)
+		}
+	}
+}
+
+// TestWillACLReload: a reload that forbids a connected client's will topic
+// drops its will, as connecting under the new rules would have, also for a
+// client that was connecting during the reload; wills the new rules still
+// allow stay.
+func TestWillACLReload(t *testing.T) {
+	acl := writeFile(t, filepath.Join(t.TempDir(), "acl"), "topic write wills/#\n")
+	h, err := newAuthHook(Config{ACLFile: acl}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*mqtt.Client{}
+	for _, topic := range []string{"wills/ok", "wills/other"} {
+		cl := &mqtt.Client{ID: topic, Properties: mqtt.ClientProperties{Will: mqtt.Will{Flag: 1, TopicName: topic}}}
+		if !h.OnConnectAuthenticate(cl, packets.Packet{}) || cl.Properties.Will.Flag != 1 {
+			t.Fatalf("%s: refused, or its will dropped, under the first rules", topic)
+		}
+		clients[topic] = cl
+	}
+	// Authenticated before the reload, listed after it (see
+	// TestReloadWhileConnecting): OnSessionEstablished checks its will.
+	late := &mqtt.Client{ID: "late", Properties: mqtt.ClientProperties{Will: mqtt.Will{Flag: 1, TopicName: "wills/late"}}}
+	if !h.OnConnectAuthenticate(late, packets.Packet{}) {
+		t.Fatal("late: refused under the first rules")
+	}
+	writeFile(t, acl, "topic write wills/ok\n")
+	if err := h.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.dropWills(clients); n != 1 {
+		t.Errorf("dropWills dropped %d wills, want 1", n)
+	}
+	h.OnSessionEstablished(late, packets.Packet{})
+	clients["wills/late"] = late
+	for topic, want := range map[string]uint32{"wills/ok": 1, "wills/other": 0, "wills/late": 0} {
+		if got := clients[topic].Properties.Will.Flag; got != want {
+			t.Errorf("will on %s after the reload: flag %d, want %d", topic, got, want)
 		}
 	}
 }

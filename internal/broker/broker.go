@@ -310,13 +310,18 @@ func (s *Server) URLs() []string { return s.addrs }
 // Reload reads the password and ACL files again (on SIGHUP). Connections
 // stay, under the new rules, except those of users removed from the
 // password file or whose entry changed: they are disconnected ("not
-// authorized" in MQTT 5), and their number returned. On error the
-// previous files stay in force.
+// authorized" in MQTT 5), and their number returned; and a connected
+// client's will that the new ACL no longer lets it publish is dropped, as
+// it would have been at connect. On error the previous files stay in
+// force.
 func (s *Server) Reload() (disconnected int, err error) {
 	if err := s.auth.reload(); err != nil {
 		return 0, err
 	}
-	return s.auth.revokeConnected(s.m.Clients.GetAll()), nil
+	clients := s.m.Clients.GetAll()
+	n := s.auth.revokeConnected(clients)
+	s.auth.dropWills(clients)
+	return n, nil
 }
 
 // Close disconnects every client and stops the listeners, within

@@ -69,7 +69,8 @@ one that the ACL lets nothing through is refused (SUBACK 0x87), and so is a
 shared subscription ($share/...) to more than the user may read. SIGHUP reads
 the files again: connections stay, under the new rules, except those
 of users removed from the password file or whose line in it changed, which
-are disconnected (as by mosquitto).
+are disconnected (as by mosquitto). A will the ACL does not let its client
+publish is dropped, at connect and at each reload.
 
 A client that reads more slowly than its messages come has up to --max-queued
 waiting for it; what does not fit is dropped, counted in
