@@ -141,6 +141,43 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// payloads subscribes to filter on b, as client id, and returns the
+// channel its messages' payloads arrive on.
+func payloads(t *testing.T, b *brokertest.Broker, id, filter string, qos byte) chan string {
+	t.Helper()
+	got := make(chan string, 16)
+	sub, err := mqttc.Dial(context.Background(), mqttc.Config{
+		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: id, CleanStart: true,
+		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Disconnect(context.Background()) })
+	if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: filter, QoS: qos}}, mqttc.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// startFed starts mqtk with args, its stdin a pipe for the test to write
+// and its stderr collected.
+func startFed(t *testing.T, args ...string) (*exec.Cmd, io.WriteCloser, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command("mqtk", args...)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close() })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, stderr
+}
+
 // TestPubLinesReconnects: pub -l whose connection is lost with a QoS 1
 // message unacknowledged reconnects, sends that message again and carries
 // on with the next lines: every line arrives, the unacknowledged one twice
@@ -150,31 +187,10 @@ func TestPubLinesReconnects(t *testing.T) {
 	for _, v := range []string{"5", "311"} {
 		t.Run("V"+v, func(t *testing.T) {
 			b := brokertest.Start(t, broker.Config{})
-			got := make(chan string, 16)
-			sub, err := mqttc.Dial(context.Background(), mqttc.Config{
-				Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "rc-lines-sub", CleanStart: true,
-				OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Disconnect(context.Background())
-			if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/lines", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			got := payloads(t, b, "rc-lines-sub", "rc/lines", 1)
 			relay := startCutRelay(t, net.JoinHostPort(b.Host, fmt.Sprint(b.Port)))
-			cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(relay.Port), "-V", v, "-t", "rc/lines", "-l", "-q", "1",
+			cmd, stdin, stderr := startFed(t, "pub", "-p", fmt.Sprint(relay.Port), "-V", v, "-t", "rc/lines", "-l", "-q", "1",
 				"-i", "rc-lines-pub", "--reconnect-delay", "10ms")
-			stderr := &lockedBuffer{}
-			cmd.Stderr = stderr
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stdin.Close()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
 			var seen []string
 			// until collects messages until want has arrived n times in all.
 			until := func(want string, n int) {
@@ -227,29 +243,8 @@ func TestPubLinesReconnects(t *testing.T) {
 // -l with exit 3 and the broker's reason.
 func TestPubLinesNoReconnect(t *testing.T) {
 	b := brokertest.Start(t, broker.Config{})
-	got := make(chan string, 1)
-	sub, err := mqttc.Dial(context.Background(), mqttc.Config{
-		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "rc-once-sub", CleanStart: true,
-		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Disconnect(context.Background())
-	if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/once"}}, mqttc.SubscribeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "rc/once", "-l", "-i", "rc-once", "--no-reconnect")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	got := payloads(t, b, "rc-once-sub", "rc/once", 0)
+	cmd, stdin, stderr := startFed(t, "pub", "-p", fmt.Sprint(b.Port), "-t", "rc/once", "-l", "-i", "rc-once", "--no-reconnect")
 	if _, err := io.WriteString(stdin, "one\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -279,21 +274,6 @@ func TestPubLinesBrokerRestart(t *testing.T) {
 	}
 	defer first.Close()
 	addr := net.JoinHostPort(first.Host, fmt.Sprint(first.Port))
-	subscribe := func(b *brokertest.Broker, id string) chan string {
-		got := make(chan string, 4)
-		sub, err := mqttc.Dial(context.Background(), mqttc.Config{
-			Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: id, CleanStart: true,
-			OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sub.Disconnect(context.Background()) })
-		if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "rc/restart", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
 	expect := func(got chan string, want string, stderr *lockedBuffer) {
 		t.Helper()
 		select {
@@ -305,18 +285,8 @@ func TestPubLinesBrokerRestart(t *testing.T) {
 			t.Fatalf("%q never arrived; pub's stderr:\n%s", want, stderr)
 		}
 	}
-	got := subscribe(first, "rc-restart-sub1")
-	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(first.Port), "-t", "rc/restart", "-l", "-q", "1", "--reconnect-delay", "10ms")
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	got := payloads(t, first, "rc-restart-sub1", "rc/restart", 1)
+	cmd, stdin, stderr := startFed(t, "pub", "-p", fmt.Sprint(first.Port), "-t", "rc/restart", "-l", "-q", "1", "--reconnect-delay", "10ms")
 	if _, err := io.WriteString(stdin, "before\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +299,7 @@ func TestPubLinesBrokerRestart(t *testing.T) {
 	// Let pub fail at least once to reconnect, so the retry is what is tested.
 	stderr.waitFor(t, "mqtk: reconnect failed: ")
 	second := brokertest.Start(t, broker.Config{Listen: []string{addr}})
-	got = subscribe(second, "rc-restart-sub2")
+	got = payloads(t, second, "rc-restart-sub2", "rc/restart", 1)
 	// The subscription may come after pub's reconnection: "while-down"
 	// may go out before it. "after" cannot.
 	if _, err := io.WriteString(stdin, "after\n"); err != nil {

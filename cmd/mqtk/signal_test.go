@@ -136,27 +136,8 @@ func TestSubExitsZeroOnSignal(t *testing.T) {
 // lines it read and exits 130.
 func TestPubLinesSignal(t *testing.T) {
 	b := brokertest.Start(t, broker.Config{})
-	got := make(chan string, 10)
-	sub, err := mqttc.Dial(context.Background(), mqttc.Config{
-		Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "lines-sub", CleanStart: true,
-		OnMessage: func(m *mqttc.Message) { got <- string(m.Payload) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Disconnect(context.Background())
-	if _, err := sub.Subscribe(context.Background(), []mqttc.Subscription{{Filter: "sig/lines", QoS: 1}}, mqttc.SubscribeOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-t", "sig/lines", "-l", "-q", "1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	got := payloads(t, b, "lines-sub", "sig/lines", 1)
+	cmd, stdin, _ := startFed(t, "pub", "-p", fmt.Sprint(b.Port), "-t", "sig/lines", "-l", "-q", "1")
 	if _, err := io.WriteString(stdin, "first\nsecond\n"); err != nil {
 		t.Fatal(err)
 	}
