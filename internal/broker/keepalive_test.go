@@ -106,3 +106,33 @@ func connectV311(id string, keepalive uint16) []byte {
 	body = append(body, id...)
 	return append([]byte{0x10, byte(len(body))}, body...)
 }
+
+// TestKeepAliveGrace: a client silent for longer than its keep-alive is
+// disconnected only after one and a half keep-alives [MQTT-3.1.2-22]: with
+// a keep-alive of 1 second, not before 1.5 seconds have passed since it
+// sent its CONNECT. (mochi allowed 1 second, so a client whose PINGREQ
+// was due then was cut off.) The bound is a lower one: a slow machine
+// only makes the disconnection later.
+func TestKeepAliveGrace(t *testing.T) {
+	_, addr := startLoopback(t, Config{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+	sent := time.Now()                             // the broker's deadline can only start after this
+	if _, err := c.Write(connectV311("ka-grace", 1)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil || ack[3] != 0 {
+		t.Fatalf("CONNACK % x, %v", ack, err)
+	}
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from a broker that had nothing to send", n)
+	}
+	if silent := time.Since(sent); silent < 1500*time.Millisecond {
+		t.Errorf("disconnected after %v of silence with a keep-alive of 1s, want 1.5s or more", silent)
+	}
+}

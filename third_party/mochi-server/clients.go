@@ -369,7 +369,10 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 func (cl *Client) refreshDeadline(keepalive uint16) {
 	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
 	if keepalive > 0 {
-		expiry = time.Now().Add(time.Duration(keepalive+(keepalive/2)) * time.Second) // [MQTT-3.1.2-22]
+		// mqtk: one and a half keep-alives, in milliseconds: in whole seconds
+		// keepalive/2 rounded down, so a keep-alive of 1 second allowed 1
+		// second, not 1.5, and 3 allowed 4, not 4.5.
+		expiry = time.Now().Add(time.Duration(keepalive) * 1500 * time.Millisecond) // [MQTT-3.1.2-22]
 	}
 
 	if cl.Net.Conn != nil {
