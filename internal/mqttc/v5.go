@@ -45,12 +45,21 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		c.session.end(id, &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBACK},
 			Content: &packets.Puback{PacketID: id, ReasonCode: code}})
 	}
+	// paho's pinger sends a PINGREQ as soon as CONNACK arrives, then every
+	// keep-alive without traffic both ways. The CONNECT and CONNACK are that
+	// traffic: marked here, the first PINGREQ comes a keep-alive later, as
+	// mosquitto's clients send it. (A pub that sent its PINGREQ and then
+	// DISCONNECT at once left the broker to answer a closed socket.)
+	pinger := paho.NewDefaultPinger()
+	pinger.PacketSent()
+	pinger.PacketReceived()
 	pcfg := paho.ClientConfig{
 		ClientID:      cfg.ClientID,
 		Conn:          conn,
 		Session:       c.session,
 		PacketTimeout: 24 * time.Hour, // callers bound every wait with their context
 		OnClientError: func(err error) { c.endLost(err) },
+		PingHandler:   pinger,
 	}
 	if onAck := cfg.OnMessageAck; onAck != nil {
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
