@@ -70,6 +70,7 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 		{"cafile turns tls on", nil, []string{"--capath", ".", "--insecure"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
 		{"ipv6 host", nil, []string{"-h", "::1"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
 		{"bracketed ipv6 host", nil, []string{"-h", "[::1]", "-p", "1884"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
+		{"ipv6 host with a zone", nil, []string{"-h", "[fe80::1%lo]"}, func(c *connection) string { return c.cfg.Endpoint.String() }},
 		{"disable clean session", nil, []string{"-c", "-i", "me"}, func(c *connection) string {
 			return fmt.Sprintf("clean=%v expiry=%d", c.cfg.CleanStart, *c.cfg.SessionExpiry)
 		}},
@@ -103,6 +104,7 @@ func TestFlagAndEnvironmentPrecedence(t *testing.T) {
 				"cafile turns tls on":          "mqtts://localhost:8883",
 				"ipv6 host":                    "mqtt://[::1]:1883",
 				"bracketed ipv6 host":          "mqtt://[::1]:1884",
+				"ipv6 host with a zone":        "mqtt://[fe80::1%lo]:1883",
 				"disable clean session":        "clean=false expiry=4294967295",
 				"session expiry duration":      "3600",
 				"id prefix":                    "job-",
@@ -135,7 +137,8 @@ func TestEnvironmentErrors(t *testing.T) {
 		{nil, []string{"-h", "broker.example:1884"}, `-h/--host "broker.example:1884" holds a port: use -h broker.example -p 1884, or -L mqtt://broker.example:1884`},
 		{nil, []string{"-h", "[::1]:1884"}, `-h/--host "[::1]:1884" holds a port: use -h ::1 -p 1884, or -L mqtt://[::1]:1884`},
 		{nil, []string{"-h", "mqtt://broker.example"}, `-h/--host "mqtt://broker.example" is not a host name or address (for a URL use -L)`},
-		{map[string]string{"MQTK_HOST": "b:1"}, nil, `MQTK_HOST "b:1" holds a port`},
+		{map[string]string{"MQTK_HOST": "b:1"}, nil, `MQTK_HOST "b:1" holds a port: use MQTK_HOST=b MQTK_PORT=1`},
+		{nil, []string{"-h", "[127.0.0.1]"}, `-h/--host "[127.0.0.1]": brackets are for IPv6 addresses; use 127.0.0.1`},
 		{map[string]string{"MQTK_CONNECT_TIMEOUT": "1e10"}, nil, `MQTK_CONNECT_TIMEOUT="1e10": "1e10" is too long`},
 		{nil, []string{"-i", "a", "-I", "b"}, "conflict"},
 		{nil, []string{"--will-payload", "x"}, "need --will-topic"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -351,28 +352,33 @@ type connection struct {
 	urlTopic string
 }
 
-// resolve validates the flags and builds the connection config. Every check
-// here happens before anything is sent.
 // hostName is -h's host: a name or an address, IPv6 with or without
-// brackets. A port after it is refused with the flags that give one.
+// brackets (and a zone: fe80::1%eth0). A port after it is refused with the
+// flags that give one.
 func (f *connFlags) hostName() (string, error) {
 	h, name := f.host, "-h/--host"
+	portFix := func(host, port string) string { return fmt.Sprintf("-h %s -p %s, or -L mqtt://%s", host, port, h) }
 	if f.fromEnv["host"] {
 		name = "MQTK_HOST"
+		portFix = func(host, port string) string { return fmt.Sprintf("MQTK_HOST=%s MQTK_PORT=%s", host, port) }
 	}
 	if h == "" {
 		return "", usageErrorf("%s is empty", name)
 	}
 	if inner, ok := strings.CutPrefix(h, "["); ok && strings.HasSuffix(inner, "]") {
-		if ip := net.ParseIP(strings.TrimSuffix(inner, "]")); ip != nil && ip.To4() == nil {
+		ip, err := netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		switch {
+		case err == nil && ip.Is6():
 			return ip.String(), nil
+		case err == nil:
+			return "", usageErrorf("%s %q: brackets are for IPv6 addresses; use %s", name, h, ip)
 		}
 	}
-	if net.ParseIP(h) != nil {
+	if _, err := netip.ParseAddr(h); err == nil {
 		return h, nil
 	}
 	if host, port, err := net.SplitHostPort(h); err == nil && host != "" && isDigits(port) {
-		return "", usageErrorf("%s %q holds a port: use -h %s -p %s, or -L mqtt://%s", name, h, host, port, h)
+		return "", usageErrorf("%s %q holds a port: use %s", name, h, portFix(host, port))
 	}
 	if strings.ContainsAny(h, ":/[]") {
 		return "", usageErrorf("%s %q is not a host name or address (for a URL use -L)", name, h)
@@ -384,6 +390,8 @@ func isDigits(s string) bool {
 	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
+// resolve validates the flags and builds the connection config. Every check
+// here happens before anything is sent.
 func (f *connFlags) resolve(a *App) (*connection, error) {
 	c := &connection{}
 	cfg := &c.cfg
