@@ -73,10 +73,13 @@ none is lost (a QoS 0 message already written to the lost connection is
 gone, as QoS 0 allows). Lines are read meanwhile, up to 4096 of them, then
 stdin waits. The new connection starts a clean session. pub stops
 reconnecting (exit 3) when the broker's DISCONNECT blames what was sent
-(not authorized, packet too large...), and when the same line was left
-unacknowledged by three connections in a row (an MQTT 3.1.1 broker refuses
-a publish by closing the connection). --no-reconnect makes a lost
-connection end the run with exit 3. Without -l pub does not reconnect.
+(not authorized, packet too large...) or says another client took the
+session over, when the same line was sent on three connections that each
+ended before it was acknowledged (an MQTT 3.1.1 broker refuses a publish by
+closing the connection), and when the broker refuses the new connection
+(exit 4). The error then counts the lines read and not acknowledged; so does
+Ctrl-C while pub waits to reconnect. --no-reconnect makes a lost connection
+end the run with exit 3. Without -l pub does not reconnect.
 
 On Ctrl-C or SIGTERM what was read is still published (with -l, every
 complete line already read), and mqtk waits up to 5 seconds for the
@@ -357,10 +360,6 @@ type pubRun struct {
 	q       *pubQueue
 	unacked atomic.Int64 // sent, the wait for their acks not yet over (all queues)
 
-	// stuckOn is the first message left unacknowledged by the last lost
-	// connection, stuckTimes how many connections in a row it was.
-	stuckOn    *outMsg
-	stuckTimes int
 }
 
 func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
@@ -468,7 +467,8 @@ func (lr *lineReader) partialLen() int {
 // (from 1; with -l, its line), for errors.
 type outMsg struct {
 	mqttc.Message
-	n int
+	n     int
+	sends int // how many connections it was sent on (-l: see maxSends)
 }
 
 // pubQueue sends publishes in order and collects their acks concurrently,
@@ -529,6 +529,7 @@ func (q *pubQueue) publish(ctx context.Context, m *outMsg) error {
 	default:
 	}
 	q.unacked.Add(1) // before the broker can have it
+	m.sends++
 	p, err := q.client.PublishAsync(ctx, &m.Message)
 	if err != nil {
 		q.unacked.Add(-1)

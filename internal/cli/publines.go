@@ -38,18 +38,24 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 		eof, readErr = end, err
 		return nil
 	}
+	// abandoned is the error for a run that ends with the connection
+	// lost: err, and how many of the lines read were not acknowledged.
+	abandoned := func(err error) error {
+		_ = take() // the lines read meanwhile count too
+		return notSent(err, len(backlog))
+	}
 	for {
-		lost, err := r.send(&backlog)
+		loss, err := r.send(&backlog)
 		if err != nil {
 			return err
 		}
-		if !lost && (eof || ctx.Err() != nil) {
+		if loss == nil && (eof || ctx.Err() != nil) {
 			_, err := r.q.finish()
 			switch {
 			case err != nil && !connectionLost(err):
 				return err
 			case err != nil:
-				lost = true // unacked comes again from finish below
+				loss = err // what it left unacknowledged comes again from finish below
 			case readErr != nil:
 				return fmt.Errorf("-l: read stdin: %w", readErr)
 			case ctx.Err() != nil:
@@ -61,7 +67,7 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 				return nil
 			}
 		}
-		if !lost {
+		if loss == nil {
 			select {
 			case <-lr.ready:
 				if err := take(); err != nil {
@@ -79,45 +85,55 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 			}
 		}
 		unacked, err := r.q.finish()
-		if err == nil {
-			err = r.client.Err()
-		}
-		if err == nil || !connectionLost(err) {
+		switch {
+		case err != nil && !connectionLost(err):
 			return err
+		case err != nil:
+			loss = err
+		case loss == nil:
+			loss = r.client.Err() // the client is done
+		}
+		if loss == nil {
+			loss = errors.New("the connection ended")
 		}
 		backlog = append(unacked, backlog...)
 		if ctx.Err() != nil {
-			return notSent(err, len(backlog))
+			return abandoned(loss)
 		}
-		if err := r.reconnect(ctx, err, unacked); err != nil {
-			return notSent(err, len(backlog))
+		if err := r.reconnect(ctx, loss, backlog); err != nil {
+			return abandoned(err)
 		}
 	}
 }
 
 // send publishes the backlog in order, taking each message out of it once
-// it is sent. lost says the connection was lost (what was not sent stays in
-// the backlog); err is any other failure.
-func (r *pubRun) send(backlog *[]*outMsg) (lost bool, err error) {
+// it is sent. A lost connection is returned as loss (what was not sent
+// stays in the backlog); err is any other failure.
+func (r *pubRun) send(backlog *[]*outMsg) (loss, err error) {
 	for len(*backlog) > 0 {
 		m := (*backlog)[0]
 		if err := r.q.publish(r.base, m); err != nil {
 			if errors.Is(err, errAlreadyFailed) {
 				_, qerr := r.q.finish()
 				if connectionLost(qerr) {
-					return true, nil
+					return qerr, nil
 				}
-				return false, qerr
+				return nil, qerr
 			}
 			if connectionLost(err) {
-				return true, nil
+				return err, nil
 			}
-			return false, fmt.Errorf("line %d: %w", m.n, err)
+			return nil, fmt.Errorf("line %d: %w", m.n, err)
 		}
 		*backlog = (*backlog)[1:]
 	}
-	return false, nil
+	return nil, nil
 }
+
+// maxSends is how many connections a message is sent on before pub -l
+// gives up on it: an MQTT 3.1.1 broker refuses a publish by closing the
+// connection, so one it refuses would otherwise be sent for ever.
+const maxSends = 3
 
 // reconnect replaces a lost connection, waiting --reconnect-delay, doubled
 // after each failed attempt up to 30s. The new connection starts a clean
@@ -125,28 +141,27 @@ func (r *pubRun) send(backlog *[]*outMsg) (lost bool, err error) {
 // message awaiting its PUBREL under a packet identifier the new connection
 // may use again) meets the messages sent again. It gives up when the
 // connection was lost for a reason reconnecting cannot help, and when the
-// same message has been left unacknowledged by three connections in a row:
-// an MQTT 3.1.1 broker refuses a publish by closing the connection.
-func (r *pubRun) reconnect(ctx context.Context, lost error, unacked []*outMsg) error {
+// first message of the backlog has been sent on maxSends connections that
+// each ended before the broker acknowledged it.
+func (r *pubRun) reconnect(ctx context.Context, lost error, backlog []*outMsg) error {
 	if r.o.noReconnect || !pubRetryable(lost) {
 		return lost
 	}
-	if len(unacked) > 0 && unacked[0] == r.stuckOn {
-		r.stuckTimes++
-	} else if len(unacked) > 0 {
-		r.stuckOn, r.stuckTimes = unacked[0], 1
-	} else {
-		r.stuckOn, r.stuckTimes = nil, 0
+	if len(backlog) > 0 && backlog[0].sends >= maxSends {
+		return fmt.Errorf("%w; line %d was sent on %d connections and each ended before the broker acknowledged it: it may be refusing it", lost, backlog[0].n, backlog[0].sends)
 	}
-	if r.stuckTimes >= 3 {
-		return fmt.Errorf("%w; line %d was sent on %d connections in a row and each ended before the broker acknowledged it: it may be refusing it", lost, r.stuckOn.n, r.stuckTimes)
+	unacked := 0
+	for _, m := range backlog {
+		if m.sends > 0 {
+			unacked++
+		}
 	}
 	delay := r.plan.reconnect
 	again := ""
-	if len(unacked) > 0 {
-		again = fmt.Sprintf(" (%d unacknowledged %s to send again)", len(unacked), plural(len(unacked), "message", "messages"))
+	if unacked > 0 {
+		again = fmt.Sprintf(" (%d unacknowledged %s to send again)", unacked, plural(unacked, "message", "messages"))
 	}
-	r.note("mqtk: %v; reconnecting in %s%s\n", lost, delay, again)
+	r.note("mqtk: %v; reconnecting in %s%s\n", r.lostConnection(lost), delay, again)
 	r.cfg.CleanStart = true
 	for {
 		t := time.NewTimer(delay)
@@ -168,9 +183,26 @@ func (r *pubRun) reconnect(ctx context.Context, lost error, unacked []*outMsg) e
 		if !retryable(err) {
 			return err
 		}
-		delay = min(2*delay, 30*time.Second)
-		r.note("mqtk: reconnect failed: %v; trying again in %s\n", err, delay)
+		delay = nextReconnectDelay(delay, r.plan.reconnect)
+		r.note("mqtk: reconnect failed: %v; trying again in %s\n", withoutHint(err), delay)
 	}
+}
+
+// lostConnection is how the reconnection notice names the loss: as the
+// connection itself reports its end ("lost connection to URL: EOF"), the
+// same whatever pub was doing, once the client has seen it; lost (which may
+// be a publish's error, with its hint) otherwise.
+func (r *pubRun) lostConnection(lost error) error {
+	t := time.NewTimer(time.Second) // the reader sees a failed write's end at once
+	defer t.Stop()
+	select {
+	case <-r.client.Done():
+		if err := r.client.Err(); err != nil {
+			return err
+		}
+	case <-t.C:
+	}
+	return lost
 }
 
 func (r *pubRun) note(format string, args ...any) {
@@ -188,9 +220,29 @@ func notSent(err error, n int) error {
 	return fmt.Errorf("%w (%d %s read and not acknowledged)", err, n, plural(n, "message", "messages"))
 }
 
+// nextReconnectDelay doubles a wait before reconnecting, up to 30s or the
+// first wait, if that was longer.
+func nextReconnectDelay(d, first time.Duration) time.Duration {
+	return min(2*d, max(30*time.Second, first))
+}
+
+// withoutHint is err without the remedy a first connection's failure
+// carries ("is a broker running?"), which is noise while reconnecting to
+// a broker that was there.
+func withoutHint(err error) error {
+	var ne *mqttc.NetError
+	if errors.As(err, &ne) && ne.Hint != "" && err == error(ne) {
+		c := *ne
+		c.Hint = ""
+		return &c
+	}
+	return err
+}
+
 // pubRetryable reports whether pub -l should reconnect after losing its
 // connection with err: as sub does (retryable), but not when the broker's
-// DISCONNECT blames what was sent, which sending again would repeat.
+// DISCONNECT blames what was sent, which sending again would repeat, or
+// sends the client to another server.
 func pubRetryable(err error) bool {
 	var de *mqttc.DisconnectError
 	if errors.As(err, &de) {

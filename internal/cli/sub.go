@@ -412,12 +412,12 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 				return err
 			}
 			if !r.o.conn.quiet {
-				fmt.Fprintf(a.IO.Err, "mqtk: reconnect failed: %v; trying again in %s\n", err, delay)
+				fmt.Fprintf(a.IO.Err, "mqtk: reconnect failed: %v; trying again in %s\n", withoutHint(err), delay)
 			}
 			if stopped, stopErr := r.wait(ctx, delay); stopped {
 				return stopErr
 			}
-			delay = min(2*delay, 30*time.Second)
+			delay = nextReconnectDelay(delay, plan.reconnect)
 			continue
 		}
 		delay = plan.reconnect
@@ -475,7 +475,7 @@ func (r *subRun) subscribe(ctx context.Context, a *App, c mqttc.Client, first bo
 	if !first && r.o.conn.noClean && !r.o.conn.quiet {
 		// -c asked the broker to keep the session while we were away; it
 		// did not (restarted without persistence, or the session expired).
-		fmt.Fprintf(a.IO.Err, "mqtk: the broker did not keep the session: messages published while disconnected are lost; subscribing again\n")
+		fmt.Fprintf(a.IO.Err, "mqtk: the broker did not keep the session: messages published while disconnected may have been lost; subscribing again\n")
 	}
 	_, err := c.Subscribe(ctx, plan.subs, plan.opts)
 	return err
