@@ -44,7 +44,7 @@ level, in the order they ran.
   broker              URL of the broker, e.g. "mqtt://127.0.0.1:1883"
   embedded            true when the broker is mqtk's own, started in-process
   protocol            the MQTT version the clients used: "5", "3.1.1" or "3.1"
-                      (without -V, "3.1.1" when the broker refused 5)
+                      (without -V, "3.1.1" or "3.1" when the broker refused 5)
   qos                 array of the QoS levels run, in order, e.g. [0,1,2]
   publishers          number of publishing clients
   subscribers         number of subscribing clients

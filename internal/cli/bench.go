@@ -92,7 +92,7 @@ marked interrupted, and exits 130.`,
 	fs.IntVar(&o.publishers, "publishers", 10, "publishing clients `N`")
 	fs.IntVar(&o.subscribers, "subscribers", 1, "subscribing clients `N`, each receiving every message (0: publish only)")
 	fs.IntVar(&o.messages, "messages", 0, "measure `N` messages per publisher instead of a duration")
-	secondsVar(fs, &o.duration, "duration", 3*time.Second, "measure for `D` per QoS level (seconds or a duration)")
+	secondsVar(fs, &o.duration, "duration", 3*time.Second, "measure for `D` per QoS level (seconds or a duration; publishes under way at D still finish)")
 	fs.Float64Var(&o.rate, "rate", 0, "total messages per second `R` across publishers, on a fixed schedule (0: as fast as possible)")
 	fs.IntVar(&o.size, "size", 100, fmt.Sprintf("payload `BYTES` (at least %d, the header each message carries)", bench.HeaderSize))
 	fs.IntVar(&o.inflight, "inflight", 10, "QoS 1/2 messages in flight per publisher `N` (also capped by the broker's Receive Maximum)")
