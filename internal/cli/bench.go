@@ -237,10 +237,12 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 		}
 		defer csvFile.Close()
 	}
+	prog := newProgressLine(a.IO.Err, a.IO.ErrTTY && !o.noProgress && !o.conn.quiet)
 	if o.embedded {
 		// Its warnings (messages dropped for a slow subscriber, no file
-		// descriptors left) explain what the report shows: on stderr.
-		log := slog.New(slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: slog.LevelWarn})).With("from", "embedded broker")
+		// descriptors left) explain what the report shows: on stderr, each
+		// on a line of its own, above the progress line.
+		log := slog.New(slog.NewTextHandler(&prog.statusLine, &slog.HandlerOptions{Level: slog.LevelWarn})).With("from", "embedded broker")
 		b, err := broker.Start(broker.Config{Listen: []string{"127.0.0.1:0"}, Logger: log})
 		if err != nil {
 			return fmt.Errorf("start the embedded broker: %w", err)
@@ -276,7 +278,6 @@ func runBench(ctx context.Context, a *App, o *benchOptions, fs interface{ Change
 	if _, set := a.LookupEnv("GOGC"); !set {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
-	prog := newProgressLine(a.IO.Err, a.IO.ErrTTY && !o.noProgress && !o.conn.quiet)
 	var results []bench.Result
 	var runErr error
 	for _, q := range p.levels {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -88,5 +89,19 @@ func TestBenchFailed(t *testing.T) {
 				t.Errorf("message\n%s\nwant\n%s", err, tc.msg)
 			}
 		})
+	}
+}
+
+// TestStatusLineWrite: a line written while the progress line is shown (a
+// warning of bench --embedded's broker) replaces it and stands on its own;
+// the next draw puts the progress line back below it.
+func TestStatusLineWrite(t *testing.T) {
+	var b bytes.Buffer
+	l := &statusLine{w: &b, on: true}
+	l.draw("qos 0  measuring")
+	fmt.Fprintln(l, "level=WARN msg=dropped")
+	l.draw("qos 0  draining")
+	if want := "\r\033[Kqos 0  measuring\r\033[Klevel=WARN msg=dropped\n\r\033[Kqos 0  draining"; b.String() != want {
+		t.Errorf("wrote %q, want %q", b.String(), want)
 	}
 }

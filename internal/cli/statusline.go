@@ -36,13 +36,19 @@ func (l *statusLine) clear() {
 	}
 }
 
-// println writes s on a line of its own, clearing the status line first.
-func (l *statusLine) println(s string) {
+// Write writes p, clearing the status line first (p should end in a
+// newline: the next draw puts the status line back after it).
+func (l *statusLine) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.shown {
 		fmt.Fprint(l.w, "\r\033[K")
 		l.shown = false
 	}
-	fmt.Fprintln(l.w, s)
+	return l.w.Write(p)
+}
+
+// println writes s on a line of its own, clearing the status line first.
+func (l *statusLine) println(s string) {
+	_, _ = l.Write([]byte(s + "\n"))
 }
