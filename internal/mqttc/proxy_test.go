@@ -156,6 +156,10 @@ func TestProxyErrors(t *testing.T) {
 			`^proxy socks5://127\.0\.0\.1:\d+: .* \(is it a SOCKS5 proxy\? check --proxy\)$`},
 		{"not http", proxytest.Options{}, "http://" + b.Host + ":" + strconv.Itoa(b.Port), "broker.test:1883",
 			`^proxy http://127\.0\.0\.1:\d+: no HTTP answer to CONNECT: .* \(is it an HTTP proxy\? check --proxy\)$`},
+		// For ws:// too: the proxy's silence is not the broker's (it said
+		// "no answer to the WebSocket handshake: is this a WebSocket port?").
+		{"not http, ws", proxytest.Options{}, "http://" + b.Host + ":" + strconv.Itoa(b.Port), "ws:broker.test:80",
+			`^proxy http://127\.0\.0\.1:\d+: no HTTP answer to CONNECT: .* \(is it an HTTP proxy\? check --proxy\)$`},
 		{"silent", proxytest.Options{}, "http://u:secret@" + silentListener(t), "broker.test:1883",
 			`^proxy http://127\.0\.0\.1:\d+: context deadline exceeded \(the proxy did not answer within --connect-timeout\)$`},
 	} {
@@ -168,9 +172,14 @@ func TestProxyErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			host, portStr, _ := net.SplitHostPort(tc.to)
+			to, ws := strings.CutPrefix(tc.to, "ws:")
+			scheme := "mqtt"
+			if ws {
+				scheme = "ws"
+			}
+			host, portStr, _ := net.SplitHostPort(to)
 			n, _ := strconv.Atoi(portStr)
-			cfg := mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: host, Port: n}, ClientID: "x"}
+			cfg := mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: scheme, Host: host, Port: n, Path: "/mqtt"}, ClientID: "x"}
 			if tc.name == "silent" {
 				cfg.ConnectTimeout = 100 * time.Millisecond // it never answers: how long we wait does not matter
 			}

@@ -65,7 +65,10 @@ func dialTransport(ctx context.Context, cfg Config) (net.Conn, error) {
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
+		var proxyErr *ProxyError
 		switch {
+		case errors.As(err, &proxyErr):
+			return nil, err // the proxy failed, not the handshake
 		case errors.Is(err, websocket.ErrBadHandshake) && resp != nil:
 			return nil, &wsHandshakeError{status: resp.StatusCode, msg: "WebSocket handshake refused: HTTP " + resp.Status}
 		case !ep.Secure() && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
