@@ -162,6 +162,11 @@ func (r *pubRun) reconnect(ctx context.Context, lost error, backlog []*outMsg) e
 		again = fmt.Sprintf(" (%d unacknowledged %s to send again)", unacked, plural(unacked, "message", "messages"))
 	}
 	r.note("mqtk: %v; reconnecting in %s%s\n", r.lostConnection(lost), delay, again)
+	// The old connection may not have seen its end (a publish timed out in
+	// paho): close it, so that one connection at a time is ours.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	_ = r.client.Disconnect(dctx)
+	cancel()
 	r.cfg.CleanStart = true
 	for {
 		t := time.NewTimer(delay)

@@ -19,8 +19,9 @@ type failingWrites struct{ mqttc.Client }
 func (failingWrites) PublishAsync(context.Context, *mqttc.Message) (mqttc.Pending, error) {
 	return nil, &mqttc.NetError{Op: "publish", Addr: "mqtt://test", Err: syscall.EPIPE}
 }
-func (failingWrites) Done() <-chan struct{} { return make(chan struct{}) }
-func (failingWrites) Err() error            { return nil }
+func (failingWrites) Done() <-chan struct{}            { return make(chan struct{}) }
+func (failingWrites) Err() error                       { return nil }
+func (failingWrites) Disconnect(context.Context) error { return nil }
 
 // TestPublishLinesFailedWrite: a write that fails with nothing awaiting an
 // acknowledgement is a lost connection too: pub -l reconnects and sends
