@@ -373,7 +373,7 @@ func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {
 			case <-t.C:
 			}
 		}
-		m := &outMsg{Message: plan.msg, n: i + 1}
+		m := &outMsg{Message: plan.msg}
 		if err := q.publish(ctx, m); err != nil {
 			return err
 		}
@@ -463,8 +463,8 @@ func (lr *lineReader) partialLen() int {
 	return len(lr.partial)
 }
 
-// outMsg is a message pub sends, and which of the run's messages it is
-// (from 1; with -l, its line), for errors.
+// outMsg is a message pub sends and, with -l, its line number (from 1),
+// for errors.
 type outMsg struct {
 	mqttc.Message
 	n     int
