@@ -95,7 +95,7 @@ marked interrupted, and exits 130.`,
 	secondsVar(fs, &o.duration, "duration", 3*time.Second, "measure for `D` per QoS level (seconds or a duration; publishes under way at D still finish)")
 	fs.Float64Var(&o.rate, "rate", 0, "total messages per second `R` across publishers, on a fixed schedule (0: as fast as possible)")
 	fs.IntVar(&o.size, "size", 100, fmt.Sprintf("payload `BYTES` (at least %d, the header each message carries)", bench.HeaderSize))
-	fs.IntVar(&o.inflight, "inflight", 10, "QoS 1/2 messages in flight per publisher `N` (also capped by the broker's Receive Maximum)")
+	fs.IntVar(&o.inflight, "inflight", 10, "QoS 1/2 messages in flight per publisher `N` (also capped by the broker's Receive Maximum; MQTT 3.1.1/3.1 QoS 2: by 20)")
 	fs.StringVarP(&o.topic, "topic", "t", "mqtk/bench/%i", "topic `PATTERN`: %i is the publisher index, %c its client id")
 	secondsVar(fs, &o.warmup, "warmup", 500*time.Millisecond, "publish for `D` before measuring (not counted)")
 	fs.BoolVarP(&o.retain, "retain", "r", false, "publish retained messages (cleared after each level)")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -29,16 +30,35 @@ type v3Client struct {
 	pc   mqtt.Client
 	info ServerInfo
 
-	// inflight bounds the QoS 1 and 2 publishes awaiting their ack (MQTT 3
-	// has no Receive Maximum; paho has 65535 packet identifiers, shared
-	// with SUBSCRIBE and UNSUBSCRIBE).
-	inflight chan struct{}
+	// inflight bounds the QoS 1 publishes awaiting their ack (MQTT 3 has
+	// no Receive Maximum; paho has 65535 packet identifiers, shared with
+	// SUBSCRIBE and UNSUBSCRIBE), and inflight2 the QoS 2 ones.
+	inflight, inflight2 chan struct{}
+
+	// sends carries the publishes to the goroutine that hands them to paho
+	// (c.send), in call order; sent2 passes the QoS 2 ones, once paho has
+	// them, to the goroutine that frees their places in inflight2 as they
+	// complete (c.completeQoS2).
+	sends, sent2 chan *v3Pending
 }
+
+// v3SendQueue is how many publishes may wait for c.send: enough that a
+// publisher seldom waits on it, since paho takes a publish only when its
+// writer is ready for it.
+const v3SendQueue = 256
 
 // v3ReceiveMaximum is how many QoS 1 and 2 publishes may await their
 // acknowledgement at once: what MQTT 5 lets the broker say, and below the
 // 65535 packet identifiers, so a SUBSCRIBE always finds one.
 const v3ReceiveMaximum = 65000
+
+// v3QoS2Window is how many QoS 2 publishes may await their PUBCOMP at once.
+// A broker holds each from PUBLISH to PUBREL, and MQTT 3 gives it no way to
+// say how many it will hold: mosquitto takes max_inflight_messages (20 by
+// default) and closes the connection of an MQTT 3 client that sends one
+// more, other brokers drop the excess. 20 is mosquitto's default, and
+// mosquitto_pub's own window.
+const v3QoS2Window = 20
 
 func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 	addr := cfg.Endpoint.String()
@@ -48,7 +68,13 @@ func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &v3Client{lifecycle: newLifecycle(addr, conn), inflight: make(chan struct{}, v3ReceiveMaximum)}
+	c := &v3Client{
+		lifecycle: newLifecycle(addr, conn),
+		inflight:  make(chan struct{}, v3ReceiveMaximum),
+		inflight2: make(chan struct{}, v3QoS2Window),
+		sends:     make(chan *v3Pending, v3SendQueue),
+		sent2:     make(chan *v3Pending, v3QoS2Window),
+	}
 
 	o := mqtt.NewClientOptions()
 	// paho needs a broker URL; it is never dialled.
@@ -118,6 +144,8 @@ func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 			ProtocolVersion: version, SessionPresent: ct.SessionPresent(), ClientID: cfg.ClientID,
 			ReceiveMaximum: v3ReceiveMaximum, MaximumQoS: 2, RetainAvailable: true,
 		}
+		go c.send()
+		go c.completeQoS2()
 		return c, nil
 	}
 	c.pc.Disconnect(0) // in case paho went on with a connection we gave up on
@@ -159,59 +187,171 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	default:
 	}
 	if m.QoS > 0 {
+		slots := c.inflight
+		if m.QoS == 2 {
+			slots = c.inflight2
+		}
 		select {
-		case c.inflight <- struct{}{}:
+		case slots <- struct{}{}:
 		case <-c.done:
 			return nil, c.lostErr("publish")
 		case <-ctx.Done():
 			return nil, ctxErr(ctx, "publish", m.Topic)
 		}
 	}
-	p := &v3Pending{c: c, topic: m.Topic, slot: m.QoS > 0}
-	// paho hands the packet to its writer goroutines before it returns, in
-	// call order, and fails at once if the connection is gone; but the
-	// packet is encoded, and its payload read, only when the writer gets to
-	// it, after Publish has returned. The caller may reuse m.Payload as soon
-	// as PublishAsync returns (mqtk bench rewrites its buffer for the next
-	// message at once), so paho is given a copy of its own.
-	p.tok = c.pc.Publish(m.Topic, m.QoS, m.Retain, bytes.Clone(m.Payload))
-	select {
-	case <-p.tok.Done():
-		if err := p.tok.Error(); err != nil {
-			p.release()
-			select {
-			case <-c.done:
-				return nil, c.lostErr("publish")
-			default:
-			}
-			if errors.Is(err, mqtt.ErrNotConnected) {
-				return nil, c.lostErr("publish")
-			}
-			return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
-		}
-	default:
+	// The payload is copied: the caller may reuse m.Payload as soon as
+	// PublishAsync returns (mqtk bench rewrites its buffer for the next
+	// message at once), and paho reads it later, when its writer encodes
+	// the packet.
+	p := &v3Pending{
+		c: c, topic: m.Topic, qos: m.QoS, retain: m.Retain, payload: bytes.Clone(m.Payload),
+		sent: make(chan struct{}),
 	}
-	return p, nil
+	p.slot.Store(m.QoS > 0)
+	select {
+	case c.sends <- p:
+		return p, nil
+	case <-c.done:
+		p.release()
+		return nil, c.lostErr("publish")
+	case <-ctx.Done():
+		p.release()
+		return nil, ctxErr(ctx, "publish", m.Topic)
+	}
 }
 
-// v3Pending is a publish awaiting its PUBACK or PUBCOMP (QoS 0: being
-// written).
+// send hands the publishes in c.sends to paho, one at a time in call order,
+// until the connection ends. It is a goroutine of its own because paho's
+// Publish can block for 30 seconds after the connection is lost: it waits
+// for its writer to take the packet, and if the connection ends meanwhile,
+// the goroutine that fed the writer may stop first, leaving Publish to its
+// timeout (paho.mqtt.golang issue 325; the timeout is WriteTimeout, or 30 s,
+// and WriteTimeout would also bound every write to a slow broker). So no
+// caller waits on paho's Publish: PublishAsync and Wait also watch c.done,
+// which paho's connection-lost handler closes at once. A send stuck in
+// paho is left to end by itself.
+func (c *v3Client) send() {
+	for {
+		select {
+		case p := <-c.sends:
+			if !p.flush {
+				p.tok = c.pc.Publish(p.topic, p.qos, p.retain, p.payload)
+				p.payload = nil
+				// What fails at once failed before it was sent (not
+				// connected, paho's timeout), not in the writing.
+				select {
+				case <-p.tok.Done():
+					p.unsent = p.tok.Error()
+				default:
+				}
+			}
+			close(p.sent)
+			if p.qos == 2 && !p.flush {
+				select {
+				case c.sent2 <- p: // no wait: each there holds a place in inflight2
+				case <-c.done:
+					return
+				}
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// completeQoS2 frees each QoS 2 publish's place in inflight2 once it has
+// completed (PUBCOMP, or failed), and nothing else does once it has been
+// sent: the window is of messages the broker may hold, which a caller's
+// Wait giving up (its ctx ended) does not end, and a caller may collect
+// its acknowledgements late. It takes them in order, so a place may be
+// freed late, never early.
+func (c *v3Client) completeQoS2() {
+	for {
+		select {
+		case p := <-c.sent2:
+			select {
+			case <-p.tok.Done():
+				p.release()
+			case <-c.done:
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// flushSends waits, within ctx, until c.send has handed paho everything put in
+// c.sends before the call.
+func (c *v3Client) flushSends(ctx context.Context) {
+	p := &v3Pending{flush: true, sent: make(chan struct{})}
+	select {
+	case c.sends <- p:
+	case <-c.done:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-p.sent:
+	case <-c.done:
+	case <-ctx.Done():
+	}
+}
+
+// v3Pending is a publish on its way to paho (sent is closed once c.send
+// has handed it over) and then awaiting its PUBACK or PUBCOMP (QoS 0:
+// being written).
 type v3Pending struct {
-	c     *v3Client
-	topic string
-	tok   mqtt.Token
-	slot  bool // holds a place in c.inflight
+	c       *v3Client
+	topic   string
+	qos     byte
+	retain  bool
+	payload []byte      // until c.send hands it to paho
+	slot    atomic.Bool // holds a place in c.inflight or, at QoS 2, c.inflight2
+	flush   bool        // a marker of flushSends, not a publish
+
+	sent   chan struct{}
+	tok    mqtt.Token // set before sent is closed
+	unsent error      // paho failed the publish before sending it
 }
 
 func (p *v3Pending) release() {
-	if p.slot {
-		p.slot = false
-		<-p.c.inflight
+	if p.slot.Swap(false) {
+		if p.qos == 2 {
+			<-p.c.inflight2
+		} else {
+			<-p.c.inflight
+		}
 	}
 }
 
 func (p *v3Pending) Wait(ctx context.Context) error {
-	defer p.release()
+	if p.qos < 2 {
+		defer p.release() // QoS 2: c.completeQoS2
+	}
+	select {
+	case <-p.sent:
+	case <-p.c.done:
+		select {
+		case <-p.sent:
+		default:
+			return p.c.lostErr("publish") // never sent
+		}
+	case <-ctx.Done():
+		return ctxErr(ctx, "publish", p.topic)
+	}
+	if err := p.unsent; err != nil {
+		select {
+		case <-p.c.done:
+			return p.c.lostErr("publish")
+		default:
+		}
+		if errors.Is(err, mqtt.ErrNotConnected) {
+			return p.c.lostErr("publish")
+		}
+		return &NetError{Op: "publish", Addr: p.c.addr, Err: err}
+	}
 	select {
 	case <-p.tok.Done():
 		if p.tok.Error() == nil {
@@ -306,6 +446,7 @@ func (c *v3Client) Disconnect(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		quiesce = max(time.Until(d), time.Millisecond)
 	}
+	c.flushSends(ctx) // what was published before goes before the DISCONNECT
 	c.disconnect(ctx, func() { c.pc.Disconnect(uint(quiesce / time.Millisecond)) })
 	return nil
 }

@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	v3packets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"mqtk/internal/broker"
 	"mqtk/internal/brokertest"
@@ -475,5 +478,95 @@ func TestPublishAsyncPayloadReuse(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestV3PublishLost: an MQTT 3 publisher whose broker stops reading, then
+// drops the connection, learns of the loss at once. paho's Publish waits for
+// its writer to take the packet, and if the connection ends meanwhile the
+// goroutine feeding the writer may stop first (its select picks the stop or
+// the packet at random), leaving Publish blocked until its 30 s timeout:
+// pub -l then began its reconnection 30 s late. Each round gets the whole
+// chain stalled (the socket, the send queue, paho's writer, paho's Publish
+// in c.send, and c.sends full) and then closes the broker's end; before
+// c.send, the round stalled about one time in two.
+func TestV3PublishLost(t *testing.T) {
+	for round := range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			defer ln.Close()
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			if _, err := v3packets.ReadPacket(c); err != nil { // CONNECT
+				c.Close()
+				close(accepted)
+				return
+			}
+			ack := v3packets.NewControlPacket(v3packets.Connack).(*v3packets.ConnackPacket)
+			if err := ack.Write(c); err != nil {
+				c.Close()
+				close(accepted)
+				return
+			}
+			accepted <- c // and nothing more is read
+		}()
+		ctx := testCtx(t)
+		cl, err := Dial(ctx, Config{
+			Endpoint:        Endpoint{Scheme: "mqtt", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port},
+			ProtocolVersion: V311, ClientID: "stalled", CleanStart: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := <-accepted
+		if server == nil {
+			t.Fatal("the scripted broker saw no CONNECT")
+		}
+		c := cl.(*v3Client)
+		if err := c.conn.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		payload := bytes.Repeat([]byte("x"), 1024)
+		published := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
+					published <- err
+					return
+				}
+			}
+		}()
+		for len(c.sends) < cap(c.sends) { // until c.send waits on paho
+			select {
+			case err := <-published:
+				t.Fatalf("round %d: publish failed before the broker went: %v", round, err)
+			case <-time.After(time.Millisecond): // poll interval of a condition wait
+			}
+		}
+		server.Close()
+		// paho's stall is 30 s; the bound is against that, far above the
+		// few milliseconds the loss takes to show.
+		select {
+		case err := <-published:
+			var ne *NetError
+			if !errors.As(err, &ne) {
+				t.Errorf("round %d: publish after the loss: %v, want a *NetError", round, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: PublishAsync still blocked 20s after the broker closed the connection", round)
+		}
+		select {
+		case <-cl.Done():
+		case <-ctx.Done():
+			t.Fatalf("round %d: the client did not end", round)
+		}
+		_ = cl.Disconnect(ctx)
 	}
 }
