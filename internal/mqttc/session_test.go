@@ -28,25 +28,13 @@ func startScripted(t *testing.T, connack *packets.Connack, onMsg func(*Message),
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	got := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(got)
-			return
-		}
+	got := acceptScripted(ln, func(c net.Conn) error {
 		if _, err := packets.ReadPacket(c); err != nil { // CONNECT
-			c.Close()
-			close(got)
-			return
+			return err
 		}
-		if _, err := connack.WriteTo(c); err != nil {
-			c.Close()
-			close(got)
-			return
-		}
-		got <- c
-	}()
+		_, err := connack.WriteTo(c)
+		return err
+	})
 	addr := ln.Addr().(*net.TCPAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,6 +55,27 @@ func startScripted(t *testing.T, connack *packets.Connack, onMsg func(*Message),
 	}
 	t.Cleanup(func() { conn.Close(); cl.Disconnect(context.Background()) })
 	return cl, &scriptedBroker{t: t, conn: conn}
+}
+
+// acceptScripted accepts one connection on ln and runs handshake on it
+// (reads CONNECT, answers it). The channel yields the connection then, or
+// nil if either failed.
+func acceptScripted(ln net.Listener, handshake func(net.Conn) error) <-chan net.Conn {
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		if err := handshake(c); err != nil {
+			c.Close()
+			close(got)
+			return
+		}
+		got <- c
+	}()
+	return got
 }
 
 // next reads the next packet the client sends, skipping PINGREQ.
@@ -327,21 +336,7 @@ func TestDisconnectStalledBroker(t *testing.T) {
 	cl, _ := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, nil) // and it reads nothing
 	tc := cl.(*v5Client).conn
 	q := tc.q
-	// A small send buffer that TCP does not grow: once the broker's window
-	// is full, the queue's writes block for good.
-	if err := tc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	payload := bytes.Repeat([]byte("x"), 1024)
-	published := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
-				published <- err
-				return
-			}
-		}
-	}()
+	published := flood(t, cl, tc)
 	for { // until the publisher waits for room in the queue
 		q.mu.Lock()
 		waiting := q.waiting
@@ -363,6 +358,28 @@ func TestDisconnectStalledBroker(t *testing.T) {
 			t.Fatalf("%s did not return after Disconnect's context ended", name)
 		}
 	}
+}
+
+// flood publishes 1 KiB QoS 0 messages on cl, whose connection is tc, until
+// one fails, and yields that error. tc gets a small send buffer that TCP
+// does not grow: once a broker that reads nothing has a full window, the
+// send queue's writes block for good, and then the publisher.
+func flood(t *testing.T, cl Client, tc *traceConn) <-chan error {
+	t.Helper()
+	if err := tc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("x"), 1024)
+	published := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	return published
 }
 
 // errDone is closed once ch has yielded a value.

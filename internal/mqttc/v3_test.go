@@ -496,27 +496,13 @@ func TestV3PublishLost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			defer ln.Close()
-			c, err := ln.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
+		t.Cleanup(func() { ln.Close() })
+		accepted := acceptScripted(ln, func(c net.Conn) error { // and nothing more is read
 			if _, err := v3packets.ReadPacket(c); err != nil { // CONNECT
-				c.Close()
-				close(accepted)
-				return
+				return err
 			}
-			ack := v3packets.NewControlPacket(v3packets.Connack).(*v3packets.ConnackPacket)
-			if err := ack.Write(c); err != nil {
-				c.Close()
-				close(accepted)
-				return
-			}
-			accepted <- c // and nothing more is read
-		}()
+			return v3packets.NewControlPacket(v3packets.Connack).Write(c)
+		})
 		ctx := testCtx(t)
 		cl, err := Dial(ctx, Config{
 			Endpoint:        Endpoint{Scheme: "mqtt", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port},
@@ -530,19 +516,7 @@ func TestV3PublishLost(t *testing.T) {
 			t.Fatal("the scripted broker saw no CONNECT")
 		}
 		c := cl.(*v3Client)
-		if err := c.conn.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
-			t.Fatal(err)
-		}
-		payload := bytes.Repeat([]byte("x"), 1024)
-		published := make(chan error, 1)
-		go func() {
-			for {
-				if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
-					published <- err
-					return
-				}
-			}
-		}()
+		published := flood(t, cl, c.conn)
 		for len(c.sends) < cap(c.sends) { // until c.send waits on paho
 			select {
 			case err := <-published:
