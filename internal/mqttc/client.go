@@ -15,7 +15,8 @@ type Client interface {
 	// A reason code >= 0x80 is returned as a *RejectedError.
 	Publish(ctx context.Context, m *Message) error
 	// PublishAsync sends m in call order and returns once it is written (or
-	// copied to be written); the acknowledgement is collected from the
+	// copied to be written, or, MQTT 3, queued for the library in order with
+	// the client's later requests); the acknowledgement is collected from the
 	// returned Pending. Several publishes may be pending at once, up to the
 	// broker's Receive Maximum (PublishAsync blocks while that many are
 	// outstanding). m and its Payload are the caller's again as soon as
@@ -38,7 +39,7 @@ type Client interface {
 	Err() error
 }
 
-// Pending is a publish that has been sent and may still await its ack.
+// Pending is a publish on its way, which may still await its ack.
 type Pending interface {
 	// Wait blocks until the publish is acknowledged (at once for QoS 0).
 	Wait(ctx context.Context) error

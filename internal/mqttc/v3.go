@@ -228,20 +228,34 @@ func (c *v3Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 // timeout (paho.mqtt.golang issue 325; the timeout is WriteTimeout, or 30 s,
 // and WriteTimeout would also bound every write to a slow broker). So no
 // caller waits on paho's Publish: PublishAsync and Wait also watch c.done,
-// which paho's connection-lost handler closes at once. A send stuck in
-// paho is left to end by itself.
+// which paho's connection-lost handler closes once paho's own goroutines
+// have stopped. A send stuck in paho is left to end by itself.
+//
+// A publish paho fails before sending it ends the connection: paho's 30 s
+// timeout can fire on a connection that is still up (a broker that stopped
+// reading), and what is queued behind the failed publish must not go out
+// before it is sent again (pub -l resends it, in order, on a new
+// connection).
 func (c *v3Client) send() {
 	for {
 		select {
 		case p := <-c.sends:
+			select {
+			case <-c.done: // the rest is never sent (Wait says so)
+				return
+			default:
+			}
 			if !p.flush {
 				p.tok = c.pc.Publish(p.topic, p.qos, p.retain, p.payload)
 				p.payload = nil
 				// What fails at once failed before it was sent (not
-				// connected, paho's timeout), not in the writing.
+				// connected, paho's timeout), or in the writing.
 				select {
 				case <-p.tok.Done():
-					p.unsent = p.tok.Error()
+					if p.unsent = p.tok.Error(); p.unsent != nil {
+						c.endLost(p.unsent) // first, so that this is the reason
+						c.conn.abort()
+					}
 				default:
 				}
 			}
@@ -399,6 +413,7 @@ func (c *v3Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 	if err := v5OnlySubscribe(subs, opts, c.info.ProtocolVersion); err != nil {
 		return nil, err
 	}
+	c.flushSends(ctx) // paho has the publishes before it first, as before send
 	toks := make([]mqtt.Token, len(subs))
 	for i, s := range subs {
 		toks[i] = c.pc.Subscribe(s.Filter, s.QoS, nil)
@@ -421,6 +436,7 @@ func (c *v3Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 
 // Unsubscribe sends one UNSUBSCRIBE; MQTT 3's UNSUBACK has no reason codes.
 func (c *v3Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	c.flushSends(ctx) // paho has the publishes before it first, as before send
 	return c.await(ctx, c.pc.Unsubscribe(filters...), "unsubscribe", filters[0])
 }
 
@@ -440,13 +456,22 @@ func (c *v3Client) await(ctx context.Context, tok mqtt.Token, op, topic string) 
 }
 
 func (c *v3Client) Disconnect(ctx context.Context) error {
+	// What was published before goes before the DISCONNECT, within half
+	// of ctx's time, so that a broker that stopped reading leaves the
+	// DISCONNECT a chance.
+	flushCtx := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		flushCtx, cancel = context.WithTimeout(ctx, time.Until(d)/2)
+		defer cancel()
+	}
+	c.flushSends(flushCtx)
 	// paho sends DISCONNECT, waits up to quiesce for it to be written, and
 	// stops its goroutines.
 	quiesce := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		quiesce = max(time.Until(d), time.Millisecond)
 	}
-	c.flushSends(ctx) // what was published before goes before the DISCONNECT
 	c.disconnect(ctx, func() { c.pc.Disconnect(uint(quiesce / time.Millisecond)) })
 	return nil
 }

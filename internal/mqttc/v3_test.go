@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	v3packets "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"mqtk/internal/broker"
@@ -542,5 +543,83 @@ func TestV3PublishLost(t *testing.T) {
 			t.Fatalf("round %d: the client did not end", round)
 		}
 		_ = cl.Disconnect(ctx)
+	}
+}
+
+// failingPaho is a paho client whose Publish fails the message numbered
+// fail (payloads are numbers) before sending it, as paho's timeout does on
+// a connection that is still up; it records the payloads it was given.
+type failingPaho struct {
+	mqtt.Client // nothing else is called
+	fail        string
+	mu          sync.Mutex
+	got         []string
+}
+
+func (f *failingPaho) Publish(_ string, _ byte, _ bool, payload any) mqtt.Token {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, string(payload.([]byte)))
+	if string(payload.([]byte)) == f.fail {
+		return doneToken{errors.New("publish was broken by timeout")}
+	}
+	return doneToken{}
+}
+
+// doneToken is a paho token that has completed with err.
+type doneToken struct{ err error }
+
+func (doneToken) Wait() bool                     { return true }
+func (doneToken) WaitTimeout(time.Duration) bool { return true }
+func (doneToken) Done() <-chan struct{}          { return closedChan }
+func (t doneToken) Error() error                 { return t.err }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// TestV3PublishFailedUnsent: when paho fails a publish before sending it
+// (its 30 s timeout, with a broker that stopped reading but a connection
+// still up), nothing queued behind it goes to paho: the connection ends,
+// and pub -l sends that publish again, then the rest, in order. Before,
+// the ones behind it went out first, and arrived before it.
+func TestV3PublishFailedUnsent(t *testing.T) {
+	ctx := testCtx(t)
+	local, remote := net.Pipe()
+	defer remote.Close()
+	tc := newTraceConn(local, nil).forVersion(V311)
+	pc := &failingPaho{fail: "2"}
+	c := &v3Client{
+		lifecycle: newLifecycle("pipe", tc), pc: pc, info: ServerInfo{ProtocolVersion: V311, MaximumQoS: 2},
+		inflight: make(chan struct{}, v3ReceiveMaximum), inflight2: make(chan struct{}, v3QoS2Window),
+		sends: make(chan *v3Pending, v3SendQueue), sent2: make(chan *v3Pending, v3QoS2Window),
+	}
+	// Queue all five before send runs, so that it finds 3 to 5 behind 2.
+	var pend []Pending
+	for i := 1; i <= 5; i++ {
+		p, err := c.PublishAsync(ctx, &Message{Topic: "t", QoS: 1, Payload: []byte(strconv.Itoa(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pend = append(pend, p)
+	}
+	go c.send()
+	go c.completeQoS2()
+	if err := pend[0].Wait(ctx); err != nil {
+		t.Errorf("publish 1: %v", err)
+	}
+	for i, p := range pend[1:] {
+		var ne *NetError
+		if err := p.Wait(ctx); !errors.As(err, &ne) {
+			t.Errorf("publish %d: %v, want a *NetError (the connection ended)", i+2, err)
+		}
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("the connection did not end")
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if !slices.Equal(pc.got, []string{"1", "2"}) {
+		t.Errorf("paho was given %v, want [1 2]: nothing after the failed publish", pc.got)
 	}
 }
