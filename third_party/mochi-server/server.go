@@ -607,8 +607,12 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 		return code
 	}
 
-	if cl.Properties.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "" {
-		return packets.ErrUnspecifiedError
+	// mqtk: identifier rejected (return code 2), not 0x80, which MQTT 3
+	// does not have [MQTT-3.1.3-8]; and MQTT 3.1 needs an identifier, clean
+	// session or not.
+	if cl.Properties.ProtocolVersion < 5 && pk.Connect.ClientIdentifier == "" &&
+		(!pk.Connect.Clean || cl.Properties.ProtocolVersion == 3) {
+		return packets.ErrClientIdentifierNotValid
 	}
 
 	if cl.Properties.ProtocolVersion < s.Options.Capabilities.MinimumProtocolVersion {
@@ -699,10 +703,17 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 	}
 
 	if reason.Code >= packets.ErrUnspecifiedError.Code {
-		if cl.Properties.ProtocolVersion < 5 {
-			if v3reason, ok := packets.V5CodesToV3[reason]; ok { // NB v3 3.2.2.3 Connack return codes
-				reason = v3reason
+		// mqtk: any version but 5 (an unknown protocol level too: it gets
+		// return code 1 [MQTT-3.1.2-2]), and a code MQTT 3 has no return
+		// code for gets no CONNACK, only the close that follows, as
+		// mosquitto does: mochi sent MQTT 5 codes (0x80, 0x82, 0x90) that an
+		// MQTT 3 client cannot read.
+		if cl.Properties.ProtocolVersion != 5 {
+			v3reason, ok := packets.V5CodesToV3[reason] // NB v3 3.2.2.3 Connack return codes
+			if !ok {
+				return nil
 			}
+			reason = v3reason
 		}
 
 		properties.ReasonString = reason.Reason

@@ -71,6 +71,7 @@ var (
 	ErrProtocolViolationFlagNoPassword        = Code{Code: 0x82, Reason: "protocol violation: password flag set but no value"}
 	ErrProtocolViolationUsernameNoFlag        = Code{Code: 0x82, Reason: "protocol violation: username set but no flag"}
 	ErrProtocolViolationPasswordNoFlag        = Code{Code: 0x82, Reason: "protocol violation: username set but no flag"}
+	ErrProtocolViolationPasswordNoUsername    = Code{Code: 0x82, Reason: "protocol violation: password flag without username flag"} // mqtk
 	ErrProtocolViolationPasswordTooLong       = Code{Code: 0x82, Reason: "protocol violation: password too long"}
 	ErrProtocolViolationUsernameTooLong       = Code{Code: 0x82, Reason: "protocol violation: username too long"}
 	ErrProtocolViolationNoPacketID            = Code{Code: 0x82, Reason: "protocol violation: missing packet id"}
@@ -138,12 +139,17 @@ var (
 	// V5CodesToV3 maps MQTTv5 Connack reason codes to MQTTv3 return codes.
 	// This is required because MQTTv3 has different return byte specification.
 	// See http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html#_Toc385349257
+	// mqtk: a code that has no MQTT 3 return code gets no CONNACK: the
+	// connection is closed (Server.SendConnack); the three last are mqtk's.
 	V5CodesToV3 = map[Code]Code{
-		ErrUnsupportedProtocolVersion: Err3UnsupportedProtocolVersion,
-		ErrClientIdentifierNotValid:   Err3ClientIdentifierNotValid,
-		ErrServerUnavailable:          Err3ServerUnavailable,
-		ErrMalformedUsername:          ErrMalformedUsernameOrPassword,
-		ErrMalformedPassword:          ErrMalformedUsernameOrPassword,
-		ErrBadUsernameOrPassword:      Err3NotAuthorized,
+		ErrUnsupportedProtocolVersion:       Err3UnsupportedProtocolVersion,
+		ErrClientIdentifierNotValid:         Err3ClientIdentifierNotValid,
+		ErrServerUnavailable:                Err3ServerUnavailable,
+		ErrMalformedUsername:                ErrMalformedUsernameOrPassword,
+		ErrMalformedPassword:                ErrMalformedUsernameOrPassword,
+		ErrBadUsernameOrPassword:            Err3NotAuthorized,
+		ErrProtocolViolationProtocolVersion: Err3UnsupportedProtocolVersion, // [MQTT-3.1.2-2]
+		ErrServerBusy:                       Err3ServerUnavailable,
+		ErrNotAuthorized:                    Err3NotAuthorized,
 	}
 )

@@ -522,9 +522,20 @@ func (pk *Packet) ConnectValidate() Code {
 		return ErrClientIdentifierNotValid
 	}
 
+	// mqtk: an MQTT 3 password needs a user name [MQTT-3.1.2-22].
+	if pk.ProtocolVersion < 5 && pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag {
+		return ErrProtocolViolationPasswordNoUsername
+	}
+
 	if pk.Connect.WillFlag {
-		if len(pk.Connect.WillPayload) == 0 || pk.Connect.WillTopic == "" {
+		// mqtk: a will message may be empty (it is present, with a length
+		// of 0 [MQTT-3.1.2-9]); mochi refused one. The topic is a topic
+		// name: not empty, no wildcards [MQTT-4.7.1-1] [MQTT-4.7.3-1].
+		if pk.Connect.WillTopic == "" {
 			return ErrProtocolViolationWillFlagNoPayload // [MQTT-3.1.2-9]
+		}
+		if strings.ContainsAny(pk.Connect.WillTopic, "+#") {
+			return ErrTopicNameInvalid
 		}
 
 		if pk.Connect.WillQos > 2 {
