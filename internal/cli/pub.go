@@ -30,6 +30,7 @@ type pubOptions struct {
 	null        bool
 	qos         int
 	retain      bool
+	maxInflight int
 	repeat      int
 	repeatDelay time.Duration
 	timeout     time.Duration
@@ -110,13 +111,14 @@ falling back to 3.1.1.`,
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	fs.StringVarP(&o.topic, "topic", "t", "", "`TOPIC` to publish to")
-	fs.StringVarP(&o.message, "message", "m", "", "`MESSAGE` payload")
-	fs.StringVarP(&o.file, "file", "f", "", "send the contents of `FILE` as the message (any bytes)")
+	fs.VarP(&onceString{p: &o.message}, "message", "m", "`MESSAGE` payload")
+	fs.VarP(&onceString{p: &o.file}, "file", "f", "send the contents of `FILE` as the message (any bytes)")
 	fs.BoolVarP(&o.stdinFile, "stdin-file", "s", false, "send all of stdin as one message")
 	fs.BoolVarP(&o.stdinLine, "stdin-line", "l", false, "send each line of stdin as a message")
 	fs.BoolVarP(&o.null, "null-message", "n", false, "send an empty (zero-length) message")
 	fs.IntVarP(&o.qos, "qos", "q", 0, "quality of service `QOS`: 0, 1 or 2")
 	fs.BoolVarP(&o.retain, "retain", "r", false, "ask the broker to retain the message")
+	fs.IntVarP(&o.maxInflight, "max-inflight", "M", 0, "at most `N` QoS 1/2 messages awaiting their acknowledgement (default: the broker's Receive Maximum; MQTT 3.1.1/3.1 QoS 2: 20)")
 	fs.IntVar(&o.repeat, "repeat", 1, "publish the message `N` times")
 	secondsVar(fs, &o.repeatDelay, "repeat-delay", 0, "wait `D` between repeats (seconds, or a duration like 500ms)")
 	secondsVarP(fs, &o.timeout, "timeout", "W", 0, "give up after `D` (seconds or a duration), acknowledgements included, and exit 27")
@@ -201,6 +203,9 @@ func (o *pubOptions) plan(a *App, urlTopic string, fs interface{ Changed(string)
 	if o.repeat < 1 {
 		return nil, usageErrorf("--repeat %d: must be at least 1", o.repeat)
 	}
+	if fs.Changed("max-inflight") && (o.maxInflight < 1 || o.maxInflight > 65535) {
+		return nil, usageErrorf("-M/--max-inflight %d: from 1 to 65535", o.maxInflight)
+	}
 	if o.stdinLine && fs.Changed("repeat") {
 		return nil, usageErrorf("--repeat does not apply to -l")
 	}
@@ -282,6 +287,7 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 		defer cancelBase()
 	}
 	r := &pubRun{a: a, o: o, plan: plan, cfg: conn.cfg, base: base}
+	r.cfg.MaxInflight = o.maxInflight
 	if r.client, err = mqttc.Dial(ctx, r.cfg); err != nil {
 		return err
 	}
@@ -562,3 +568,28 @@ func connectionLost(err error) bool {
 	var de *mqttc.DisconnectError
 	return errors.As(err, &ne) || errors.As(err, &de)
 }
+
+// onceString is a string flag that may be given once: a second -m or -f
+// would otherwise replace the first silently, a payload lost to a script's
+// mistake (mosquitto_pub refuses it too).
+type onceString struct {
+	p   *string
+	set bool
+}
+
+func (o *onceString) String() string {
+	if o.p == nil {
+		return ""
+	}
+	return *o.p
+}
+
+func (o *onceString) Set(v string) error {
+	if o.set {
+		return errors.New("given twice: give one message (-l sends one per line, --repeat the same one again)")
+	}
+	o.set, *o.p = true, v
+	return nil
+}
+
+func (*onceString) Type() string { return "string" }

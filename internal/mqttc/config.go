@@ -39,6 +39,11 @@ type Config struct {
 	Will           *Message
 	ConnectTimeout time.Duration // default 10s
 
+	// MaxInflight, if above 0, bounds the QoS 1 and 2 publishes awaiting
+	// their acknowledgement, below the broker's Receive Maximum (MQTT 3
+	// has none: then it replaces the client's own windows, see v3Client).
+	MaxInflight int
+
 	// Trace, if set, receives one line per packet sent or received.
 	Trace io.Writer
 	// OnMessage is called for each received PUBLISH, one at a time, in the

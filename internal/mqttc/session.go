@@ -31,6 +31,8 @@ type connSession struct {
 	lastID uint16
 	quota  chan struct{} // one token per PUBLISH in flight, up to Receive Maximum
 
+	maxInflight int // the client's own bound on quota, if above 0
+
 	lostOnce sync.Once
 	lost     chan struct{}
 }
@@ -44,8 +46,10 @@ type clientPacket struct {
 
 var _ session.SessionManager = (*connSession)(nil)
 
-func newConnSession() *connSession {
-	return &connSession{client: map[uint16]clientPacket{}, server: map[uint16]bool{}, lost: make(chan struct{})}
+// newConnSession returns a session whose quota will be the broker's Receive
+// Maximum, or maxInflight if that is above 0 and lower.
+func newConnSession(maxInflight int) *connSession {
+	return &connSession{client: map[uint16]clientPacket{}, server: map[uint16]bool{}, lost: make(chan struct{}), maxInflight: maxInflight}
 }
 
 // ConAckReceived starts the session on conn with the broker's Receive Maximum.
@@ -53,6 +57,9 @@ func (s *connSession) ConAckReceived(conn io.Writer, _ *packets.Connect, ca *pac
 	max := 65535
 	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
 		max = int(*ca.Properties.ReceiveMaximum)
+	}
+	if s.maxInflight > 0 {
+		max = min(max, s.maxInflight)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -388,3 +388,18 @@ func errDone(ch <-chan error) <-chan struct{} {
 	go func() { <-ch; close(done) }()
 	return done
 }
+
+// TestSessionMaxInflight: Config.MaxInflight (pub -M) lowers the quota
+// below the broker's Receive Maximum, never raises it.
+func TestSessionMaxInflight(t *testing.T) {
+	rm := uint16(5)
+	for _, tc := range []struct{ max, want int }{{0, 5}, {2, 2}, {10, 5}} {
+		s := newConnSession(tc.max)
+		if err := s.ConAckReceived(io.Discard, nil, &packets.Connack{Properties: &packets.Properties{ReceiveMaximum: &rm}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := cap(s.quota); got != tc.want {
+			t.Errorf("MaxInflight %d with Receive Maximum %d: quota %d, want %d", tc.max, rm, got, tc.want)
+		}
+	}
+}

@@ -54,10 +54,11 @@ const v3ReceiveMaximum = 65000
 
 // v3QoS2Window is how many QoS 2 publishes may await their PUBCOMP at once.
 // A broker holds each from PUBLISH to PUBREL, and MQTT 3 gives it no way to
-// say how many it will hold: mosquitto takes max_inflight_messages (20 by
-// default) and closes the connection of an MQTT 3 client that sends one
-// more, other brokers drop the excess. 20 is mosquitto's default, and
-// mosquitto_pub's own window.
+// say how many it will hold. mosquitto holds max_inflight_messages (20 by
+// default) from an MQTT 3 client and drops what it sends beyond them,
+// after acknowledging it, or (with max_queued_messages 0) closes the
+// connection. 20 is mosquitto's default and mosquitto_pub's window;
+// Config.MaxInflight (pub -M) sets another.
 const v3QoS2Window = 20
 
 func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
@@ -68,12 +69,16 @@ func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	window1, window2 := v3ReceiveMaximum, v3QoS2Window
+	if n := cfg.MaxInflight; n > 0 {
+		window1, window2 = min(n, v3ReceiveMaximum), min(n, v3ReceiveMaximum)
+	}
 	c := &v3Client{
 		lifecycle: newLifecycle(addr, conn),
-		inflight:  make(chan struct{}, v3ReceiveMaximum),
-		inflight2: make(chan struct{}, v3QoS2Window),
+		inflight:  make(chan struct{}, window1),
+		inflight2: make(chan struct{}, window2),
 		sends:     make(chan *v3Pending, v3SendQueue),
-		sent2:     make(chan *v3Pending, v3QoS2Window),
+		sent2:     make(chan *v3Pending, window2),
 	}
 
 	o := mqtt.NewClientOptions()

@@ -40,7 +40,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &v5Client{lifecycle: newLifecycle(addr, conn), session: newConnSession(), aliases: map[uint16]string{}}
+	c := &v5Client{lifecycle: newLifecycle(addr, conn), session: newConnSession(cfg.MaxInflight), aliases: map[uint16]string{}}
 	conn.onPuback = func(id uint16, code byte) {
 		c.session.end(id, &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBACK},
 			Content: &packets.Puback{PacketID: id, ReasonCode: code}})
