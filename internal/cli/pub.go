@@ -64,7 +64,11 @@ it is sent. All of these exit 2.
 
 With -l each line of stdin is one message, sent in order on one connection;
 the line ending (\n or \r\n) is removed and nothing else: an empty line is an
-empty message and a last line without a newline is still sent.
+empty message and a last line without a newline is still sent. A line that
+cannot be published (the broker rejects it, it is larger than the broker
+takes, or it is not UTF-8 with --payload-format-indicator) is named on
+stderr and skipped, as mosquitto_pub -l does; pub goes on with the next
+line and at the end exits as the first such line would have (5 or 2).
 
 With -l a lost connection is replaced, as mosquitto_pub -l does: pub
 reconnects after --reconnect-delay (doubling up to 30s while the broker
@@ -291,7 +295,7 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	if r.client, err = mqttc.Dial(ctx, r.cfg); err != nil {
 		return err
 	}
-	r.q = newPubQueue(r.client, base, &r.unacked)
+	r.q = newPubQueue(r.client, base, &r.unacked, r.refuser())
 	// On interruption: the notice, and the end of the grace. Not once
 	// runPub is over (its caller writes to stderr then).
 	var interruptMu sync.Mutex
@@ -365,6 +369,10 @@ type pubRun struct {
 	client  mqttc.Client
 	q       *pubQueue
 	unacked atomic.Int64 // sent, the wait for their acks not yet over (all queues)
+
+	noteMu  sync.Mutex // notes come from the queue's goroutine too
+	refused int        // -l: lines not published (see refuse)
+	first   error      // the first of them, with its line number
 
 }
 
@@ -491,6 +499,7 @@ type pubQueue struct {
 	lost     []*outMsg     // sent, unacknowledged when the connection was lost
 	finished bool
 	unacked  *atomic.Int64
+	refuse   func(*outMsg, error) // see newPubQueue
 }
 
 type queued struct {
@@ -498,8 +507,11 @@ type queued struct {
 	m *outMsg
 }
 
-func newPubQueue(c mqttc.Client, waitCtx context.Context, unacked *atomic.Int64) *pubQueue {
-	q := &pubQueue{client: c, pending: make(chan queued, 1024), done: make(chan struct{}), failed: make(chan struct{}), unacked: unacked}
+// newPubQueue starts a queue on c. refuse, if not nil, takes the messages
+// the broker rejects (a reason code >= 0x80), which then do not end the
+// run (-l).
+func newPubQueue(c mqttc.Client, waitCtx context.Context, unacked *atomic.Int64, refuse func(*outMsg, error)) *pubQueue {
+	q := &pubQueue{client: c, pending: make(chan queued, 1024), done: make(chan struct{}), failed: make(chan struct{}), unacked: unacked, refuse: refuse}
 	go func() {
 		defer close(q.done)
 		for s := range q.pending {
@@ -515,6 +527,11 @@ func newPubQueue(c mqttc.Client, waitCtx context.Context, unacked *atomic.Int64)
 func (q *pubQueue) wait(ctx context.Context, s queued) {
 	err := s.p.Wait(ctx)
 	if err == nil {
+		return
+	}
+	var rejected *mqttc.RejectedError
+	if q.refuse != nil && errors.As(err, &rejected) {
+		q.refuse(s.m, err)
 		return
 	}
 	if connectionLost(err) {

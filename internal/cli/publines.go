@@ -31,7 +31,8 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 			m := &outMsg{Message: r.plan.msg, n: lines}
 			m.Payload = line
 			if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
-				return usageErrorf("--payload-format-indicator: line %d (%q) is not UTF-8", lines, line)
+				r.refuse(m, invalidLine(fmt.Sprintf("--payload-format-indicator: %q is not UTF-8", line)))
+				continue
 			}
 			backlog = append(backlog, m)
 		}
@@ -64,7 +65,7 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 				}
 				return context.Cause(ctx)
 			default:
-				return nil
+				return r.refusedErr()
 			}
 		}
 		if loss == nil {
@@ -123,7 +124,10 @@ func (r *pubRun) send(backlog *[]*outMsg) (loss, err error) {
 			if connectionLost(err) {
 				return err, nil
 			}
-			return nil, fmt.Errorf("line %d: %w", m.n, err)
+			if !errors.Is(err, mqttc.ErrInvalid) {
+				return nil, fmt.Errorf("line %d: %w", m.n, err)
+			}
+			r.refuse(m, err) // a line the broker cannot take (too large for it)
 		}
 		*backlog = (*backlog)[1:]
 	}
@@ -179,7 +183,7 @@ func (r *pubRun) reconnect(ctx context.Context, lost error, backlog []*outMsg) e
 		c, err := mqttc.Dial(ctx, r.cfg)
 		if err == nil {
 			r.client = c
-			r.q = newPubQueue(c, r.base, &r.unacked)
+			r.q = newPubQueue(c, r.base, &r.unacked, r.refuser())
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -211,9 +215,46 @@ func (r *pubRun) lostConnection(lost error) error {
 }
 
 func (r *pubRun) note(format string, args ...any) {
+	r.noteMu.Lock()
+	defer r.noteMu.Unlock()
 	if !r.o.conn.quiet {
 		fmt.Fprintf(r.a.IO.Err, format, args...)
 	}
+}
+
+// refuse skips a line that cannot be published: one the broker rejected
+// (a reason code >= 0x80), one larger than it takes, one not UTF-8 with
+// --payload-format-indicator. As mosquitto_pub -l does, pub says so and
+// goes on with the next line (a `tail -f` pipeline does not end on one bad
+// line); at the end the run exits as the first of them would have
+// (refusedErr).
+func (r *pubRun) refuse(m *outMsg, err error) {
+	r.note("mqtk: line %d not published: %v\n", m.n, err)
+	r.noteMu.Lock()
+	defer r.noteMu.Unlock()
+	if r.refused++; r.first == nil {
+		r.first = fmt.Errorf("line %d: %w", m.n, err)
+	}
+}
+
+// refuser is refuse for a pubQueue: with -l only.
+func (r *pubRun) refuser() func(*outMsg, error) {
+	if !r.plan.lines {
+		return nil
+	}
+	return r.refuse
+}
+
+// refusedErr is the error a run with refused lines ends with: the first
+// one's, so its exit code (5 for the broker's rejection, 2 for a line it
+// could not take).
+func (r *pubRun) refusedErr() error {
+	r.noteMu.Lock()
+	defer r.noteMu.Unlock()
+	if r.refused == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d %s not published; the first: %w", r.refused, plural(r.refused, "line", "lines"), r.first)
 }
 
 // notSent adds to err how many messages read were not sent, or not
@@ -270,3 +311,10 @@ func pubRetryable(err error) bool {
 	}
 	return retryable(err)
 }
+
+// invalidLine is a line pub -l cannot publish as it is asked to: exit 2,
+// as a usage error, without the usage lines (the command line is right).
+type invalidLine string
+
+func (e invalidLine) Error() string      { return string(e) }
+func (invalidLine) Is(target error) bool { return target == mqttc.ErrInvalid }

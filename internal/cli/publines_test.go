@@ -47,7 +47,7 @@ func TestPublishLinesFailedWrite(t *testing.T) {
 		cfg:  mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, ClientID: "fw-pub", ConnectTimeout: 10 * time.Second},
 	}
 	r.client = failingWrites{}
-	r.q = newPubQueue(r.client, r.base, &r.unacked)
+	r.q = newPubQueue(r.client, r.base, &r.unacked, nil)
 	if err := r.publishLines(context.Background()); err != nil {
 		t.Fatalf("publishLines: %v; stderr:\n%s", err, errb)
 	}
