@@ -145,6 +145,9 @@ func (o *subOptions) plan(a *App, urlTopic string) (*subPlan, error) {
 		if err := topic.ValidateFilter(f); err != nil {
 			return nil, &UsageError{Err: err}
 		}
+		if o.noLocal && topic.Shared(f) {
+			return nil, usageErrorf("--no-local with the shared subscription %q: MQTT 5 forbids it (a protocol error)", f)
+		}
 		q := o.qos[0]
 		if len(o.qos) > 1 {
 			q = o.qos[i]

@@ -23,10 +23,23 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// ValidateFilter checks a subscription filter.
+// ValidateFilter checks a subscription filter, a shared one
+// ($share/NAME/FILTER) included.
 func ValidateFilter(filter string) error {
 	if err := validateString(filter); err != nil {
 		return err
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		name, f, ok := strings.Cut(rest, "/")
+		switch {
+		case name == "":
+			return fmt.Errorf("filter %q: the share name is empty (use $share/NAME/FILTER)", filter)
+		case strings.ContainsAny(name, "+#"):
+			return fmt.Errorf("filter %q: the share name %q contains a wildcard", filter, name)
+		case !ok || f == "":
+			return fmt.Errorf("filter %q: a shared subscription needs a filter after its name (use $share/NAME/FILTER)", filter)
+		}
+		filter = f
 	}
 	levels := strings.Split(filter, "/")
 	for i, l := range levels {
@@ -56,6 +69,9 @@ func validateString(s string) error {
 	}
 	return nil
 }
+
+// Shared reports whether filter is a shared subscription ($share/NAME/...).
+func Shared(filter string) bool { return strings.HasPrefix(filter, "$share/") }
 
 // Match reports whether the topic name matches the filter. Topics that begin
 // with '$' are not matched by a filter that begins with a wildcard.

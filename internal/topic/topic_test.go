@@ -27,6 +27,11 @@ func TestValidateFilter(t *testing.T) {
 	}{
 		{"#", true}, {"+", true}, {"a/#", true}, {"+/+/x", true}, {"a/+/b", true}, {"/#", true},
 		{"", false}, {"a/#/b", false}, {"a+", false}, {"a/b#", false}, {"#/a", false}, {"\xfe", false},
+		// Shared subscriptions: $share/NAME/FILTER, the name not empty and
+		// without wildcards, the filter a filter.
+		{"$share/g/a/#", true}, {"$share/g/+", true}, {"$share", true}, {"$sharex/a", true},
+		{"$share//a", false}, {"$share/g", false}, {"$share/g/", false}, {"$share/g+/a", false},
+		{"$share/#/a", false}, {"$share/g/a/#/b", false},
 	} {
 		if err := ValidateFilter(tc.filter); (err == nil) != tc.ok {
 			t.Errorf("ValidateFilter(%q) = %v, want ok=%v", tc.filter, err, tc.ok)

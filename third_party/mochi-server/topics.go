@@ -845,7 +845,43 @@ func IsValidFilter(filter string, forPublish bool) bool {
 		}
 	}
 
+	if !forPublish {
+		return validFilterLevels(filter) // mqtk
+	}
 	return true
+}
+
+// validFilterLevels (mqtk) reports whether each wildcard of a
+// subscription's filter occupies a whole level, "#" the last
+// [MQTT-4.7.1-2] [MQTT-4.7.1-3], and a shared one has a share name of at
+// least one character and a filter after it [MQTT-4.8.2-1]. mochi checked
+// only that "#" was the last character, so it granted "a/b+", "a#",
+// "$share//a" and "$share/g/".
+func validFilterLevels(filter string) bool {
+	if prefix, hasNext := isolateParticle(filter, 0); hasNext && strings.EqualFold(prefix, SharePrefix) {
+		_, rest, _ := strings.Cut(filter, "/")
+		group, f, ok := strings.Cut(rest, "/")
+		if group == "" || !ok || f == "" {
+			return false
+		}
+		filter = f
+	}
+	for {
+		level, rest, more := strings.Cut(filter, "/")
+		switch {
+		case level == "#":
+			if more {
+				return false
+			}
+		case level == "+":
+		case strings.ContainsAny(level, "+#"):
+			return false
+		}
+		if !more {
+			return true
+		}
+		filter = rest
+	}
 }
 
 // particle is a child node on the tree.
