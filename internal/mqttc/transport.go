@@ -145,7 +145,7 @@ func netHint(err error, cfg Config) string {
 		if cfg.TLS != nil {
 			return "the broker closed the connection before answering: if this port does not speak TLS, use mqtt:// or ws:// and no --cafile (nor MQTK_CAFILE)"
 		}
-		return "the broker closed the connection before answering CONNECT: if this port speaks TLS, use mqtts:// or --cafile"
+		return "the broker closed the connection before answering CONNECT: if this port speaks TLS, use mqtts:// or --cafile; if not, the broker's log says why it refused the CONNECT"
 	case errors.As(err, &dnsErr):
 		return "check the host name"
 	case errors.Is(err, context.DeadlineExceeded):

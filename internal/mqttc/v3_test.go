@@ -623,3 +623,23 @@ func TestV3PublishFailedUnsent(t *testing.T) {
 		t.Errorf("paho was given %v, want [1 2]: nothing after the failed publish", pc.got)
 	}
 }
+
+// TestSubscribeLargerThanBroker: a SUBSCRIBE or UNSUBSCRIBE larger than the
+// broker's Maximum Packet Size is refused before it is sent (ErrInvalid:
+// exit 2), as a PUBLISH is; sent, the broker closes the connection and the
+// reason is lost (exit 3).
+func TestSubscribeLargerThanBroker(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{AllowAnonymous: true, MaximumPacketSize: 100})
+	ctx := testCtx(t)
+	c := dialT(t, ctx, Config{Endpoint: endpointOf(t, b.URL), ProtocolVersion: V5, ClientID: "big-sub", CleanStart: true})
+	long := strings.Repeat("f", 150)
+	if _, err := c.Subscribe(ctx, []Subscription{{Filter: long}}, SubscribeOptions{}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "SUBSCRIBE") {
+		t.Errorf("subscribe: %v, want the SUBSCRIBE refused as larger than the Maximum Packet Size", err)
+	}
+	if err := c.Unsubscribe(ctx, long); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unsubscribe: %v, want it refused", err)
+	}
+	if _, err := c.Subscribe(ctx, []Subscription{{Filter: "short"}}, SubscribeOptions{}); err != nil {
+		t.Errorf("a SUBSCRIBE that fits: %v", err)
+	}
+}

@@ -1,9 +1,11 @@
 package mqttc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -339,6 +341,9 @@ func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 			RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling,
 		})
 	}
+	if err := c.fits("SUBSCRIBE", s.Packet()); err != nil {
+		return nil, err
+	}
 	ctx, cancel := c.boundToConnection(ctx)
 	defer cancel()
 	sa, err := c.pc.Subscribe(ctx, s)
@@ -358,9 +363,13 @@ func (c *v5Client) Subscribe(ctx context.Context, subs []Subscription, opts Subs
 }
 
 func (c *v5Client) Unsubscribe(ctx context.Context, filters ...string) error {
+	u := &paho.Unsubscribe{Topics: filters}
+	if err := c.fits("UNSUBSCRIBE", u.Packet()); err != nil {
+		return err
+	}
 	ctx, cancel := c.boundToConnection(ctx)
 	defer cancel()
-	ua, err := c.pc.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	ua, err := c.pc.Unsubscribe(ctx, u)
 	if ua == nil {
 		return c.v5OpErr(ctx, "unsubscribe", filters[0], err)
 	}
@@ -427,6 +436,21 @@ func packetSize(pb *packets.Publish) int {
 		}
 	}
 	return packetLen(n)
+}
+
+// fits refuses, as a usage error, a request larger than the broker's
+// Maximum Packet Size: sent, it would end the connection (the broker
+// must close it [MQTT-3.2.2-15]), a network error instead of the reason.
+func (c *v5Client) fits(name string, p io.WriterTo) error {
+	max := c.info.MaximumPacketSize
+	if max == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if _, err := p.WriteTo(&b); err != nil || b.Len() <= int(max) {
+		return nil // an encoding error is paho's to report
+	}
+	return invalidf("the %s is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", name, b.Len(), max)
 }
 
 // packetLen is the size of a packet whose Remaining Length is n: the
