@@ -328,7 +328,14 @@ func retainClearOutcome(rep retain.Report, runErr error, dryRun bool, under stri
 	if rep.Unconfirmed > 0 {
 		done = append(done, fmt.Sprintf("%s sent but not confirmed", groupDigits(uint64(rep.Unconfirmed))))
 	}
-	if rep.StillRetained > 0 {
+	switch {
+	case rep.StillRetained > 0 && rep.Protocol > 0 && rep.Protocol < mqttc.V5:
+		// An MQTT 3 PUBACK confirms receipt only: mosquitto acknowledges a
+		// clear its ACL denies, and drops it.
+		done = append(done, fmt.Sprintf("%s still retained after %s acknowledged (with MQTT %s the broker may have dropped the %s, as for a topic its ACL does not let us write, or a publisher retained %s again)",
+			groupDigits(uint64(rep.StillRetained)), plural(rep.StillRetained, "its clear was", "their clears were"),
+			mqttc.VersionName(rep.Protocol), plural(rep.StillRetained, "clear", "clears"), plural(rep.StillRetained, "it", "them")))
+	case rep.StillRetained > 0:
 		done = append(done, fmt.Sprintf("%s retained again after %s cleared", groupDigits(uint64(rep.StillRetained)),
 			plural(rep.StillRetained, "it was", "they were")))
 	}

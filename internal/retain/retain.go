@@ -159,6 +159,10 @@ type Report struct {
 	Declined      int
 	// FirstRejected is the first refusal, if any.
 	FirstRejected *mqttc.RejectedError
+	// Protocol is the MQTT version the clears were sent with (0: none
+	// sent): with MQTT 3 an acknowledgement does not say a clear was
+	// taken.
+	Protocol int
 	// Done is false if the run ended before its work was done (the error
 	// says why).
 	Done bool
@@ -412,6 +416,7 @@ func (r *run) clear(ctx context.Context, pass int, topics []string) error {
 		return causeOf(ctx, err)
 	}
 	defer disconnect(ctx, client, cfg)
+	r.rep.Protocol = client.Server().ProtocolVersion
 
 	waitCtx := context.WithoutCancel(ctx)
 	if d, ok := ctx.Deadline(); ok {
