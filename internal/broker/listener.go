@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqtk/internal/wsconn"
 )
@@ -143,7 +145,14 @@ func (l *listener) handle(nc net.Conn, establish listeners.EstablishFn) {
 	defer l.handled.Done()
 	defer l.untrack(conn)
 	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout)) // the read deadline
-	_ = establish(l.id, conn)                              // mochi closes what fails
+	err := establish(l.id, conn)                           // mochi closes what fails
+	// A CONNECT refused for what it holds (an MQTT 3 client may get no
+	// CONNACK at all, fork change 43): the operator learns why here, as
+	// from mosquitto's log. A bad password is logged by the auth hook.
+	var code packets.Code
+	if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code && code != packets.ErrBadUsernameOrPassword {
+		l.log.Info("connection refused", "reason", code.Reason, "code", fmt.Sprintf("%#x", code.Code), "remote", nc.RemoteAddr().String())
+	}
 	if conn.timedOut.Load() && conn.reported.CompareAndSwap(false, true) {
 		// Before a session was established (writing CONNACK), so no
 		// hook has said so.

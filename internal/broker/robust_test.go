@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"syscall"
@@ -111,5 +112,54 @@ func TestBadConnectionsClosed(t *testing.T) {
 				t.Fatal("the healthy client got nothing")
 			}
 		})
+	}
+}
+
+// logLines is a log destination that hands each record to the test (and
+// drops it if the test has stopped reading: the broker never waits on it).
+type logLines chan string
+
+func (l logLines) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// TestRefusedConnectLogged: a CONNECT refused for what it holds is logged
+// with the reason and the address, also when the client gets no CONNACK
+// (an MQTT 3.1.1 CONNECT with the reserved flag set: closed, as mosquitto
+// does, fork change 43). Before, nothing was logged, and the operator
+// could not learn why.
+func TestRefusedConnectLogged(t *testing.T) {
+	lines := make(logLines, 64)
+	_, addr := startLoopback(t, Config{Logger: slog.New(slog.NewTextHandler(lines, nil))})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// CONNECT, MQTT 3.1.1, flags 0x03: clean session and the reserved bit.
+	if _, err := c.Write([]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x3c, 0x00, 0x01, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // a bound against a hang only
+	if reply, _ := io.ReadAll(c); len(reply) > 0 {
+		t.Fatalf("the broker sent % x, want the connection closed without CONNACK", reply)
+	}
+	deadline := time.After(time.Minute) // a bound against a hang only
+	for {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, "connection refused") {
+				if !strings.Contains(l, "reserved bit") || !strings.Contains(l, "remote=127.0.0.1:") {
+					t.Errorf("logged %q, want the reason and the address", l)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("the refused CONNECT was not logged")
+		}
 	}
 }

@@ -372,8 +372,8 @@ type pubRun struct {
 
 	noteMu  sync.Mutex // notes come from the queue's goroutine too
 	refused int        // -l: lines not published (see refuse)
-	first   error      // the first of them, with its line number
-
+	first   error      // the first of them (by line number), with its number
+	firstN  int
 }
 
 func publishRepeated(ctx context.Context, q *pubQueue, plan *pubPlan) error {

@@ -124,10 +124,10 @@ func (r *pubRun) send(backlog *[]*outMsg) (loss, err error) {
 			if connectionLost(err) {
 				return err, nil
 			}
-			if !errors.Is(err, mqttc.ErrInvalid) {
+			if !errors.Is(err, mqttc.ErrTooLarge) { // a fault of every line (QoS, retain...): the end
 				return nil, fmt.Errorf("line %d: %w", m.n, err)
 			}
-			r.refuse(m, err) // a line the broker cannot take (too large for it)
+			r.refuse(m, err) // a line the broker cannot take
 		}
 		*backlog = (*backlog)[1:]
 	}
@@ -232,8 +232,10 @@ func (r *pubRun) refuse(m *outMsg, err error) {
 	r.note("mqtk: line %d not published: %v\n", m.n, err)
 	r.noteMu.Lock()
 	defer r.noteMu.Unlock()
-	if r.refused++; r.first == nil {
-		r.first = fmt.Errorf("line %d: %w", m.n, err)
+	// The first by line order: a line refused at once (too large) may
+	// come before an earlier one's rejection in its PUBACK.
+	if r.refused++; r.first == nil || m.n < r.firstN {
+		r.first, r.firstN = fmt.Errorf("line %d: %w", m.n, err), m.n
 	}
 }
 

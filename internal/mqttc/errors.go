@@ -127,10 +127,23 @@ const (
 	maxPacket    = 1 + 4 + maxRemaining
 )
 
+// ErrTooLarge is wrapped by the error for a PUBLISH larger than the broker
+// or MQTT takes: a fault of that message, not of the connection (pub -l
+// skips it and goes on). It is also an ErrInvalid.
+var ErrTooLarge = errors.New("message too large")
+
+type tooLargeError struct{ invalidError }
+
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge || target == ErrInvalid }
+
+func tooLargef(format string, args ...any) error {
+	return &tooLargeError{invalidError{msg: fmt.Sprintf(format, args...)}}
+}
+
 // tooLargeForMQTT is the error for a PUBLISH of size bytes, more than any
 // MQTT packet can be.
 func tooLargeForMQTT(size int) error {
-	return invalidf("the message is a %d-byte packet, larger than MQTT allows (at most 268,435,455 bytes of topic, properties and payload)", size)
+	return tooLargef("the message is a %d-byte packet, larger than MQTT allows (at most 268,435,455 bytes of topic, properties and payload)", size)
 }
 
 // ErrUnsupportedVersion is returned by Dial for a protocol version that has no

@@ -204,7 +204,7 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		return nil, tooLargeForMQTT(size)
 	} else if max := c.info.MaximumPacketSize; max > 0 && size > int(max) {
 		unalias()
-		return nil, invalidf("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
+		return nil, tooLargef("the message is a %d-byte packet, larger than the broker's Maximum Packet Size of %d bytes", size, max)
 	}
 	select {
 	case <-c.done:
