@@ -47,9 +47,10 @@ type v3Client struct {
 // writer is ready for it.
 const v3SendQueue = 256
 
-// v3ReceiveMaximum is how many QoS 1 and 2 publishes may await their
-// acknowledgement at once: what MQTT 5 lets the broker say, and below the
-// 65535 packet identifiers, so a SUBSCRIBE always finds one.
+// v3ReceiveMaximum is how many QoS 1 publishes may await their
+// acknowledgement at once: what MQTT 5 lets the broker say, and with the
+// QoS 2 window below the 65535 packet identifiers, so a SUBSCRIBE always
+// finds one.
 const v3ReceiveMaximum = 65000
 
 // v3QoS2Window is how many QoS 2 publishes may await their PUBCOMP at once.
