@@ -34,6 +34,15 @@ func (c *client) expectRefused(v3code byte) {
 	c.expectClosed()
 }
 
+// connectRefused opens a connection, sends a CONNECT with opts and expects
+// it refused (see expectRefused).
+func connectRefused(t testing.TB, addr string, v byte, id string, v3code byte, opts ...option) {
+	t.Helper()
+	c := dial(t, addr, v, id)
+	c.sendConnect(opts...)
+	c.expectRefused(v3code)
+}
+
 func v3want(v, code byte) string {
 	switch {
 	case v == v5:
@@ -54,13 +63,9 @@ func TestMQTT_3_1_3_8_ClientIDRejected(t *testing.T) {
 	t.Parallel()
 	forStatements(t, statements{v31: "MQTT-3.1.3-8", v311: "MQTT-3.1.3-8"}, func(t *testing.T, v byte) {
 		addr := startBroker(t)
-		c := dial(t, addr, v, "")
-		c.sendConnect(persistent())
-		c.expectRefused(0x02)
+		connectRefused(t, addr, v, "", 0x02, persistent())
 		if v == v31 {
-			c := dial(t, addr, v, "")
-			c.sendConnect()
-			c.expectRefused(0x02)
+			connectRefused(t, addr, v, "", 0x02)
 		}
 	})
 }
@@ -88,10 +93,7 @@ func TestMQTT_3_1_2_3_ReservedFlag(t *testing.T) {
 func TestMQTT_3_1_2_14_WillQoS3(t *testing.T) {
 	t.Parallel()
 	forStatements(t, statements{v31: "MQTT-3.1.2-14", v311: "MQTT-3.1.2-14", v5: "MQTT-3.1.2-12"}, func(t *testing.T, v byte) {
-		addr := startBroker(t)
-		c := dial(t, addr, v, "will-qos3")
-		c.sendConnect(will("will/qos3", "x", 3, false))
-		c.expectRefused(0)
+		connectRefused(t, startBroker(t), v, "will-qos3", 0, will("will/qos3", "x", 3, false))
 	})
 }
 
@@ -101,13 +103,10 @@ func TestMQTT_3_1_2_14_WillQoS3(t *testing.T) {
 func TestMQTT_3_1_2_22_PasswordWithoutUserName(t *testing.T) {
 	t.Parallel()
 	forStatements(t, statements{v31: "MQTT-3.1.2-22", v311: "MQTT-3.1.2-22"}, func(t *testing.T, v byte) {
-		addr := startBroker(t)
-		c := dial(t, addr, v, "password-only")
-		c.sendConnect(func(pk *packets.Packet) {
+		connectRefused(t, startBroker(t), v, "password-only", 0, func(pk *packets.Packet) {
 			pk.Connect.PasswordFlag = true
 			pk.Connect.Password = []byte("secret")
 		})
-		c.expectRefused(0)
 	})
 }
 
@@ -121,43 +120,9 @@ func TestMQTT_4_7_1_1_WillTopicWildcards(t *testing.T) {
 	forStatements(t, statements{v31: "MQTT-4.7.1-1", v311: "MQTT-4.7.1-1", v5: "MQTT-4.7.0-1"}, func(t *testing.T, v byte) {
 		addr := startBroker(t)
 		for _, topic := range []string{"will/#", "will/+", "+"} {
-			c := dial(t, addr, v, "wildcard-will")
-			c.sendConnect(will(topic, "x", 0, true))
-			c.expectRefused(0)
+			connectRefused(t, addr, v, "wildcard-will", 0, will(topic, "x", 0, true))
 		}
 	})
-}
-
-// TestMQTT_3_1_2_9_EmptyWillMessage: the will's fields "MUST be present in
-// the payload" (3.1.1 [MQTT-3.1.2-9], 5 [MQTT-3.1.2-9]); a will message of
-// length 0 is present, and published as an empty message. (mochi refused
-// the CONNECT.)
-func TestMQTT_3_1_2_9_EmptyWillMessage(t *testing.T) {
-	t.Parallel()
-	forStatements(t, statements{v31: "MQTT-3.1.2-9", v311: "MQTT-3.1.2-9", v5: "MQTT-3.1.2-9"}, func(t *testing.T, v byte) {
-		addr := startBroker(t)
-		w, _ := connect(t, addr, v, "watcher")
-		w.mustSubscribe(sub("will/#", 1))
-		a, _ := connect(t, addr, v, "empty-will", will("will/empty", "", 1, false))
-		a.drop()
-		w.receiveFrom("will/empty", "")
-	})
-}
-
-// encodeConnect is the CONNECT sendConnect would send, with opts.
-func (c *client) encodeConnect(opts ...option) []byte {
-	c.t.Helper()
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connect},
-		Connect:     packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: c.id, Keepalive: 60, Clean: true},
-	}
-	if c.version == v31 {
-		pk.Connect.ProtocolName = []byte("MQIsdp")
-	}
-	for _, o := range opts {
-		o(&pk)
-	}
-	return c.encode(pk)
 }
 
 // connectFlagsAt is the offset of the Connect Flags byte in an encoded

@@ -165,3 +165,19 @@ func TestMQTT5_3_1_3_9_WillCancelledByReconnect(t *testing.T) {
 	x.drop()
 	w.receiveFrom("back/witness", "gone")
 }
+
+// TestMQTT_3_1_2_9_EmptyWillMessage: the will's fields "MUST be present in
+// the payload" (3.1.1 [MQTT-3.1.2-9], 5 [MQTT-3.1.2-9]); a will message of
+// length 0 is present, and published as an empty message. (mochi refused
+// the CONNECT.)
+func TestMQTT_3_1_2_9_EmptyWillMessage(t *testing.T) {
+	t.Parallel()
+	forStatements(t, statements{v31: "MQTT-3.1.2-9", v311: "MQTT-3.1.2-9", v5: "MQTT-3.1.2-9"}, func(t *testing.T, v byte) {
+		addr := startBroker(t)
+		w, _ := connect(t, addr, v, "watcher")
+		w.mustSubscribe(sub("will/#", 1))
+		a, _ := connect(t, addr, v, "empty-will", will("will/empty", "", 1, false))
+		a.drop()
+		w.receiveFrom("will/empty", "")
+	})
+}

@@ -266,6 +266,12 @@ func (c *client) connect(opts ...option) packets.Packet {
 // options, and leaves the CONNACK to be read.
 func (c *client) sendConnect(opts ...option) {
 	c.t.Helper()
+	c.write(c.encodeConnect(opts...))
+}
+
+// encodeConnect is the CONNECT sendConnect sends, with opts, encoded.
+func (c *client) encodeConnect(opts ...option) []byte {
+	c.t.Helper()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: c.version,
@@ -282,7 +288,7 @@ func (c *client) sendConnect(opts ...option) {
 	for _, o := range opts {
 		o(&pk)
 	}
-	c.send(pk)
+	return c.encode(pk)
 }
 
 // send writes pk, with the connection's protocol version.

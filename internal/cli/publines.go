@@ -31,7 +31,7 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 			m := &outMsg{Message: r.plan.msg, n: lines}
 			m.Payload = line
 			if m.Props.PayloadFormat != nil && !utf8.Valid(line) {
-				r.refuse(m, invalidLine(fmt.Sprintf("--payload-format-indicator: %q is not UTF-8", line)))
+				r.refuse(m, mqttc.Invalidf("--payload-format-indicator: %q is not UTF-8", line))
 				continue
 			}
 			backlog = append(backlog, m)
@@ -313,10 +313,3 @@ func pubRetryable(err error) bool {
 	}
 	return retryable(err)
 }
-
-// invalidLine is a line pub -l cannot publish as it is asked to: exit 2,
-// as a usage error, without the usage lines (the command line is right).
-type invalidLine string
-
-func (e invalidLine) Error() string      { return string(e) }
-func (invalidLine) Is(target error) bool { return target == mqttc.ErrInvalid }

@@ -116,6 +116,10 @@ type invalidError struct{ msg string }
 func (e *invalidError) Error() string        { return e.msg }
 func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
 
+// Invalidf is an error that is an ErrInvalid (exit 2, without the usage
+// lines), for a request its caller checks itself.
+func Invalidf(format string, args ...any) error { return invalidf(format, args...) }
+
 func invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }

@@ -72,7 +72,8 @@ func dialV3(ctx context.Context, cfg Config, version int) (Client, error) {
 	}
 	window1, window2 := v3ReceiveMaximum, v3QoS2Window
 	if n := cfg.MaxInflight; n > 0 {
-		window1, window2 = min(n, v3ReceiveMaximum), min(n, v3ReceiveMaximum)
+		w := min(n, v3ReceiveMaximum)
+		window1, window2 = w, w
 	}
 	c := &v3Client{
 		lifecycle: newLifecycle(addr, conn),
