@@ -264,27 +264,42 @@ func TestPubLinesReconnects(t *testing.T) {
 }
 
 // TestPubLinesNoReconnect: with --no-reconnect a lost connection ends pub
-// -l with exit 3 and the broker's reason.
+// -l with exit 3 and the broker's reason; the error counts a line skipped
+// before (its note may have scrolled away), keeping the exit code of the
+// loss.
 func TestPubLinesNoReconnect(t *testing.T) {
-	b := brokertest.Start(t, broker.Config{})
-	got := payloads(t, b, "rc-once-sub", "rc/once", 0)
-	cmd, stdin, stderr := startFed(t, "pub", "-p", fmt.Sprint(b.Port), "-t", "rc/once", "-l", "-i", "rc-once", "--no-reconnect")
-	if _, err := io.WriteString(stdin, "one\n"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-got:
-	case <-time.After(waitLimit):
-		t.Fatal("pub's message never arrived")
-	}
-	if !b.Disconnect("rc-once") {
-		t.Fatal("client rc-once is not connected")
-	}
-	if code := waitExit(t, cmd); code != 3 {
-		t.Errorf("pub -l --no-reconnect exited %d after losing its connection, want 3; stderr:\n%s", code, stderr.String())
-	}
-	if want := "mqtk: broker closed the connection: administrative action (0x98)\n"; stderr.String() != want {
-		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	for _, tc := range []struct {
+		name, lines string
+		flags       []string
+		want        string
+	}{
+		{"plain", "one\n", nil, "mqtk: broker closed the connection: administrative action (0x98)\n"},
+		{"skipped", "\xff\none\n", []string{"--payload-format-indicator"},
+			"mqtk: line 1 not published: --payload-format-indicator: \"\\xff\" is not UTF-8\n" +
+				"mqtk: broker closed the connection: administrative action (0x98); and 1 line not published (line 1: --payload-format-indicator: \"\\xff\" is not UTF-8)\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := brokertest.Start(t, broker.Config{})
+			got := payloads(t, b, "rc-once-sub", "rc/once", 0)
+			cmd, stdin, stderr := startFed(t, append([]string{"pub", "-p", fmt.Sprint(b.Port), "-t", "rc/once", "-l", "-i", "rc-once", "--no-reconnect"}, tc.flags...)...)
+			if _, err := io.WriteString(stdin, tc.lines); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-got:
+			case <-time.After(waitLimit):
+				t.Fatal("pub's message never arrived")
+			}
+			if !b.Disconnect("rc-once") {
+				t.Fatal("client rc-once is not connected")
+			}
+			if code := waitExit(t, cmd); code != 3 {
+				t.Errorf("pub -l --no-reconnect exited %d after losing its connection, want 3; stderr:\n%s", code, stderr.String())
+			}
+			if stderr.String() != tc.want {
+				t.Errorf("stderr %q, want %q", stderr.String(), tc.want)
+			}
+		})
 	}
 }
 

@@ -68,7 +68,9 @@ empty message and a last line without a newline is still sent. A line that
 cannot be published (the broker rejects it, it is larger than the broker
 takes, or it is not UTF-8 with --payload-format-indicator) is named on
 stderr and skipped, as mosquitto_pub -l does; pub goes on with the next
-line and at the end exits as the first such line would have (5 or 2).
+line and at the end exits as the first such line would have (5 or 2). A run
+that ends otherwise (a lost connection, Ctrl-C) keeps its own exit code, and
+its error counts the lines skipped.
 
 With -l a lost connection is replaced, as mosquitto_pub -l does: pub
 reconnects after --reconnect-delay (doubling up to 30s while the broker

@@ -15,8 +15,10 @@ import (
 // --no-reconnect) and sends again, first and in order, the messages the
 // broker had not acknowledged, then carries on. On interruption it still
 // publishes every complete line already read, and says so if an incomplete
-// last line had to be dropped.
-func (r *pubRun) publishLines(ctx context.Context) error {
+// last line had to be dropped. Lines it could not publish (refuse) are
+// counted in its error, whatever else ended the run.
+func (r *pubRun) publishLines(ctx context.Context) (err error) {
+	defer func() { err = r.withRefused(err) }()
 	lr := newLineReader(r.a.IO.In)
 	var (
 		backlog []*outMsg // read (or sent on a lost connection), to send in order
@@ -65,7 +67,7 @@ func (r *pubRun) publishLines(ctx context.Context) error {
 				}
 				return context.Cause(ctx)
 			default:
-				return r.refusedErr()
+				return nil // withRefused
 			}
 		}
 		if loss == nil {
@@ -227,7 +229,7 @@ func (r *pubRun) note(format string, args ...any) {
 // --payload-format-indicator. As mosquitto_pub -l does, pub says so and
 // goes on with the next line (a `tail -f` pipeline does not end on one bad
 // line); at the end the run exits as the first of them would have
-// (refusedErr).
+// (withRefused).
 func (r *pubRun) refuse(m *outMsg, err error) {
 	r.note("mqtk: line %d not published: %v\n", m.n, err)
 	r.noteMu.Lock()
@@ -247,16 +249,25 @@ func (r *pubRun) refuser() func(*outMsg, error) {
 	return r.refuse
 }
 
-// refusedErr is the error a run with refused lines ends with: the first
-// one's, so its exit code (5 for the broker's rejection, 2 for a line it
-// could not take).
-func (r *pubRun) refusedErr() error {
+// withRefused is the error a run of pub -l that ended with err returns,
+// given the lines it refused: nil becomes the first refused line's error,
+// so the run exits as that line would have (5 for the broker's rejection,
+// 2 for a line it could not take); any other error keeps its own exit code
+// and counts them too, since the notes that named them may have scrolled
+// away.
+func (r *pubRun) withRefused(err error) error {
 	r.noteMu.Lock()
 	defer r.noteMu.Unlock()
-	if r.refused == 0 {
-		return nil
+	switch {
+	case r.refused == 0:
+		return err
+	case err == nil:
+		return fmt.Errorf("%d %s not published; the first: %w", r.refused, plural(r.refused, "line", "lines"), r.first)
+	case r.refused == 1:
+		return fmt.Errorf("%w; and 1 line not published (%v)", err, r.first)
+	default:
+		return fmt.Errorf("%w; and %d lines not published (the first: %v)", err, r.refused, r.first)
 	}
-	return fmt.Errorf("%d %s not published; the first: %w", r.refused, plural(r.refused, "line", "lines"), r.first)
 }
 
 // notSent adds to err how many messages read were not sent, or not
