@@ -1,6 +1,7 @@
 package mqttc
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -53,16 +54,24 @@ func newSendQueue(conn net.Conn, onErr func(error)) *sendQueue {
 
 // put queues p for writing, in order with everything put before it. It
 // returns the first write error, if one has happened.
-func (q *sendQueue) put(p []byte) error {
+func (q *sendQueue) put(p []byte) error { return q.putCtx(nil, p) }
+
+// putCtx is put that, if ctx is not nil, stops waiting for room (or, for a
+// large p, for its turn) when ctx ends and returns a *NotQueuedError:
+// nothing of p was queued.
+func (q *sendQueue) putCtx(ctx context.Context, p []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(p) >= maxQueued {
-		return q.writeDirect(p)
+		return q.writeDirect(ctx, p)
 	}
 	for q.err == nil && !q.closed && len(q.buf)+len(p) > maxQueued {
 		q.waiting++
-		q.cond.Wait()
+		err := q.wait(ctx)
 		q.waiting--
+		if err != nil {
+			return err
+		}
 	}
 	if q.err != nil {
 		return q.err
@@ -78,11 +87,46 @@ func (q *sendQueue) put(p []byte) error {
 	return nil
 }
 
-// writeDirect writes a large p once everything queued before it is written;
-// q.mu is held.
-func (q *sendQueue) writeDirect(p []byte) error {
-	for q.err == nil && !q.closed && (len(q.buf) > 0 || q.writing) {
+// wait waits for the queue to change or, if ctx is not nil, for ctx to
+// end; q.mu is held.
+func (q *sendQueue) wait(ctx context.Context) error {
+	if ctx == nil {
 		q.cond.Wait()
+		return nil
+	}
+	if ctx.Err() != nil {
+		return &NotQueuedError{Err: context.Cause(ctx)}
+	}
+	// The broadcast needs q.mu, which Wait releases: it cannot come
+	// between the check above and the Wait.
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	})
+	q.cond.Wait()
+	stop()
+	if ctx.Err() != nil {
+		return &NotQueuedError{Err: context.Cause(ctx)}
+	}
+	return nil
+}
+
+// NotQueuedError is a write given up because its context ended while it
+// waited for the broker to read what was written before: nothing of it was
+// sent, and the connection is still usable.
+type NotQueuedError struct{ Err error }
+
+func (e *NotQueuedError) Error() string { return "not sent: " + e.Err.Error() }
+func (e *NotQueuedError) Unwrap() error { return e.Err }
+
+// writeDirect writes a large p once everything queued before it is written;
+// q.mu is held. Once the write has begun, ctx no longer stops it.
+func (q *sendQueue) writeDirect(ctx context.Context, p []byte) error {
+	for q.err == nil && !q.closed && (len(q.buf) > 0 || q.writing) {
+		if err := q.wait(ctx); err != nil {
+			return err
+		}
 	}
 	if q.err != nil {
 		return q.err

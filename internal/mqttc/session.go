@@ -137,6 +137,19 @@ func (s *connSession) allocate() (uint16, bool) {
 	return 0, false
 }
 
+// forget ends the transaction id without a response: its PUBLISH was never
+// sent.
+func (s *connSession) forget(id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cp, ok := s.client[id]; ok {
+		delete(s.client, id)
+		if cp.typ == packets.PUBLISH {
+			<-s.quota
+		}
+	}
+}
+
 // end completes the transaction id with the response recv.
 func (s *connSession) end(id uint16, recv *packets.ControlPacket) {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -336,16 +337,8 @@ func TestDisconnectStalledBroker(t *testing.T) {
 	cl, _ := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, nil) // and it reads nothing
 	tc := cl.(*v5Client).conn
 	q := tc.q
-	published := flood(t, cl, tc)
-	for { // until the publisher waits for room in the queue
-		q.mu.Lock()
-		waiting := q.waiting
-		q.mu.Unlock()
-		if waiting > 0 {
-			break
-		}
-		time.Sleep(time.Millisecond) // poll interval of a condition wait
-	}
+	published := flood(t, context.Background(), 0, cl, tc)
+	waitForRoom(q)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -360,11 +353,12 @@ func TestDisconnectStalledBroker(t *testing.T) {
 	}
 }
 
-// flood publishes 1 KiB QoS 0 messages on cl, whose connection is tc, until
-// one fails, and yields that error. tc gets a small send buffer that TCP
-// does not grow: once a broker that reads nothing has a full window, the
-// send queue's writes block for good, and then the publisher.
-func flood(t *testing.T, cl Client, tc *traceConn) <-chan error {
+// flood publishes 1 KiB messages of QoS qos with ctx on cl, whose
+// connection is tc, until one fails, and yields that error. tc gets a small
+// send buffer that TCP does not grow: once a broker that reads nothing has a
+// full window, the send queue's writes block for good, and then the
+// publisher.
+func flood(t *testing.T, ctx context.Context, qos byte, cl Client, tc *traceConn) <-chan error {
 	t.Helper()
 	if err := tc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
 		t.Fatal(err)
@@ -373,13 +367,70 @@ func flood(t *testing.T, cl Client, tc *traceConn) <-chan error {
 	published := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := cl.PublishAsync(context.Background(), &Message{Topic: "t", Payload: payload}); err != nil {
+			if _, err := cl.PublishAsync(ctx, &Message{Topic: "t", QoS: qos, Payload: payload}); err != nil {
 				published <- err
 				return
 			}
 		}
 	}()
 	return published
+}
+
+// waitForRoom returns once a publisher waits for room in q.
+func waitForRoom(q *sendQueue) {
+	for {
+		q.mu.Lock()
+		waiting := q.waiting
+		q.mu.Unlock()
+		if waiting > 0 {
+			return
+		}
+		time.Sleep(time.Millisecond) // poll interval of a condition wait
+	}
+}
+
+// TestPublishStalledBrokerCancel: a publish waiting for room in the send
+// queue of a broker that stopped reading returns when its context ends
+// (mqtk bench's stall detection and Ctrl-C), with nothing of it sent: the
+// connection stays up, and a QoS 1 publish's packet identifier and place in
+// the Receive Maximum are free again. Before, it waited for good.
+func TestPublishStalledBrokerCancel(t *testing.T) {
+	for _, qos := range []byte{0, 1} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			cl, _ := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, nil) // and it reads nothing
+			c := cl.(*v5Client)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			published := flood(t, ctx, qos, cl, c.conn)
+			waitForRoom(c.conn.q)
+			cancel()
+			select {
+			case err := <-published:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("the waiting publish returned %v, want context.Canceled", err)
+				}
+			case <-time.After(time.Minute): // a bound against a hang only
+				t.Fatal("the waiting publish did not return when its context ended")
+			}
+			select {
+			case <-cl.Done():
+				t.Fatalf("the connection ended: %v", cl.Err())
+			default:
+			}
+			s := c.session
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if len(s.client) != len(s.quota) {
+				t.Errorf("%d transactions hold %d places in the quota", len(s.client), len(s.quota))
+			}
+			if qos > 0 && len(s.client) == 0 {
+				t.Error("no QoS 1 publish is awaiting its PUBACK: the flood did not reach the queue")
+			}
+			if _, held := s.client[s.lastID]; qos > 0 && held { // the last identifier given: the publish given up
+				t.Errorf("the publish given up still holds packet identifier %d", s.lastID)
+			}
+		})
+	}
 }
 
 // errDone is closed once ch has yielded a value.

@@ -3,6 +3,7 @@ package mqttc
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,8 +36,10 @@ type traceConn struct {
 	q *sendQueue    // writes go through it
 
 	mu       sync.Mutex
-	batching bool   // the lock is held: Write appends to batch
-	batch    []byte // the packet being gathered
+	batching bool            // the lock is held: Write appends to batch
+	batch    []byte          // the packet being gathered
+	ctx      context.Context // LockCtx's: ends the packet's waits for room
+	partial  bool            // a part of the packet under the lock is queued
 
 	trace   *tracer
 	in, out splitter
@@ -163,24 +166,62 @@ func (c *traceConn) Lock() {
 	c.batching = true
 }
 
+// LockCtx is Lock for a packet whose waits for room in the send queue end
+// with ctx (a publish whose caller gave up on a broker that stopped
+// reading): then nothing of it was queued and UnlockErr or the Write
+// returns a *NotQueuedError, or, if a part of it was already queued, the
+// connection is aborted, since the rest of the stream cannot follow.
+func (c *traceConn) LockCtx(ctx context.Context) {
+	c.Lock()
+	c.ctx, c.partial = ctx, false
+}
+
 func (c *traceConn) Unlock() {
-	_ = c.flush() // a write error is sticky: writeErr reports it
+	_ = c.UnlockErr() // a write error is sticky: writeErr reports it
+}
+
+// UnlockErr is Unlock, returning the error of queueing what was gathered.
+func (c *traceConn) UnlockErr() error {
+	err := c.flush()
 	c.batching = false
+	c.ctx, c.partial = nil, false
 	if cap(c.batch) > maxBatch {
 		c.batch = nil
 	}
 	c.mu.Unlock()
+	return err
 }
 
 // flush queues the gathered packet; the lock is held.
 func (c *traceConn) flush() error {
 	var err error
 	if len(c.batch) > 0 {
-		err = c.q.put(c.batch)
+		err = c.queue(c.batch)
 	}
 	c.batch = c.batch[:0]
 	return err
 }
+
+// queue puts p in the send queue; the lock is held (see LockCtx).
+func (c *traceConn) queue(p []byte) error {
+	err := c.q.putCtx(c.ctx, p)
+	var nq *NotQueuedError
+	switch {
+	case err == nil:
+		c.partial = true
+	case c.partial && errors.As(err, &nq):
+		c.q.abort()
+		c.partial = false
+	}
+	return err
+}
+
+// lockedWriter writes to c, whose lock the caller holds: a packet's WriteTo
+// (which takes the lock itself when the writer is a sync.Locker) gathers its
+// pieces under LockCtx through it.
+type lockedWriter struct{ c *traceConn }
+
+func (w lockedWriter) Write(p []byte) (int, error) { return w.c.Write(p) }
 
 // writeErr is the error of the first write that failed, including one of a
 // packet queued after the writer's Write had returned.
@@ -204,7 +245,7 @@ func (c *traceConn) Write(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	if err := c.q.put(p); err != nil {
+	if err := c.queue(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -517,7 +517,7 @@ func TestV3PublishLost(t *testing.T) {
 			t.Fatal("the scripted broker saw no CONNECT")
 		}
 		c := cl.(*v3Client)
-		published := flood(t, cl, c.conn)
+		published := flood(t, context.Background(), 0, cl, c.conn)
 		for len(c.sends) < cap(c.sends) { // until c.send waits on paho
 			select {
 			case err := <-published:

@@ -212,8 +212,8 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 	default:
 	}
 	if m.QoS == 0 {
-		if err := c.write(pb); err != nil {
-			return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
+		if err := c.write(ctx, pb); err != nil {
+			return nil, c.writeFailed(ctx, m.Topic, err)
 		}
 		return done{}, nil
 	}
@@ -224,25 +224,41 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		}
 		return nil, c.lostErr("publish")
 	}
-	if err := c.write(pb); err != nil {
-		return nil, &NetError{Op: "publish", Addr: c.addr, Err: err}
+	if err := c.write(ctx, pb); err != nil {
+		if nq := (*NotQueuedError)(nil); errors.As(err, &nq) {
+			c.session.forget(pb.PacketID) // never sent: its place and identifier are free
+		}
+		return nil, c.writeFailed(ctx, m.Topic, err)
 	}
 	return &pending{c: c, topic: m.Topic, ret: ret}, nil
 }
 
-// write sends one packet; the error includes one that happened when the
-// gathered packet was written (see traceConn).
-func (c *v5Client) write(pb *packets.Publish) error {
-	if !plainPublish(pb) {
-		if _, err := pb.WriteTo(c.conn); err != nil {
-			return err
+// writeFailed is PublishAsync's error for a write that failed with err: the
+// context's, if it ended before anything was sent.
+func (c *v5Client) writeFailed(ctx context.Context, topic string, err error) error {
+	if nq := (*NotQueuedError)(nil); errors.As(err, &nq) {
+		if cerr := ctxErr(ctx, "publish", topic); cerr != nil {
+			return cerr
 		}
-		return c.conn.writeErr()
 	}
-	c.conn.Lock()
-	c.scratch = appendPublish(c.scratch[:0], pb)
-	_, err := c.conn.Write(c.scratch)
-	c.conn.Unlock()
+	return &NetError{Op: "publish", Addr: c.addr, Err: err}
+}
+
+// write sends one packet; the error includes one that happened when the
+// gathered packet was written (see traceConn). If ctx ends while the
+// broker is not reading, it gives up (see LockCtx).
+func (c *v5Client) write(ctx context.Context, pb *packets.Publish) error {
+	c.conn.LockCtx(ctx)
+	var err error
+	if plainPublish(pb) {
+		c.scratch = appendPublish(c.scratch[:0], pb)
+		_, err = c.conn.Write(c.scratch)
+	} else {
+		_, err = pb.WriteTo(lockedWriter{c.conn})
+	}
+	if uerr := c.conn.UnlockErr(); err == nil {
+		err = uerr
+	}
 	if err != nil {
 		return err
 	}
