@@ -278,8 +278,9 @@ func (a Assertion) Check(rs []Result) (ok bool, detail string, err error) {
 	return true, strings.Join(passed, "; "), nil
 }
 
-// actual returns the value of a's metric in r, and how it reads; or why
-// there is none.
+// actual returns the value of a's metric in r as the JSON report has it
+// (rounded alike, so that a script checking the report reaches the same
+// verdict), and how it reads; or why there is none.
 func (a Assertion) actual(r Result) (v float64, text, none string) {
 	for _, m := range plainMetrics {
 		if m.name != a.metric {
@@ -288,16 +289,16 @@ func (a Assertion) actual(r Result) (v float64, text, none string) {
 		v = m.get(r)
 		switch m.kind {
 		case kindCount:
-			return v, strconv.FormatFloat(v, 'f', -1, 64), ""
 		case kindSeconds:
-			return v, strconv.FormatFloat(round(v, decSeconds), 'f', -1, 64), ""
+			v = round(v, decSeconds)
 		default:
 			decimals := decRate
 			if strings.HasSuffix(m.name, "_mb_s") {
 				decimals = decMBs
 			}
-			return v, strconv.FormatFloat(round(v, decimals), 'f', -1, 64), ""
+			v = round(v, decimals)
 		}
+		return v, strconv.FormatFloat(v, 'f', -1, 64), ""
 	}
 	name, p, _ := strings.Cut(a.metric, ".")
 	for _, m := range latencyMetrics {
@@ -308,8 +309,14 @@ func (a Assertion) actual(r Result) (v float64, text, none string) {
 		if l.Count == 0 {
 			return 0, "", m.none
 		}
-		v = percentiles[percentileIndex(p)].get(l)
-		return v, humanMicros(v), ""
+		v = round(percentiles[percentileIndex(p)].get(l), decMicros)
+		text = humanMicros(v)
+		if compare(sig3(v), a.op, a.value) != compare(v, a.op, a.value) {
+			// The 3 digits shown would give the other verdict ("20.0ms,
+			// wanted < 20ms"): the exact figure too.
+			text += " (" + strconv.FormatFloat(v, 'f', -1, 64) + "µs)"
+		}
+		return v, text, ""
 	}
 	panic("bench: unknown metric " + a.metric) // ParseAssertion accepted it
 }

@@ -163,6 +163,33 @@ func TestAssertionCheck(t *testing.T) {
 	}
 }
 
+// An assertion judges the figure as the report gives it, and shows the
+// exact one where the 3 digits printed would give the other verdict.
+func TestAssertionCheckAsReported(t *testing.T) {
+	rs := []Result{{QoS: 2, Sent: 1, Duration: 2000400 * time.Microsecond,
+		E2E: Latency{Count: 1, P50: 20004.8634, P90: 20004.8634, P99: 20004.8634, P999: 20004.8634, Max: 20004.8634}}}
+	for _, tt := range []struct {
+		in     string
+		ok     bool
+		detail string
+	}{
+		{"duration_s<=2", true, "qos2.duration_s = 2"}, // 2.0004s, reported as 2
+		{"duration_s>2", false, "qos2.duration_s = 2, wanted > 2"},
+		{"e2e.p99<=20ms", false, "qos2.e2e.p99 = 20.0ms (20004.863µs), wanted <= 20ms"},
+		{"e2e.p99<20ms", false, "qos2.e2e.p99 = 20.0ms, wanted < 20ms"},
+		{"e2e.p99<=20.1ms", true, "qos2.e2e.p99 = 20.0ms"},
+	} {
+		a, err := ParseAssertion(tt.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, detail, err := a.Check(rs)
+		if err != nil || ok != tt.ok || detail != tt.detail {
+			t.Errorf("%q.Check() = %v, %q, %v\nwant %v, %q", tt.in, ok, detail, err, tt.ok, tt.detail)
+		}
+	}
+}
+
 func TestAssertionCheckErrors(t *testing.T) {
 	rs := assertResults()
 	noSubs := []Result{{QoS: 1, Ack: Latency{Count: 1, P50: 1}}}

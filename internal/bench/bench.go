@@ -74,8 +74,11 @@ type Result struct {
 	// --rate schedule until the end of --duration) and never written,
 	// because the run was cut short: a publisher's connection was lost or
 	// refused a publish, the broker stalled, a signal stopped the run.
-	// Closed-loop --duration runs plan no count: 0.
+	// Closed-loop --duration runs plan no count: 0. With --rate, also what
+	// was still due when --duration ended with the publishers behind the
+	// schedule (Behind).
 	Unsent   uint64
+	Behind   bool // --rate: publishers were behind the schedule when --duration ended
 	Duration time.Duration
 	// Rates are over Duration, the measured phase.
 	PublishRate float64 // Sent per second

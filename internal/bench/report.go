@@ -330,7 +330,10 @@ func WriteTable(w io.Writer, rs []Result) error {
 		if len(r.Errors) > 0 {
 			fmt.Fprintf(&b, "errors (QoS %d): %s\n", r.QoS, errorList(r.Errors))
 		}
-		if r.Unsent > 0 {
+		switch {
+		case r.Unsent > 0 && r.Behind && len(r.Errors) == 0 && !r.Interrupted:
+			fmt.Fprintf(&b, "unsent (QoS %d): %s planned messages not sent: the publishers were behind the --rate schedule when --duration ended (the broker or this machine did not keep up)\n", r.QoS, commas(r.Unsent))
+		case r.Unsent > 0:
 			fmt.Fprintf(&b, "unsent (QoS %d): %s planned messages never sent: the run was cut short\n", r.QoS, commas(r.Unsent))
 		}
 	}

@@ -295,8 +295,10 @@ func TestWriteTable(t *testing.T) {
 		Duration: 10 * time.Second, PublishRate: 120_400, ReceiveRate: 240_800,
 		PublishMBs: 12.04, ReceiveMBs: 24.08,
 		E2E:     Latency{Count: 2_408_000, P50: 412.3, P90: 999.7, P99: 4100, P999: 23_400, Max: 1_234_567},
-		Connect: Latency{Count: 12, P50: 0.5, P90: 12.34, P99: 99.99, P999: 100, Max: 100}}
+		Connect: Latency{Count: 12, P50: 0.5, P90: 12.34, P99: 99.99, P999: 100, Max: 100},
+		Unsent:  5, Behind: true}
 	q2 := sampleResult()
+	q2.Behind = true // with errors, the unsent were cut off
 	q2.QoS = 2
 	q2.Interrupted = true
 	var b bytes.Buffer
@@ -320,6 +322,7 @@ QoS  measurement      p50     p90     p99   p99.9     max    samples
   2  end-to-end     430µs   760µs  1.53ms  3.08ms  5.67ms    199,990
   2  connect        812µs  1.40ms  1.60ms  1.60ms  1.60ms         12
 
+unsent (QoS 0): 5 planned messages not sent: the publishers were behind the --rate schedule when --duration ended (the broker or this machine did not keep up)
 errors (QoS 2): connection lost 2, publish rejected: not authorized (0x87) 3
 unsent (QoS 2): 1,234 planned messages never sent: the run was cut short
 `

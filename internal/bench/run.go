@@ -186,6 +186,7 @@ type publisher struct {
 	topic  string
 	failed atomic.Bool   // an error of this publisher's is counted
 	unsent uint64        // measured messages planned and never sent; read after it returns
+	behind bool          // --rate: still behind the schedule at the end of --duration
 	sent   atomic.Uint64 // measured publishes written
 	acked  atomic.Uint64 // measured publishes acknowledged with success
 	ack    *Histogram    // written by the collector; read after r.acks.Wait
@@ -202,6 +203,12 @@ type subscriber struct {
 	lastNs   atomic.Int64  // when the last measured delivery arrived
 	mu       sync.Mutex    // tracker and e2e: OnMessage vs the final read
 }
+
+// lateLimit is how far behind its --rate schedule a publisher may be when
+// --duration ends and still send what was due before the end: past it, the
+// rest is unsent (Result.Behind), so that a rate above what the broker
+// takes does not stretch the run.
+const lateLimit = 100 * time.Millisecond
 
 // StallTimeout ends a run in which nothing was published, acknowledged or
 // delivered for this long: a broker that stopped answering must not hang it.
@@ -365,6 +372,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	for _, p := range pubs {
 		res.Acked += p.acked.Load()
 		res.Unsent += p.unsent
+		res.Behind = res.Behind || p.behind
 		ack.Merge(p.ack)
 	}
 	if o.QoS == 0 {
@@ -412,6 +420,10 @@ func (r *run) watch(ctx context.Context, pubsDone <-chan struct{}, pubs []*publi
 	defer tick.Stop()
 	var last uint64
 	lastChange := time.Now()
+	limit := StallTimeout
+	if r.o.Rate > 0 { // a --rate schedule's own gap between two messages is no stall
+		limit += time.Duration(float64(time.Second) / r.o.Rate)
+	}
 	for {
 		select {
 		case <-pubsDone:
@@ -425,8 +437,8 @@ func (r *run) watch(ctx context.Context, pubsDone <-chan struct{}, pubs []*publi
 		n := r.moved(pubs, subs)
 		if n != last {
 			last, lastChange = n, time.Now()
-		} else if time.Since(lastChange) >= StallTimeout {
-			r.errs.add(fmt.Sprintf("stalled: nothing moved for %s", StallTimeout), &StallError{After: StallTimeout})
+		} else if time.Since(lastChange) >= limit {
+			r.errs.add(fmt.Sprintf("stalled: nothing moved for %s", limit), &StallError{After: limit})
 			stop()
 			<-pubsDone
 			return
@@ -500,10 +512,22 @@ func (p *publisher) run(ctx context.Context) {
 			p.unsent = slotsBetween(slot, interval, r.measureStart, r.measureEnd)
 		}
 	}()
+	// planDone: a message at intended would be past the plan (--duration or
+	// --messages), which is then carried out.
+	planDone := func(intended int64) bool {
+		return intended >= r.measureStart && (r.measureEnd > 0 && intended >= r.measureEnd ||
+			o.Messages > 0 && seq >= uint64(o.Messages))
+	}
 	msg := mqttc.Message{Topic: p.topic, QoS: o.QoS, Retain: o.Retain}
 	for n := 0; ; n++ {
 		if o.Rate > 0 {
 			slot = r.startOffset() + int64(next)
+			if slot < r.measureStart && r.now() >= r.measureStart {
+				// Behind when the warm-up ends: the rest of its schedule
+				// is skipped, and the measured one starts on time.
+				next += math.Ceil(float64(r.measureStart-slot)/interval) * interval
+				slot = r.startOffset() + int64(next)
+			}
 		}
 		if r.stop.Load() {
 			return
@@ -512,7 +536,15 @@ func (p *publisher) run(ctx context.Context) {
 		if o.Rate > 0 {
 			intended = slot
 			next += interval
+			if planDone(intended) { // before waiting for a slot it will not use
+				finished = true
+				return
+			}
 			if !r.sleepUntil(ctx, intended) {
+				return
+			}
+			if r.measureEnd > 0 && r.now() >= r.measureEnd+int64(lateLimit) {
+				p.behind = true // the rest of the schedule is unsent
 				return
 			}
 		} else {
@@ -520,11 +552,7 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		measured := intended >= r.measureStart
 		if measured {
-			if r.measureEnd > 0 && intended >= r.measureEnd {
-				finished = true
-				return
-			}
-			if o.Messages > 0 && seq >= uint64(o.Messages) {
+			if planDone(intended) {
 				finished = true
 				return
 			}
@@ -652,6 +680,10 @@ func (r *run) drain(pubs []*publisher, subs []*subscriber, sent uint64, idle tim
 	expected := sent * uint64(len(subs))
 	var last uint64
 	lastChange := time.Now()
+	limit := StallTimeout
+	if r.o.Rate > 0 { // a --rate schedule's own gap between two messages is no stall
+		limit += time.Duration(float64(time.Second) / r.o.Rate)
+	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -378,3 +378,73 @@ func TestRunConnectionLost(t *testing.T) {
 		t.Errorf("errors %v, failures %v, unsent %d; want the subscriber's lost connection, nothing unsent", res.Errors, res.Failures, res.Unsent)
 	}
 }
+
+// A --rate no publisher can keep up with (a message every nanosecond) ends
+// at --duration all the same: the warm-up's backlog is skipped when the
+// measured phase begins, and what is still due when --duration ends is
+// unsent, the run marked Behind; it neither goes on to catch up nor counts
+// an error.
+func TestRunRateBehind(t *testing.T) {
+	f := &fakeBroker{n: map[string]int{}, held: map[string]*mqttc.Message{},
+		drop: func(int) bool { return false }, dup: func(int) bool { return false }, swap: func(int) bool { return false }}
+	o := options(0)
+	o.Subscribers = 0
+	o.Messages, o.Rate, o.Duration, o.Warmup = 0, 1e9, 200*time.Millisecond, 100*time.Millisecond
+	o.Dial = f.dial
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
+	defer cancel()
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interrupted {
+		t.Fatalf("the run went on for a minute catching up: sent %d", res.Sent)
+	}
+	if !res.Behind || res.Sent == 0 || len(res.Errors) != 0 {
+		t.Errorf("behind %v, sent %d, errors %v; want behind, some sent, no error", res.Behind, res.Sent, res.Errors)
+	}
+	// 200ms at 10^9/s: every planned message is either sent or unsent.
+	if planned := res.Sent + res.Unsent; planned < 2e8-3 || planned > 2e8+3 {
+		t.Errorf("sent %d + unsent %d = %d, want the 200,000,000 planned", res.Sent, res.Unsent, planned)
+	}
+}
+
+// A --rate schedule whose gap between two messages is longer than
+// StallTimeout is no stall, and a publisher whose next message would be
+// past --duration does not wait for it: one publisher at 2/s for 1.2s sends
+// 3 messages (at 0, 0.5 and 1s) without an error; at 1/100s, one message,
+// and it does not wait 100 s for the next.
+func TestRunSlowRate(t *testing.T) {
+	defer func(d time.Duration) { bench.StallTimeout = d }(bench.StallTimeout)
+	bench.StallTimeout = 300 * time.Millisecond
+	b := brokertest.Start(t, broker.Config{})
+	u, err := mqttc.ParseURL(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rate     float64
+		duration time.Duration
+		want     uint64
+	}{{2, 1200 * time.Millisecond, 3}, {0.01, 200 * time.Millisecond, 1}} {
+		t.Run(fmt.Sprint(tc.rate), func(t *testing.T) {
+			o := options(1)
+			o.Publishers, o.Subscribers = 1, 1
+			o.Messages, o.Rate, o.Duration = 0, tc.rate, tc.duration
+			o.Base = mqttc.Config{Endpoint: u.Endpoint}
+			o.ClientID = fmt.Sprintf("slow-%v", tc.rate)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
+			defer cancel()
+			res, err := bench.Run(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Interrupted {
+				t.Fatal("the publisher waited for a message past --duration")
+			}
+			if res.Sent != tc.want || res.Received != tc.want || res.Unsent != 0 || len(res.Errors) != 0 {
+				t.Errorf("sent %d received %d unsent %d errors %v; want %d, %d, 0, none", res.Sent, res.Received, res.Unsent, res.Errors, tc.want, tc.want)
+			}
+		})
+	}
+}

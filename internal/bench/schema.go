@@ -25,14 +25,18 @@ A duplicate is a delivery of a message a subscriber already had; out of
 order is a new message with a lower sequence than one the subscriber already
 had from that publisher; lost is an expected delivery (sent x subscribers)
 that never came; unsent is a measured message planned and never sent,
-because the run was cut short.
+because the run was cut short or, with --rate, because it was still due
+when --duration ended with the publishers more than 100ms behind the
+schedule (a rate above what the broker or the machine takes: the run does
+not go on past --duration to catch up).
 
 A run fails when anything is counted in its errors: a publish or delivery
 connection lost, a publish rejected, a broker that stalled (nothing moved
-for 10 seconds), an acknowledgement still missing when the drain ended. The
-report is printed in full all the same; then mqtk bench names the cause on
-stderr, runs no further QoS level and exits non-zero (see 'mqtk help
-exit-codes' and 'mqtk bench --help').
+for 10 seconds, plus the gap between two messages of --rate), an
+acknowledgement still missing when the drain ended. The report is printed
+in full all the same; then mqtk bench names the cause on stderr, runs no
+further QoS level and exits non-zero (see 'mqtk help exit-codes' and 'mqtk
+bench --help').
 
 NDJSON (--json)
 
@@ -87,8 +91,11 @@ level, in the order they ran.
   unsent              measured messages planned but never sent because the
                       run was cut short (a lost connection, a rejection, a
                       stall, a signal): the rest of --messages, or of the
-                      --rate schedule to the end of --duration; always 0 in
-                      a closed-loop --duration run, which plans no count
+                      --rate schedule to the end of --duration; with --rate
+                      also what was still due at the end of --duration
+                      (errors then empty: the publishers fell behind);
+                      always 0 in a closed-loop --duration run, which plans
+                      no count
   interrupted         true when a signal stopped the run and the figures are
                       partial; absent otherwise
 

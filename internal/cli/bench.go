@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -67,10 +68,12 @@ merged across clients (3 significant digits), never from averages.
 A level whose run counted errors has failed: the report is printed in full,
 then bench names the cause on stderr, runs no further level and exits 5 if
 the broker rejected a publish, else 3 if a connection was lost or the broker
-stalled (nothing moved for 10s), else 27 if an acknowledgement was still
-missing after the drain. Messages planned (--messages, or --rate over
---duration) but never sent because the run was cut short are reported as
-unsent.
+stalled (nothing moved for 10s, plus the gap between two messages of
+--rate), else 27 if an acknowledgement was still missing after the drain.
+Messages planned (--messages, or --rate over --duration) but never sent
+because the run was cut short are reported as unsent; so are, with --rate,
+those still due when --duration ends with the publishers more than 100ms
+behind the schedule: the run does not go on to catch up.
 
 --assert checks a figure for CI, e.g. --assert 'qos1.e2e.p99<20ms' or
 --assert 'lost==0'; the report is printed either way and a failed assertion
@@ -140,8 +143,8 @@ func (o *benchOptions) plan(a *App, fs interface{ Changed(string) bool }) (*benc
 	if o.inflight < 1 || o.inflight > 65535 {
 		return nil, usageErrorf("--inflight %d: from 1 to 65535", o.inflight)
 	}
-	if o.rate < 0 {
-		return nil, usageErrorf("--rate %g: 0 (as fast as possible) or more", o.rate)
+	if o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0) {
+		return nil, usageErrorf("--rate %g: messages per second, a finite number; 0 for as fast as possible", o.rate)
 	}
 	var dur time.Duration
 	if fs.Changed("messages") {

@@ -321,7 +321,13 @@ func (p *pending) Wait(ctx context.Context) error {
 			return p.c.lostErr("publish")
 		}
 	case <-ctx.Done():
-		return ctxErr(ctx, "publish", p.topic)
+		// An acknowledgement that had arrived counts (select picks at
+		// random among what is ready).
+		select {
+		case resp = <-p.ret:
+		default:
+			return ctxErr(ctx, "publish", p.topic)
+		}
 	}
 	var code byte
 	var props *packets.Properties
