@@ -173,6 +173,15 @@ func newMessage(client string, pk packets.Packet) message {
 	}
 }
 
+// expired reports whether the message's expiry had passed at now: it is
+// not restored, as it would not be delivered had the broker kept running
+// [MQTT-3.3.2-5] (mochi would drop it within a second, after a client that
+// reconnects at once may have had it).
+func (r message) expired(now int64) bool {
+	pk := r.packet()
+	return pk.Expired(now, 0) // mqtk sets no maximum expiry (broker.go)
+}
+
 func (r message) packet() packets.Packet {
 	p := r.Props
 	return packets.Packet{
@@ -332,9 +341,17 @@ func (h *store) forget(id string) {
 	})
 }
 
-func sessionRecord(cl *mqtt.Client) storage.Client {
+// sessionRec is a stored session: mochi's record, and when its connection
+// ended (Unix seconds; 0 while connected, or if unknown), from which its
+// expiry counts across a restart.
+type sessionRec struct {
+	storage.Client
+	Disconnected int64 `json:"disconnected,omitempty"`
+}
+
+func sessionRecord(cl *mqtt.Client) sessionRec {
 	p := cl.Properties.Props
-	return storage.Client{
+	return sessionRec{Disconnected: cl.StopTime(), Client: storage.Client{
 		ID: cl.ID, T: storage.ClientKey, Remote: cl.Net.Remote, Listener: cl.Net.Listener,
 		Username: cl.Properties.Username, Clean: cl.Properties.Clean, ProtocolVersion: cl.Properties.ProtocolVersion,
 		Properties: storage.ClientProperties{
@@ -345,7 +362,7 @@ func sessionRecord(cl *mqtt.Client) storage.Client {
 			TopicAliasMaximum: p.TopicAliasMaximum, User: p.User, MaximumPacketSize: p.MaximumPacketSize,
 		},
 		Will: storage.ClientWill(cl.Properties.Will),
-	}
+	}}
 }
 
 // OnSessionEstablished stores a persistent session; a client that now
@@ -361,8 +378,12 @@ func (h *store) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnDisconnect forgets a session that ends with its connection, and
-// records a session expiry changed by DISCONNECT.
+// records when a persistent one was disconnected, with a session expiry
+// DISCONNECT may have changed.
 func (h *store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Conn == nil {
+		return // a session loaded at start (loadClients): its record stands
+	}
 	h.jmu.Lock()
 	if p, ok := h.publishing[cl.ID]; ok && p.cl == cl {
 		// Its last publish was never routed (a hook after this one
@@ -380,17 +401,8 @@ func (h *store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		h.forget(cl.ID)
 		return
 	}
-	var stored storage.Client
-	_ = h.view(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bSessions).Get([]byte(cl.ID)); v != nil {
-			return json.Unmarshal(v, &stored)
-		}
-		return nil
-	})
-	if stored.Properties.SessionExpiryInterval != cl.Properties.Props.SessionExpiryInterval {
-		rec := sessionRecord(cl)
-		h.update(func(tx *bbolt.Tx) error { return put(tx, bSessions, []byte(cl.ID), rec) })
-	}
+	rec := sessionRecord(cl)
+	h.update(func(tx *bbolt.Tx) error { return put(tx, bSessions, []byte(cl.ID), rec) })
 }
 
 // OnClientExpired forgets an expired session, and takes its subscriptions
@@ -631,21 +643,39 @@ func (h *store) PacketRead(cl *mqtt.Client, pk *packets.Packet) error {
 // hooks in this order: clients, subscriptions, in-flight messages, retained
 // messages; the last two are loaded here rather than by mochi, which would
 // lose their packet identifiers and expiry.)
+//
+// An MQTT 5 session's expiry counts from its disconnection, not from the
+// start: one that expired while the broker was down is forgotten, and
+// mochi, which counts down from the start, is given what is left of it. (A
+// session connected when the broker was killed has no disconnection
+// recorded, and counts from the start.)
 func (h *store) StoredClients() ([]storage.Client, error) {
 	var clients []storage.Client
+	var expired []string
+	now := time.Now().Unix()
 	err := h.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bSessions).ForEach(func(k, v []byte) error {
-			var c storage.Client
+			var c sessionRec
 			if err := json.Unmarshal(v, &c); err != nil {
 				return fmt.Errorf("session %q: %w", k, err)
 			}
 			if c.ProtocolVersion == 5 {
 				c.Properties.SessionExpiryIntervalFlag = true // mochi then counts down from now
+				if gone := now - c.Disconnected; c.Disconnected > 0 && gone > 0 {
+					if gone >= int64(c.Properties.SessionExpiryInterval) {
+						expired = append(expired, c.ID)
+						return nil
+					}
+					c.Properties.SessionExpiryInterval -= uint32(gone)
+				}
 			}
-			clients = append(clients, c)
+			clients = append(clients, c.Client)
 			return nil
 		})
 	})
+	for _, id := range expired {
+		h.forget(id)
+	}
 	h.loaded = map[string]bool{}
 	for _, c := range clients {
 		h.loaded[c.ID] = true
@@ -702,6 +732,7 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 		r  message
 	}
 	var unplaced []placed
+	now := time.Now().Unix()
 	err := h.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bInflight).ForEach(func(k, v []byte) error {
 			var r message
@@ -709,7 +740,7 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 				return fmt.Errorf("queued message %q: %w", k, err)
 			}
 			cl, ok := h.m.Clients.Get(r.Client)
-			if !ok || !h.loaded[r.Client] {
+			if !ok || !h.loaded[r.Client] || r.expired(now) {
 				orphans = append(orphans, append([]byte(nil), k...))
 				return nil
 			}
@@ -742,11 +773,17 @@ func (h *store) StoredInflightMessages() ([]storage.Message, error) {
 // load.
 func (h *store) StoredRetainedMessages() ([]storage.Message, error) {
 	var journal []message
+	var expired [][]byte
+	now := time.Now().Unix()
 	err := h.view(func(tx *bbolt.Tx) error {
 		err := tx.Bucket(bRetained).ForEach(func(k, v []byte) error {
 			var r message
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("retained message %q: %w", k, err)
+			}
+			if r.expired(now) {
+				expired = append(expired, append([]byte(nil), k...))
+				return nil
 			}
 			h.m.Topics.RetainMessage(r.packet())
 			return nil
@@ -766,6 +803,7 @@ func (h *store) StoredRetainedMessages() ([]storage.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.orphans(bRetained, expired)
 	atomic.StoreInt64(&h.m.Info.Retained, int64(h.m.Topics.Retained.Len()))
 	for _, r := range journal {
 		h.deliver(r)

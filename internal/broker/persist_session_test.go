@@ -173,8 +173,9 @@ func TestPersistSessionExpiry(t *testing.T) {
 
 	first := b
 	b = restart(t, b, false)
-	if cl, ok := b.m.Clients.Get("long"); !ok || !cl.Properties.Props.SessionExpiryIntervalFlag || cl.Properties.Props.SessionExpiryInterval != 3600 {
-		t.Errorf("session long after the restart: present %v, want expiry 3600", ok)
+	// What is left of its hour: the restart may have crossed a second.
+	if cl, ok := b.m.Clients.Get("long"); !ok || !cl.Properties.Props.SessionExpiryIntervalFlag || cl.Properties.Props.SessionExpiryInterval < 3599 || cl.Properties.Props.SessionExpiryInterval > 3600 {
+		t.Errorf("session long after the restart: present %v, want expiry 3599-3600", ok)
 	}
 	// short expires in the new broker, unless it did so in the first.
 	if _, ok := b.m.Clients.Get("short"); ok {

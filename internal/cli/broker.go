@@ -81,6 +81,12 @@ subscribers) to its pace, as mosquitto's single thread does; one that stopped
 reading holds them up once, for D. A write that makes no progress for
 --write-timeout closes the connection.
 
+--persist DIR keeps retained messages, persistent sessions (their
+subscriptions and queued QoS 1 and 2 messages) and messages being delivered
+across a restart or a crash, with nothing acknowledged lost. Expiry runs on
+while the broker is down: a session or message whose expiry passed meanwhile
+is gone when it starts again.
+
 The startup lines on stderr say what is exposed and how it is protected. The
 broker runs until Ctrl-C or SIGTERM, then disconnects every client and exits
 0 within a second.
