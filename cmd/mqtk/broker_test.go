@@ -195,11 +195,13 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-t", "log/t", "-m", "SECRET-PAYLOAD", "-q", "1", "-i", "logger", "-u", "u", "-P", "SECRET-PW"); code != 0 {
 		t.Fatalf("pub: exit %d: %s", code, out)
 	}
-	// Refused over MQTT 3.1.1 (the connection is closed, exit 3): the
-	// warning names the packet, not its payload.
-	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-V", "311", "-t", "$SYS/x", "-m", "SECRET-SYS", "-q", "1"); code != 3 {
+	// Refused over MQTT 3.1.1: acknowledged and dropped, as by mosquitto.
+	if code, out := mqtk(t, "pub", "-L", p.urls[0], "-V", "311", "-t", "$SYS/x", "-m", "SECRET-SYS", "-q", "1"); code != 0 {
 		t.Errorf("pub -V 311 to $SYS: exit %d: %s", code, out)
 	}
+	// An AUTH packet with a reason a client may not send ends its
+	// connection: the warning names the packet's type, not its data.
+	badAuth(t, p.urls[0])
 	// A keep-alive of 0 (none) is the client's right: no warning.
 	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "log/k", "-k", "0", "-E"); code != 0 {
 		t.Errorf("sub -k 0: exit %d: %s", code, out)
@@ -231,10 +233,10 @@ func TestBrokerVerboseLog(t *testing.T) {
 	if strings.Contains(rest, "SECRET") {
 		t.Errorf("log shows a payload or password:\n%s", rest)
 	}
-	// The refused PUBLISH's warning: its type and topic, not the packet
-	// (whose payload slog would print as bytes or base64).
-	if !strings.Contains(rest, `"msg":"error processing packet"`) || !strings.Contains(rest, `"topic":"$SYS/x"`) || strings.Contains(rest, `"pk":`) {
-		t.Errorf("the warning for the refused PUBLISH should name its type and topic, not hold the packet:\n%s", rest)
+	// The refused AUTH's warning: its type, not the packet (whose data
+	// slog would print as bytes or base64).
+	if !strings.Contains(rest, `"msg":"error processing packet"`) || !strings.Contains(rest, `"type":"Auth"`) || strings.Contains(rest, `"pk":`) {
+		t.Errorf("the warning for the refused AUTH should name its type, not hold the packet:\n%s", rest)
 	}
 	for _, noise := range []string{"added hook", "stopping hook", "attached listener", "mochi mqtt", "keepalive is below"} {
 		if strings.Contains(rest, noise) {
@@ -499,5 +501,38 @@ func TestBrokerOutOfDescriptors(t *testing.T) {
 		}
 	case <-time.After(waitLimit):
 		t.Fatal("no warning about running out of file descriptors")
+	}
+}
+
+// badAuth connects to url (mqtt://host:port) with MQTT 5 and sends an AUTH
+// packet with reason code 0x80, which a client may not send
+// [MQTT-3.15.2-1], and authentication data that must not reach the log;
+// it returns once the broker has closed the connection.
+func badAuth(t *testing.T, url string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "mqtt://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound against a hang only
+	connect := []byte{0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0, 0, 3, 'r', 'a', 'w'}
+	props := append([]byte{0x15, 0, 4, 'm', 'e', 't', 'h', 0x16, 0, 11}, "SECRET-AUTH"...)
+	auth := append([]byte{0xF0, byte(2 + len(props)), 0x80, byte(len(props))}, props...)
+	if _, err := c.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(c, hdr); err != nil || hdr[0] != 0x20 {
+		t.Fatalf("no CONNACK: % x, %v", hdr, err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, hdr[1])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(auth); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, c); err != nil { // until the broker closes it
+		t.Fatalf("the broker did not close the connection: %v", err)
 	}
 }

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -360,19 +360,15 @@ func TestPubLinesBrokerRestart(t *testing.T) {
 	}
 }
 
-// TestPubLinesGivesUp: an MQTT 3.1.1 publish the broker does not authorize
-// closes the connection (3.1.1 has no other way to refuse it); pub -l sends
-// it on three connections, then stops with exit 3 naming the line, rather
-// than reconnecting for ever.
+// TestPubLinesGivesUp: an MQTT 3.1.1 publish larger than the broker takes
+// closes the connection (3.1.1 has no other way to refuse it, and no
+// Maximum Packet Size to learn beforehand); pub -l sends it on three
+// connections, then stops with exit 3 naming the line, rather than
+// reconnecting for ever.
 func TestPubLinesGivesUp(t *testing.T) {
-	dir := t.TempDir()
-	acl := dir + "/acl"
-	if err := os.WriteFile(acl, []byte("topic read #\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := brokertest.Start(t, broker.Config{ACLFile: acl})
-	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-V", "311", "-t", "rc/denied", "-l", "-q", "1", "--reconnect-delay", "10ms")
-	cmd.Stdin = strings.NewReader("refused\nnever\n")
+	b := brokertest.Start(t, broker.Config{MaximumPacketSize: 64})
+	cmd := exec.Command("mqtk", "pub", "-p", fmt.Sprint(b.Port), "-V", "311", "-t", "rc/large", "-l", "-q", "1", "--reconnect-delay", "10ms")
+	cmd.Stdin = strings.NewReader(strings.Repeat("x", 100) + "\nnever\n")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -399,6 +395,10 @@ func TestSubSessionNotKept(t *testing.T) {
 	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(first.Port), "-t", "rc/kept", "-q", "1", "-c", "-i", "rc-kept", "--reconnect-delay", "10ms")
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -407,6 +407,28 @@ func TestSubSessionNotKept(t *testing.T) {
 	defer cancel()
 	if err := first.WaitSubscribed(ctx, "rc/kept", 1); err != nil {
 		t.Fatal(err)
+	}
+	// A message through the subscription: sub has its SUBACK, and the
+	// loss below is of an established session, not of its first SUBSCRIBE.
+	pub, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: first.Host, Port: first.Port}, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, &mqttc.Message{Topic: "rc/kept", Payload: []byte("ready"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "ready\n" {
+			t.Fatalf("sub printed %q, want ready; stderr:\n%s", l, stderr)
+		}
+	case <-ctx.Done():
+		t.Fatalf("sub printed nothing; stderr:\n%s", stderr)
 	}
 	first.Close()
 	second := brokertest.Start(t, broker.Config{Listen: []string{net.JoinHostPort(first.Host, fmt.Sprint(first.Port))}})

@@ -62,7 +62,9 @@ them.
 A listener on any other address does not start unless --password-file (every
 client then authenticates) or --allow-anonymous says who may connect. With a
 password file, anonymous clients are refused unless --allow-anonymous.
-Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file).
+Password and ACL files are mosquitto's formats (mosquitto_passwd, acl_file);
+a line mqtk cannot read (a hash other than $7$ or $6$, say) is an error
+naming the file and line, where mosquitto skips it.
 As with mosquitto, a subscription wider than the ACL allows ('#' for a user
 who may read site/#) is granted and each message checked as it is delivered;
 one that the ACL lets nothing through is refused (SUBACK 0x87), and so is a

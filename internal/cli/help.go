@@ -118,8 +118,8 @@ func exitCodesHelp() string {
 Unlike mosquitto_pub, a publish the broker rejects is an error (exit 5), not a
 warning with exit 0. That takes MQTT 5: MQTT 3.1.1 and 3.1 acknowledge a
 publish without a reason code, so a broker that denies one either
-acknowledges it all the same (mosquitto: exit 0) or closes the connection
-(mqtk's broker: exit 3). See mqtk pub --help.
+acknowledges it all the same (mosquitto and mqtk's broker: exit 0) or closes
+the connection (exit 3). See mqtk pub --help.
 
 mqtk bench prints its report in full, then exits non-zero if a QoS level's
 run counted errors. When it counted several kinds, the code is the first

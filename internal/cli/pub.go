@@ -97,9 +97,9 @@ MQTT 3.1.1 and 3.1 (-V 311, -V 31, or without -V a broker that refuses
 MQTT 5) have no reason codes on PUBACK and PUBCOMP: an acknowledgement says
 the broker received the message, not that it accepted it. A broker that
 denies a publish (by its ACL, say) either acknowledges it all the same and
-drops it (mosquitto: exit 0) or closes the connection (mqtk's broker: exit 3,
-and the error says so). When a refused publish must fail, use MQTT 5 (exit
-5). The v5 properties (--content-type and the flags after it) need MQTT 5:
+drops it (mosquitto and mqtk's broker: exit 0) or closes the connection
+(exit 3, and the error says so). When a refused publish must fail, use MQTT 5
+(exit 5). The v5 properties (--content-type and the flags after it) need MQTT 5:
 with -V 311 or 31 they are a usage error, and without -V they keep mqtk from
 falling back to 3.1.1.`,
 		Example: `  mqtk pub -t sensors/temp -m 21.5

@@ -330,8 +330,8 @@ func retainClearOutcome(rep retain.Report, runErr error, dryRun bool, under stri
 	}
 	switch {
 	case rep.StillRetained > 0 && rep.Protocol > 0 && rep.Protocol < mqttc.V5:
-		// An MQTT 3 PUBACK confirms receipt only: mosquitto acknowledges a
-		// clear its ACL denies, and drops it.
+		// An MQTT 3 PUBACK confirms receipt only: mosquitto and mqtk's
+		// broker acknowledge a clear their ACL denies, and drop it.
 		done = append(done, fmt.Sprintf("%s still retained after %s acknowledged (with MQTT %s the broker may have dropped the %s, as for a topic its ACL does not let us write, or a publisher retained %s again)",
 			groupDigits(uint64(rep.StillRetained)), plural(rep.StillRetained, "its clear was", "their clears were"),
 			mqttc.VersionName(rep.Protocol), plural(rep.StillRetained, "clear", "clears"), plural(rep.StillRetained, "it", "them")))
