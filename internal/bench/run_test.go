@@ -391,15 +391,7 @@ func TestRunRateBehind(t *testing.T) {
 	o.Subscribers = 0
 	o.Messages, o.Rate, o.Duration, o.Warmup = 0, 1e9, 200*time.Millisecond, 100*time.Millisecond
 	o.Dial = f.dial
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
-	defer cancel()
-	res, err := bench.Run(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Interrupted {
-		t.Fatalf("the run went on for a minute catching up: sent %d", res.Sent)
-	}
+	res := runBounded(t, o, "the run went on for a minute catching up")
 	if !res.Behind || res.Sent == 0 || len(res.Errors) != 0 {
 		t.Errorf("behind %v, sent %d, errors %v; want behind, some sent, no error", res.Behind, res.Sent, res.Errors)
 	}
@@ -433,18 +425,26 @@ func TestRunSlowRate(t *testing.T) {
 			o.Messages, o.Rate, o.Duration = 0, tc.rate, tc.duration
 			o.Base = mqttc.Config{Endpoint: u.Endpoint}
 			o.ClientID = fmt.Sprintf("slow-%v", tc.rate)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound against a hang only
-			defer cancel()
-			res, err := bench.Run(ctx, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Interrupted {
-				t.Fatal("the publisher waited for a message past --duration")
-			}
+			res := runBounded(t, o, "the publisher waited for a message past --duration")
 			if res.Sent != tc.want || res.Received != tc.want || res.Unsent != 0 || len(res.Errors) != 0 {
 				t.Errorf("sent %d received %d unsent %d errors %v; want %d, %d, 0, none", res.Sent, res.Received, res.Unsent, res.Errors, tc.want, tc.want)
 			}
 		})
 	}
+}
+
+// runBounded runs o, failing the test with hung if the run has not ended by
+// itself within a minute (a bound against a hang only).
+func runBounded(t *testing.T, o bench.Options, hung string) bench.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interrupted {
+		t.Fatalf("%s: sent %d", hung, res.Sent)
+	}
+	return res
 }
