@@ -420,10 +420,7 @@ func (r *run) watch(ctx context.Context, pubsDone <-chan struct{}, pubs []*publi
 	defer tick.Stop()
 	var last uint64
 	lastChange := time.Now()
-	limit := StallTimeout
-	if r.o.Rate > 0 { // a --rate schedule's own gap between two messages is no stall
-		limit += time.Duration(float64(time.Second) / r.o.Rate)
-	}
+	limit := r.stallLimit()
 	for {
 		select {
 		case <-pubsDone:
@@ -444,6 +441,16 @@ func (r *run) watch(ctx context.Context, pubsDone <-chan struct{}, pubs []*publi
 			return
 		}
 	}
+}
+
+// stallLimit is how long nothing may move before the run counts as
+// stalled: StallTimeout, plus a --rate schedule's own gap between two
+// messages (up to a year: a rate of 10^-10/s would overflow a Duration).
+func (r *run) stallLimit() time.Duration {
+	if r.o.Rate <= 0 {
+		return StallTimeout
+	}
+	return StallTimeout + time.Duration(min(float64(time.Second)/r.o.Rate, float64(365*24*time.Hour)))
 }
 
 // moved is a counter of everything that shows the run is alive.
@@ -680,10 +687,6 @@ func (r *run) drain(pubs []*publisher, subs []*subscriber, sent uint64, idle tim
 	expected := sent * uint64(len(subs))
 	var last uint64
 	lastChange := time.Now()
-	limit := StallTimeout
-	if r.o.Rate > 0 { // a --rate schedule's own gap between two messages is no stall
-		limit += time.Duration(float64(time.Second) / r.o.Rate)
-	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -402,7 +402,15 @@ func (h *store) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return
 	}
 	rec := sessionRecord(cl)
-	h.update(func(tx *bbolt.Tx) error { return put(tx, bSessions, []byte(cl.ID), rec) })
+	h.update(func(tx *bbolt.Tx) error {
+		// A new connection that took the session over since the check
+		// above writes its own record after it is listed (store updates
+		// are serialised): this one must not come after it.
+		if cur, ok := h.m.Clients.Get(cl.ID); ok && cur != cl {
+			return nil
+		}
+		return put(tx, bSessions, []byte(cl.ID), rec)
+	})
 }
 
 // OnClientExpired forgets an expired session, and takes its subscriptions

@@ -341,6 +341,9 @@ func runPub(ctx context.Context, a *App, o *pubOptions) error {
 	if cause := context.Cause(graceCtx); cause != nil && errors.Is(err, context.Canceled) {
 		err = cause // the grace after an interruption ran out
 	}
+	if plan.lines {
+		err = r.withRefused(err)
+	}
 	// DISCONNECT even when the grace ran out (or the will goes out), but
 	// after an interruption within a second.
 	dwait := r.cfg.ConnectTimeout

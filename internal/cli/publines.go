@@ -16,9 +16,8 @@ import (
 // broker had not acknowledged, then carries on. On interruption it still
 // publishes every complete line already read, and says so if an incomplete
 // last line had to be dropped. Lines it could not publish (refuse) are
-// counted in its error, whatever else ended the run.
-func (r *pubRun) publishLines(ctx context.Context) (err error) {
-	defer func() { err = r.withRefused(err) }()
+// counted in the run's error by withRefused (runPub), whatever ended it.
+func (r *pubRun) publishLines(ctx context.Context) error {
 	lr := newLineReader(r.a.IO.In)
 	var (
 		backlog []*outMsg // read (or sent on a lost connection), to send in order

@@ -121,7 +121,9 @@ func (e *NotQueuedError) Error() string { return "not sent: " + e.Err.Error() }
 func (e *NotQueuedError) Unwrap() error { return e.Err }
 
 // writeDirect writes a large p once everything queued before it is written;
-// q.mu is held. Once the write has begun, ctx no longer stops it.
+// q.mu is held. If ctx ends once the write has begun, the write is cut
+// short by a deadline, and the queue fails with it (part of a packet is
+// out: the connection cannot go on).
 func (q *sendQueue) writeDirect(ctx context.Context, p []byte) error {
 	for q.err == nil && !q.closed && (len(q.buf) > 0 || q.writing) {
 		if err := q.wait(ctx); err != nil {
@@ -136,7 +138,27 @@ func (q *sendQueue) writeDirect(ctx context.Context, p []byte) error {
 	}
 	q.writing = true
 	q.mu.Unlock()
+	var cut func() bool
+	var cutMu sync.Mutex
+	written := false
+	if ctx != nil {
+		cut = context.AfterFunc(ctx, func() {
+			cutMu.Lock()
+			defer cutMu.Unlock()
+			if !written {
+				_ = q.conn.SetWriteDeadline(time.Now())
+			}
+		})
+	}
 	_, err := q.conn.Write(p)
+	if cut != nil {
+		cutMu.Lock()
+		written = true
+		cutMu.Unlock()
+		if !cut() && err == nil {
+			_ = q.conn.SetWriteDeadline(time.Time{}) // set as the write ended: not for the next
+		}
+	}
 	q.mu.Lock()
 	q.writing = false
 	q.cond.Broadcast()

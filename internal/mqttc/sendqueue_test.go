@@ -2,8 +2,10 @@ package mqttc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -221,5 +223,46 @@ func TestSendQueueCloseStuck(t *testing.T) {
 	case <-ended:
 	case <-time.After(closeFlushLimit + 10*time.Second):
 		t.Fatal("close did not return after closeFlushLimit")
+	}
+}
+
+// TestQueueCutShort: a packet whose context has ended is given up while it
+// waits for room in the queue: with nothing of it queued, the error says so
+// (NotQueuedError) and the queue goes on; with a part of it queued, the
+// connection is aborted, and the error says that instead.
+func TestQueueCutShort(t *testing.T) {
+	for _, partial := range []bool{false, true} {
+		t.Run(fmt.Sprint("partial=", partial), func(t *testing.T) {
+			a, b := net.Pipe() // nobody reads b: the writer blocks on the first write
+			defer a.Close()
+			defer b.Close()
+			q := newSendQueue(a, nil)
+			for range 2 { // one in the blocked write, one filling the queue but 10 bytes
+				if err := q.put(make([]byte, maxQueued-10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &traceConn{Conn: a, q: q}
+			ended, cancel := context.WithCancel(context.Background())
+			cancel()
+			c.LockCtx(ended)
+			var err error
+			if partial { // 10 bytes fit, and go; the rest waits
+				_, _ = c.Write(make([]byte, 10))
+				_, err = c.Write(make([]byte, maxBatch))
+			} else {
+				_, err = c.Write(make([]byte, maxBatch+20))
+			}
+			if uerr := c.UnlockErr(); err == nil {
+				err = uerr
+			}
+			var nq *NotQueuedError
+			if got := errors.As(err, &nq); got == partial {
+				t.Errorf("error %v: NotQueuedError %v, want %v", err, got, !partial)
+			}
+			if aborted := q.writeErr() != nil; aborted != partial {
+				t.Errorf("queue aborted %v, want %v (error %v)", aborted, partial, err)
+			}
+		})
 	}
 }

@@ -433,6 +433,52 @@ func TestPublishStalledBrokerCancel(t *testing.T) {
 	}
 }
 
+// TestPublishStalledBrokerCancelLarge: a publish too large for the send
+// queue (written directly) to a broker that stopped reading returns when
+// its context ends, though it had begun to write: the write is cut short,
+// and the connection, which has part of a packet on it, ends.
+func TestPublishStalledBrokerCancelLarge(t *testing.T) {
+	cl, _ := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, nil) // and it reads nothing
+	c := cl.(*v5Client)
+	if err := c.conn.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	published := make(chan error, 1)
+	payload := bytes.Repeat([]byte("x"), maxQueued+1)
+	go func() {
+		for {
+			if _, err := cl.PublishAsync(ctx, &Message{Topic: "t", Payload: payload}); err != nil {
+				published <- err
+				return
+			}
+		}
+	}()
+	for { // until a direct write is under way
+		c.conn.q.mu.Lock()
+		writing := c.conn.q.writing
+		c.conn.q.mu.Unlock()
+		if writing {
+			break
+		}
+		time.Sleep(time.Millisecond) // poll interval of a condition wait
+	}
+	cancel()
+	select {
+	case err := <-published:
+		if nq := (*NotQueuedError)(nil); errors.As(err, &nq) {
+			t.Errorf("the publish cut short says nothing was sent: %v", err)
+		}
+	case <-time.After(time.Minute): // a bound against a hang only
+		t.Fatal("the publish did not return when its context ended")
+	}
+	select {
+	case <-cl.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the connection with part of a packet on it did not end")
+	}
+}
+
 // errDone is closed once ch has yielded a value.
 func errDone(ch <-chan error) <-chan struct{} {
 	done := make(chan struct{})

@@ -212,9 +212,14 @@ func (c *traceConn) queue(p []byte) error {
 	case c.partial && errors.As(err, &nq):
 		c.q.abort()
 		c.partial = false
+		return errCutShort
 	}
 	return err
 }
+
+// errCutShort is a write given up with part of its packet already queued:
+// the connection is aborted.
+var errCutShort = fmt.Errorf("gave up in the middle of a packet the broker is not reading: %w", net.ErrClosed)
 
 // lockedWriter writes to c, whose lock the caller holds: a packet's WriteTo
 // (which takes the lock itself when the writer is a sync.Locker) gathers its

@@ -982,7 +982,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 			// QoS 2: the PUBREC is held for the PUBREL, as for a message
 			// accepted (processPubrel releases it and the receive quota).
 			ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess)
-			if !cl.State.Inflight.Has(pk.PacketID) { // not a resend of one held
+			if held, ok := cl.State.Inflight.Get(pk.PacketID); !ok || held.FixedHeader.Type != packets.Pubrec { // not a resend of one held
 				cl.State.Inflight.DecreaseReceiveQuota()
 				s.setAck(cl, &ack)
 			}
