@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"mqtk/internal/broker"
 	"mqtk/internal/brokertest"
 	"mqtk/internal/mqttc"
@@ -502,4 +504,104 @@ func TestPubLinesInterruptedWhileReconnecting(t *testing.T) {
 		t.Errorf("exit %d, want 130; stderr:\n%s", code, stderr)
 	}
 	stderr.waitFor(t, "mqtk: interrupted (1 message read and not acknowledged)\n")
+}
+
+// byteRecorder reads bytes from r and keeps them, to pass on as read.
+type byteRecorder struct {
+	r   *bufio.Reader
+	got []byte
+}
+
+func (b *byteRecorder) ReadByte() (byte, error) {
+	c, err := b.r.ReadByte()
+	if err == nil {
+		b.got = append(b.got, c)
+	}
+	return c, err
+}
+
+// TestSubFirstSubscribeLost: a connection lost before the first SUBACK (a
+// broker restarting at that moment) is a loss like any other: sub
+// reconnects, subscribes again and goes on. It exited 3.
+func TestSubFirstSubscribeLost(t *testing.T) {
+	b := brokertest.Start(t, broker.Config{})
+	target := net.JoinHostPort(b.Host, fmt.Sprint(b.Port))
+	var cut atomic.Bool
+	relay := proxytest.Start(t, proxytest.Options{Kind: "custom", Serve: func(_ *proxytest.Proxy, c net.Conn) {
+		defer c.Close()
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go func() { _, _ = io.Copy(c, up); c.Close() }()
+		rec := &byteRecorder{r: bufio.NewReader(c)}
+		for { // packet by packet, until the first SUBSCRIBE of the test
+			rec.got = rec.got[:0]
+			hdr, err := rec.ReadByte()
+			if err != nil {
+				return
+			}
+			n, _, err := packets.DecodeLength(rec)
+			if err != nil {
+				return
+			}
+			if hdr>>4 == packets.Subscribe && cut.CompareAndSwap(false, true) {
+				return // not passed on: the connection ends instead
+			}
+			if _, err := up.Write(rec.got); err != nil {
+				return
+			}
+			if _, err := io.CopyN(up, rec.r, int64(n)); err != nil {
+				return
+			}
+		}
+	}})
+	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(relay.Port), "-t", "rc/first", "-q", "1", "--reconnect-delay", "10ms")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitSubscribed(ctx, "rc/first", 1); err != nil {
+		t.Fatalf("sub did not subscribe after the loss: %v; stderr:\n%s", err, stderr)
+	}
+	pub, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(context.Background())
+	if err := pub.Publish(ctx, &mqttc.Message{Topic: "rc/first", Payload: []byte("after"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "after\n" {
+			t.Fatalf("sub printed %q, want after; stderr:\n%s", l, stderr)
+		}
+	case <-ctx.Done():
+		t.Fatalf("sub printed nothing; stderr:\n%s", stderr)
+	}
+	if !cut.Load() {
+		t.Fatal("the relay never saw a SUBSCRIBE")
+	}
+	stderr.waitFor(t, "; reconnecting in 10ms\n")
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd); code != 0 {
+		t.Errorf("sub exited %d after SIGINT, want 0; stderr:\n%s", code, stderr)
+	}
 }

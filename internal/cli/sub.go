@@ -405,13 +405,14 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 		ctx, cancel = context.WithTimeoutCause(ctx, plan.timeout, &timeoutExpired{plan.timeout})
 		defer cancel()
 	}
+	connected := false // once: a later dial is a reconnection
 	for {
 		client, err := mqttc.Dial(ctx, cfg)
 		if err != nil {
-			if !first && ctx.Err() != nil {
+			if connected && ctx.Err() != nil {
 				return stopCause(ctx) // not a failed reconnect: the run is over
 			}
-			if first || !retryable(err) || r.o.noReconnect {
+			if !connected || !retryable(err) || r.o.noReconnect {
 				return err
 			}
 			if !r.o.conn.quiet {
@@ -423,13 +424,26 @@ func (r *subRun) session(ctx context.Context, a *App, cfg mqttc.Config, done cha
 			delay = nextReconnectDelay(delay, plan.reconnect)
 			continue
 		}
+		connected = true
 		delay = plan.reconnect
 		if err := r.subscribe(ctx, a, client, first); err != nil {
 			disconnect(ctx, client, cfg)
 			if ctx.Err() != nil {
 				return stopCause(ctx)
 			}
-			return err
+			if r.o.noReconnect || !retryable(err) {
+				return err
+			}
+			// The connection was lost before the SUBACK (the broker
+			// restarting, say): as any loss, and the next connection
+			// subscribes again, as the first.
+			if !r.o.conn.quiet {
+				fmt.Fprintf(a.IO.Err, "mqtk: %v; reconnecting in %s\n", err, delay)
+			}
+			if stopped, stopErr := r.wait(ctx, delay); stopped {
+				return stopErr
+			}
+			continue
 		}
 		if r.o.exitOnSuback || len(plan.subs) == 0 {
 			disconnect(ctx, client, cfg)
