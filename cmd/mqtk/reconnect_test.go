@@ -394,17 +394,7 @@ func TestSubSessionNotKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(first.Port), "-t", "rc/kept", "-q", "1", "-c", "-i", "rc-kept", "--reconnect-delay", "10ms")
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, stdout, stderr := startSub(t, "-p", fmt.Sprint(first.Port), "-t", "rc/kept", "-q", "1", "-c", "-i", "rc-kept", "--reconnect-delay", "10ms")
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := first.WaitSubscribed(ctx, "rc/kept", 1); err != nil {
@@ -412,26 +402,7 @@ func TestSubSessionNotKept(t *testing.T) {
 	}
 	// A message through the subscription: sub has its SUBACK, and the
 	// loss below is of an established session, not of its first SUBSCRIBE.
-	pub, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: first.Host, Port: first.Port}, CleanStart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Publish(ctx, &mqttc.Message{Topic: "rc/kept", Payload: []byte("ready"), QoS: 1}); err != nil {
-		t.Fatal(err)
-	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		if l != "ready\n" {
-			t.Fatalf("sub printed %q, want ready; stderr:\n%s", l, stderr)
-		}
-	case <-ctx.Done():
-		t.Fatalf("sub printed nothing; stderr:\n%s", stderr)
-	}
+	through(t, ctx, first, "rc/kept", stdout, stderr)
 	first.Close()
 	second := brokertest.Start(t, broker.Config{Listen: []string{net.JoinHostPort(first.Host, fmt.Sprint(first.Port))}})
 	if err := second.WaitSubscribed(ctx, "rc/kept", 1); err != nil {
@@ -557,43 +528,13 @@ func TestSubFirstSubscribeLost(t *testing.T) {
 			}
 		}
 	}})
-	cmd := exec.Command("mqtk", "sub", "-p", fmt.Sprint(relay.Port), "-t", "rc/first", "-q", "1", "--reconnect-delay", "10ms")
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, stdout, stderr := startSub(t, "-p", fmt.Sprint(relay.Port), "-t", "rc/first", "-q", "1", "--reconnect-delay", "10ms")
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := b.WaitSubscribed(ctx, "rc/first", 1); err != nil {
 		t.Fatalf("sub did not subscribe after the loss: %v; stderr:\n%s", err, stderr)
 	}
-	pub, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, CleanStart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Disconnect(context.Background())
-	if err := pub.Publish(ctx, &mqttc.Message{Topic: "rc/first", Payload: []byte("after"), QoS: 1}); err != nil {
-		t.Fatal(err)
-	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		if l != "after\n" {
-			t.Fatalf("sub printed %q, want after; stderr:\n%s", l, stderr)
-		}
-	case <-ctx.Done():
-		t.Fatalf("sub printed nothing; stderr:\n%s", stderr)
-	}
+	through(t, ctx, b, "rc/first", stdout, stderr)
 	if !cut.Load() {
 		t.Fatal("the relay never saw a SUBSCRIBE")
 	}
@@ -604,4 +545,50 @@ func TestSubFirstSubscribeLost(t *testing.T) {
 	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("sub exited %d after SIGINT, want 0; stderr:\n%s", code, stderr)
 	}
+}
+
+// through publishes a message to topic on b, and waits for the sub whose
+// stdout is given to print it (its stderr is shown if it does not): the
+// subscription is acknowledged and in use.
+func through(t *testing.T, ctx context.Context, b *brokertest.Broker, topic string, stdout io.Reader, stderr *lockedBuffer) {
+	t.Helper()
+	pub, err := mqttc.Dial(ctx, mqttc.Config{Endpoint: mqttc.Endpoint{Scheme: "mqtt", Host: b.Host, Port: b.Port}, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(context.Background())
+	if err := pub.Publish(ctx, &mqttc.Message{Topic: topic, Payload: []byte("through"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "through\n" {
+			t.Fatalf("sub printed %q, want through; stderr:\n%s", l, stderr)
+		}
+	case <-ctx.Done():
+		t.Fatalf("sub printed nothing; stderr:\n%s", stderr)
+	}
+}
+
+// startSub starts mqtk sub with args, its stdout a pipe for the test to
+// read and its stderr collected; it is killed when the test ends.
+func startSub(t *testing.T, args ...string) (*exec.Cmd, io.Reader, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command("mqtk", append([]string{"sub"}, args...)...)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, stdout, stderr
 }
