@@ -403,12 +403,14 @@ func TestRunRateBehind(t *testing.T) {
 
 // A --rate schedule whose gap between two messages is longer than
 // StallTimeout is no stall, and a publisher whose next message would be
-// past --duration does not wait for it: one publisher at 2/s for 1.2s sends
-// 3 messages (at 0, 0.5 and 1s) without an error; at 1/100s, one message,
-// and it does not wait 100 s for the next.
+// past --duration does not wait for it: one publisher at 1/s for 2.5s sends
+// 3 messages (at 0, 1 and 2s) without an error; at 1/100s, one message,
+// and it does not wait 100 s for the next. (A message may be up to 500ms
+// late before the stall limit, 0.5s + 1s, or the end, 2.5s + lateLimit,
+// would count it.)
 func TestRunSlowRate(t *testing.T) {
 	defer func(d time.Duration) { bench.StallTimeout = d }(bench.StallTimeout)
-	bench.StallTimeout = 300 * time.Millisecond
+	bench.StallTimeout = 500 * time.Millisecond
 	b := brokertest.Start(t, broker.Config{})
 	u, err := mqttc.ParseURL(b.URL)
 	if err != nil {
@@ -418,7 +420,7 @@ func TestRunSlowRate(t *testing.T) {
 		rate     float64
 		duration time.Duration
 		want     uint64
-	}{{2, 1200 * time.Millisecond, 3}, {0.01, 200 * time.Millisecond, 1}} {
+	}{{1, 2500 * time.Millisecond, 3}, {0.01, 200 * time.Millisecond, 1}} {
 		t.Run(fmt.Sprint(tc.rate), func(t *testing.T) {
 			o := options(1)
 			o.Publishers, o.Subscribers = 1, 1

@@ -2,6 +2,7 @@ package mqttc
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -120,10 +121,16 @@ type NotQueuedError struct{ Err error }
 func (e *NotQueuedError) Error() string { return "not sent: " + e.Err.Error() }
 func (e *NotQueuedError) Unwrap() error { return e.Err }
 
+// notQueued reports whether err is, or wraps, a *NotQueuedError.
+func notQueued(err error) bool {
+	var nq *NotQueuedError
+	return errors.As(err, &nq)
+}
+
 // writeDirect writes a large p once everything queued before it is written;
-// q.mu is held. If ctx ends once the write has begun, the write is cut
-// short by a deadline, and the queue fails with it (part of a packet is
-// out: the connection cannot go on).
+// q.mu is held. If ctx ends once the write has begun, the queue is aborted
+// (part of a packet may be out: the connection cannot go on), which cuts
+// the write short.
 func (q *sendQueue) writeDirect(ctx context.Context, p []byte) error {
 	for q.err == nil && !q.closed && (len(q.buf) > 0 || q.writing) {
 		if err := q.wait(ctx); err != nil {
@@ -138,27 +145,12 @@ func (q *sendQueue) writeDirect(ctx context.Context, p []byte) error {
 	}
 	q.writing = true
 	q.mu.Unlock()
-	var cut func() bool
-	var cutMu sync.Mutex
-	written := false
+	stop := func() bool { return false }
 	if ctx != nil {
-		cut = context.AfterFunc(ctx, func() {
-			cutMu.Lock()
-			defer cutMu.Unlock()
-			if !written {
-				_ = q.conn.SetWriteDeadline(time.Now())
-			}
-		})
+		stop = context.AfterFunc(ctx, q.abort)
 	}
 	_, err := q.conn.Write(p)
-	if cut != nil {
-		cutMu.Lock()
-		written = true
-		cutMu.Unlock()
-		if !cut() && err == nil {
-			_ = q.conn.SetWriteDeadline(time.Time{}) // set as the write ended: not for the next
-		}
-	}
+	stop()
 	q.mu.Lock()
 	q.writing = false
 	q.cond.Broadcast()

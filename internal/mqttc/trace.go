@@ -205,11 +205,10 @@ func (c *traceConn) flush() error {
 // queue puts p in the send queue; the lock is held (see LockCtx).
 func (c *traceConn) queue(p []byte) error {
 	err := c.q.putCtx(c.ctx, p)
-	var nq *NotQueuedError
 	switch {
 	case err == nil:
 		c.partial = true
-	case c.partial && errors.As(err, &nq):
+	case c.partial && notQueued(err):
 		c.q.abort()
 		c.partial = false
 		return errCutShort

@@ -225,7 +225,7 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 		return nil, c.lostErr("publish")
 	}
 	if err := c.write(ctx, pb); err != nil {
-		if nq := (*NotQueuedError)(nil); errors.As(err, &nq) {
+		if notQueued(err) {
 			c.session.forget(pb.PacketID) // never sent: its place and identifier are free
 		}
 		return nil, c.writeFailed(ctx, m.Topic, err)
@@ -236,7 +236,7 @@ func (c *v5Client) PublishAsync(ctx context.Context, m *Message) (Pending, error
 // writeFailed is PublishAsync's error for a write that failed with err: the
 // context's, if it ended before anything was sent.
 func (c *v5Client) writeFailed(ctx context.Context, topic string, err error) error {
-	if nq := (*NotQueuedError)(nil); errors.As(err, &nq) {
+	if notQueued(err) {
 		if cerr := ctxErr(ctx, "publish", topic); cerr != nil {
 			return cerr
 		}

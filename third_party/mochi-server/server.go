@@ -970,28 +970,26 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 			return nil
 		}
 
+		ackType := packets.Puback
+		if pk.FixedHeader.Qos == 2 {
+			ackType = packets.Pubrec
+		}
+
 		if cl.Properties.ProtocolVersion != 5 {
 			// mqtk: MQTT 3 has no reason code to refuse it with; as
 			// mosquitto does, it is acknowledged and dropped [MQTT-3.3.5-2]
 			// (the ACL hook logs it). mochi closed the connection, and a
 			// client that resends what was unacknowledged when it
-			// reconnects (a persistent session) was refused for ever.
-			if pk.FixedHeader.Qos == 1 {
-				return cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.CodeSuccess))
-			}
-			// QoS 2: the PUBREC is held for the PUBREL, as for a message
-			// accepted (processPubrel releases it and the receive quota).
-			ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess)
-			if held, ok := cl.State.Inflight.Get(pk.PacketID); !ok || held.FixedHeader.Type != packets.Pubrec { // not a resend of one held
+			// reconnects (a persistent session) was refused for ever. A
+			// PUBREC is held for the PUBREL, as for a message accepted
+			// (processPubrel releases it and the receive quota).
+			ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.CodeSuccess)
+			if held, ok := cl.State.Inflight.Get(pk.PacketID); ackType == packets.Pubrec &&
+				(!ok || held.FixedHeader.Type != packets.Pubrec) { // not a resend of one held
 				cl.State.Inflight.DecreaseReceiveQuota()
 				s.setAck(cl, &ack)
 			}
 			return cl.WriteAck(ack)
-		}
-
-		ackType := packets.Puback
-		if pk.FixedHeader.Qos == 2 {
-			ackType = packets.Pubrec
 		}
 
 		ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.ErrNotAuthorized)
