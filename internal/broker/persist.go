@@ -670,11 +670,14 @@ func (h *store) StoredClients() ([]storage.Client, error) {
 			if c.ProtocolVersion == 5 {
 				c.Properties.SessionExpiryIntervalFlag = true // mochi then counts down from now
 				if gone := now - c.Disconnected; c.Disconnected > 0 && gone > 0 {
-					if gone >= int64(c.Properties.SessionExpiryInterval) {
+					// Expired as mochi counts (clearExpiredClients): once
+					// more than the interval has passed, in whole seconds.
+					left := int64(c.Properties.SessionExpiryInterval) - gone
+					if left < 0 {
 						expired = append(expired, c.ID)
 						return nil
 					}
-					c.Properties.SessionExpiryInterval -= uint32(gone)
+					c.Properties.SessionExpiryInterval = uint32(max(left, 1)) // 0 would end it with no time left
 				}
 			}
 			clients = append(clients, c.Client)
