@@ -662,32 +662,48 @@ func (pk *Packet) PingrespDecode(buf []byte) error {
 
 // PublishEncode encodes a Publish packet.
 func (pk *Packet) PublishEncode(buf *bytes.Buffer) error {
-	nb := mempool.GetBuffer()
-	defer mempool.PutBuffer(nb)
-
-	nb.Write(encodeString(pk.TopicName)) // [MQTT-3.3.2-1]
-
+	// mqtk: written straight into buf, and the properties of an MQTT 5
+	// packet that has none as the one zero byte of their length; mochi
+	// built the packet in two pooled buffers, with an allocated copy of
+	// the topic and packet identifier, and checked every property there is
+	// (fork change 47).
+	idLen := 0
 	if pk.FixedHeader.Qos > 0 {
 		if pk.PacketID == 0 {
 			return ErrProtocolViolationNoPacketID // [MQTT-2.2.1-2]
 		}
-		nb.Write(encodeUint16(pk.PacketID))
+		idLen = 2
 	}
 
+	var props []byte
 	if pk.ProtocolVersion == 5 {
-		pb := mempool.GetBuffer()
-		defer mempool.PutBuffer(pb)
-		pk.Properties.Encode(pk.FixedHeader.Type, pk.Mods, pb, nb.Len()+len(pk.Payload))
-		nb.Write(pb.Bytes())
+		if pk.Properties.publishEmpty() {
+			props = noProperties
+		} else {
+			pb := mempool.GetBuffer()
+			defer mempool.PutBuffer(pb)
+			pk.Properties.Encode(pk.FixedHeader.Type, pk.Mods, pb, 2+len(pk.TopicName)+idLen+len(pk.Payload))
+			props = pb.Bytes()
+		}
 	}
 
-	pk.FixedHeader.Remaining = nb.Len() + len(pk.Payload)
+	pk.FixedHeader.Remaining = 2 + len(pk.TopicName) + idLen + len(props) + len(pk.Payload)
 	pk.FixedHeader.Encode(buf)
-	buf.Write(nb.Bytes())
+	buf.WriteByte(byte(len(pk.TopicName) >> 8)) // [MQTT-3.3.2-1]
+	buf.WriteByte(byte(len(pk.TopicName)))
+	buf.WriteString(pk.TopicName)
+	if idLen > 0 {
+		buf.WriteByte(byte(pk.PacketID >> 8))
+		buf.WriteByte(byte(pk.PacketID))
+	}
+	buf.Write(props)
 	buf.Write(pk.Payload)
 
 	return nil
 }
+
+// noProperties is the property length of a packet without properties (mqtk).
+var noProperties = []byte{0}
 
 // PublishDecode extracts the data values from the packet.
 func (pk *Packet) PublishDecode(buf []byte) error {

@@ -207,6 +207,15 @@ func (p *Properties) canEncode(pkt byte, k byte) bool {
 	return validProperty[k][pkt]
 }
 
+// publishEmpty reports whether p holds none of the properties a PUBLISH
+// carries, so that Encode would write only a zero length for one (mqtk,
+// fork change 47).
+func (p *Properties) publishEmpty() bool {
+	return !p.PayloadFormatFlag && p.MessageExpiryInterval == 0 && p.ContentType == "" &&
+		p.ResponseTopic == "" && len(p.CorrelationData) == 0 && len(p.SubscriptionIdentifier) == 0 &&
+		!p.TopicAliasFlag && p.TopicAlias == 0 && len(p.User) == 0
+}
+
 // Encode encodes properties into a bytes buffer.
 func (p *Properties) Encode(pkt byte, mods Mods, b *bytes.Buffer, n int) {
 	if p == nil {
