@@ -139,6 +139,18 @@ func (i *Inflight) nextSeq() uint64 {
 }
 
 // Get returns an inflight packet by packet id.
+// typeOf is the type of the packet in flight with id, if there is one
+// (mqtk: Get copies the packet).
+func (i *Inflight) typeOf(id uint16) (byte, bool) {
+	i.RLock()
+	defer i.RUnlock()
+	m, ok := i.internal[id]
+	if !ok {
+		return 0, false
+	}
+	return m.FixedHeader.Type, true
+}
+
 func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	i.RLock()
 	defer i.RUnlock()

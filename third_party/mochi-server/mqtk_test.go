@@ -4,10 +4,12 @@
 package mqtt
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -504,5 +506,119 @@ func TestTakeoverQuotas(t *testing.T) {
 	i := cl.State.Inflight
 	if got := [4]int32{i.sendQuota, i.maximumSendQuota, i.receiveQuota, i.maximumReceiveQuota}; got != [4]int32{0, 0, 7, 7} {
 		t.Errorf("quotas after the takeover (send, max send, receive, max receive): %v, want [0 0 7 7]", got)
+	}
+}
+
+// TestRoutedSubscribers: the subscribers routeCache gives for a topic are
+// what scanning the index gives, after every kind of change to the
+// subscriptions, and topics with shared or inline subscriptions come from
+// the pool as before (MQTK.md, change 48).
+func TestRoutedSubscribers(t *testing.T) {
+	x := NewTopicsIndex()
+	check := func(step, topic string, wantCached bool) {
+		t.Helper()
+		got, pooled := x.routedSubscribers(topic)
+		want := x.Subscribers(topic)
+		if !reflect.DeepEqual(got.Subscriptions, want.Subscriptions) || len(got.Shared) != len(want.Shared) || len(got.InlineSubscriptions) != len(want.InlineSubscriptions) {
+			t.Fatalf("%s: routed %s:\n%+v\nscanned:\n%+v", step, topic, got, want)
+		}
+		if pooled == wantCached {
+			t.Fatalf("%s: %s from the pool %v, want %v", step, topic, pooled, !wantCached)
+		}
+		if pooled {
+			releaseSubscribers(got)
+		} else if again, _ := x.routedSubscribers(topic); again != got {
+			t.Fatalf("%s: %s looked up again was not the cached subscribers", step, topic)
+		}
+	}
+
+	check("no subscriptions", "a/b", true)
+	x.Subscribe("c1", packets.Subscription{Filter: "a/+", Qos: 1})
+	check("c1 subscribed", "a/b", true)
+	x.Subscribe("c2", packets.Subscription{Filter: "a/#", Qos: 0, Identifier: 3})
+	check("c2 subscribed", "a/b", true)
+	x.Subscribe("c1", packets.Subscription{Filter: "a/+", Qos: 2, NoLocal: true})
+	check("c1 subscribed again", "a/b", true)
+	x.Subscribe("c2", packets.Subscription{Filter: "a/b", Qos: 2, Identifier: 4})
+	check("c2's overlapping subscription", "a/b", true)
+	x.Unsubscribe("a/+", "c1")
+	check("c1 unsubscribed", "a/b", true)
+	x.Subscribe("c3", packets.Subscription{Filter: "#"})
+	check("c3 on #", "$SYS/x", true)
+	check("c3 on #", "a/b", true)
+	x.Subscribe("c4", packets.Subscription{Filter: "$share/g/a/b", ShareName: []string{"g"}})
+	check("a shared subscription", "a/b", false)
+	x.Unsubscribe("$share/g/a/b", "c4")
+	check("the shared subscription gone", "a/b", true)
+	x.inlineSubscribeRetained(InlineSubscription{Subscription: packets.Subscription{Filter: "a/b", Identifier: 1}})
+	check("an inline subscription", "a/b", false)
+	x.InlineUnsubscribe(1, "a/b")
+	check("the inline subscription gone", "a/b", true)
+	for i := 0; i < routeCacheMaxSubscribers; i++ {
+		x.Subscribe(fmt.Sprintf("m%d", i), packets.Subscription{Filter: "a/b"})
+	}
+	check("many subscribers", "a/b", false) // c2, c3 and 64 more
+	x.Unsubscribe("a/b", "m0")
+	x.Unsubscribe("a/b", "m1")
+	check("as many as are cached", "a/b", true)
+
+	// Full: topics beyond the bound come from the pool until the
+	// subscriptions change, then the cache starts again.
+	for i := 0; i < 3*routeCacheSize; i++ {
+		_, _ = x.routedSubscribers(fmt.Sprintf("t/%d", i))
+	}
+	if n := x.routes.n.Load(); n != routeCacheSize {
+		t.Fatalf("%d topics cached, want %d", n, routeCacheSize)
+	}
+	held := ""
+	x.routes.entries.Range(func(k, _ any) bool {
+		held = k.(string)
+		return false
+	})
+	check("full", "u/1", false)
+	check("full", held, true)
+	x.Unsubscribe("#", "c3")
+	check("full, then a change", "u/1", true)
+	if n := x.routes.n.Load(); n != 1 {
+		t.Errorf("%d topics cached after starting again, want 1", n)
+	}
+}
+
+// TestRoutedSubscribersConcurrent: a subscription made before a lookup
+// starts is in what it finds, and one removed before is not, whatever other
+// lookups and changes run beside them (run with -race).
+func TestRoutedSubscribersConcurrent(t *testing.T) {
+	x := NewTopicsIndex()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				id := fmt.Sprintf("c%d-%d", w, i)
+				x.Subscribe(id, packets.Subscription{Filter: "a/+/c"})
+				subs, pooled := x.routedSubscribers("a/b/c")
+				_, found := subs.Subscriptions[id]
+				if pooled {
+					releaseSubscribers(subs)
+				}
+				x.Unsubscribe("a/+/c", id)
+				subs, pooled = x.routedSubscribers("a/b/c")
+				_, stale := subs.Subscriptions[id]
+				if pooled {
+					releaseSubscribers(subs)
+				}
+				if !found || stale {
+					errs <- fmt.Errorf("%s: found after subscribing %v, after unsubscribing %v", id, found, stale)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

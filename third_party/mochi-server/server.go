@@ -1004,9 +1004,12 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.Expiry = pk.Created + expiry
 	}
 
-	if !cl.Net.Inline {
-		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
-			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
+	// mqtk: only a QoS 1 or 2 PUBLISH has a packet identifier to look up,
+	// and only the type of what is in flight with it is read (Get copies
+	// the packet).
+	if !cl.Net.Inline && pk.FixedHeader.Qos > 0 {
+		if held, ok := cl.State.Inflight.typeOf(pk.PacketID); ok {
+			if held == packets.Pubrec { // [MQTT-4.3.3-10]
 				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
 				return cl.WritePacket(ack)
 			}
@@ -1024,14 +1027,22 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
-	pkx, err := s.hooks.OnPublish(cl, pk)
-	if err == nil {
-		pk = pkx
-	} else if errors.Is(err, packets.ErrRejectPacket) {
+	// mqtk: the hooks are called only if one takes OnPublish; the call
+	// copies the packet in and out.
+	var err error
+	if s.hooks.Provides(OnPublish) {
+		var pkx packets.Packet
+		if pkx, err = s.hooks.OnPublish(cl, pk); err == nil {
+			pk = pkx
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, packets.ErrRejectPacket):
 		return nil
-	} else if errors.Is(err, packets.CodeSuccessIgnore) {
+	case errors.Is(err, packets.CodeSuccessIgnore):
 		pk.Ignore = true
-	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
+	case cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)):
 		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
 		if err != nil {
 			return err
@@ -1137,13 +1148,15 @@ func (s *Server) publishToSubscribers(pk packets.Packet, subscribers *Subscriber
 		}
 	}
 
-	// mqtk: a pooled Subscribers, given back below unless a hook that
-	// selects shared subscribers was handed it (and might keep it).
+	// mqtk: the subscribers cached for the topic (read only), or a pooled
+	// Subscribers, given back below unless a hook that selects shared
+	// subscribers was handed it (and might keep it). A cached one has no
+	// shared subscriptions (see routedSubscribers).
+	release := true
 	if subscribers == nil {
-		subscribers = s.Topics.pooledSubscribers(pk.TopicName)
+		subscribers, release = s.Topics.routedSubscribers(pk.TopicName)
 	}
 	pooled := subscribers
-	release := true
 	if len(subscribers.Shared) > 0 {
 		release = !s.hooks.Provides(OnSelectSubscribers)
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)

@@ -363,6 +363,10 @@ func (s *Subscribers) MergeSharedSelected() {
 type TopicsIndex struct {
 	Retained *packets.Packets
 	root     *particle // a leaf containing a message and more leaves.
+
+	// mqtk: the subscribers of recently published topics, valid while no
+	// subscription changes (see routedSubscribers).
+	routes routeCache
 }
 
 // NewTopicsIndex returns a pointer to a new instance of Index.
@@ -383,6 +387,7 @@ func NewTopicsIndex() *TopicsIndex {
 func (x *TopicsIndex) inlineSubscribeRetained(subscription InlineSubscription) []packets.Packet {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.routes.changed() // mqtk: after the change, under the lock
 	x.inlineSubscribe(subscription)
 	return x.scanMessages(subscription.Filter, 0, nil, []packets.Packet{})
 }
@@ -401,6 +406,7 @@ func (x *TopicsIndex) inlineSubscribe(subscription InlineSubscription) bool {
 func (x *TopicsIndex) InlineUnsubscribe(id int, filter string) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.routes.changed() // mqtk: after the change, under the lock
 
 	particle := x.seek(filter, 0)
 	if particle == nil {
@@ -420,6 +426,7 @@ func (x *TopicsIndex) InlineUnsubscribe(id int, filter string) bool {
 func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.routes.changed() // mqtk: after the change, under the lock
 	return x.subscribe(client, subscription)
 }
 
@@ -433,6 +440,7 @@ func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription
 func (x *TopicsIndex) subscribeRetained(client string, subscription packets.Subscription) (bool, []packets.Packet) {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.routes.changed() // mqtk: after the change, under the lock
 	isNew := x.subscribe(client, subscription)
 	if !sendsRetained(subscription, !isNew) {
 		return isNew, nil
@@ -462,6 +470,7 @@ func (x *TopicsIndex) subscribe(client string, subscription packets.Subscription
 func (x *TopicsIndex) Unsubscribe(filter, client string) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.routes.changed() // mqtk: after the change, under the lock
 
 	var d int
 	prefix, _ := isolateParticle(filter, 0)
@@ -657,6 +666,78 @@ func newSubscribers() *Subscribers {
 		Subscriptions:       map[string]packets.Subscription{},
 		InlineSubscriptions: map[int]InlineSubscription{},
 	}
+}
+
+// routeCacheSize is how many topics routeCache holds at most.
+const routeCacheSize = 1024
+
+// routeCacheMaxSubscribers is the most subscribers a topic routeCache
+// holds may have: with more, looking them up is a small part of sending
+// the message.
+const routeCacheMaxSubscribers = 64
+
+// routeCache holds the subscribers of the topics published to most
+// recently, so that a message to a topic whose subscriptions did not change
+// skips scanning the index (mqtk, MQTK.md change 48). Every change to the
+// index's subscriptions, made under the root lock, moves gen on once it is
+// made; an entry gathered at an earlier gen is not used. Topics with shared
+// or inline subscriptions, or many subscribers, are not cached.
+type routeCache struct {
+	gen     atomic.Uint64
+	entries sync.Map // topic -> *cachedRoute
+	n       atomic.Int64
+	fillGen atomic.Uint64 // gen when entries last started empty
+}
+
+// cachedRoute is a topic's subscribers as gathered at gen: read only.
+type cachedRoute struct {
+	gen  uint64
+	subs *Subscribers
+}
+
+// changed is called after every change to the index's subscriptions.
+func (c *routeCache) changed() {
+	c.gen.Add(1)
+}
+
+// routedSubscribers is the subscribers of topic, and whether they came
+// from the pool (to be given back with releaseSubscribers; otherwise they
+// are cached, shared and read only).
+func (x *TopicsIndex) routedSubscribers(topic string) (*Subscribers, bool) {
+	c := &x.routes
+	g := c.gen.Load() // before the scan: a change during it leaves the entry stale
+	if e, ok := c.entries.Load(topic); ok {
+		if r := e.(*cachedRoute); r.gen == g {
+			return r.subs, false
+		}
+	} else if c.n.Load() >= routeCacheSize {
+		// Full: start again once subscriptions have changed since it
+		// filled, when what it holds is stale; till then, topics it does
+		// not hold are scanned.
+		if c.fillGen.Load() == g {
+			return x.pooledSubscribers(topic), true
+		}
+		c.entries.Range(func(k, _ any) bool {
+			c.entries.Delete(k)
+			return true
+		})
+		c.n.Store(0)
+		c.fillGen.Store(g)
+	}
+
+	subs := x.pooledSubscribers(topic)
+	if len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0 || len(subs.Subscriptions) > routeCacheMaxSubscribers {
+		return subs, true
+	}
+	r := &cachedRoute{gen: g, subs: &Subscribers{Subscriptions: make(map[string]packets.Subscription, len(subs.Subscriptions))}}
+	for id, sub := range subs.Subscriptions {
+		r.subs.Subscriptions[id] = sub
+	}
+	releaseSubscribers(subs)
+	if _, loaded := c.entries.Swap(topic, r); !loaded {
+		c.n.Add(1)
+	}
+	return r.subs, false
 }
 
 // pooledSubscribers is Subscribers in a Subscribers from the pool, to be

@@ -33,6 +33,8 @@ func mochiPublishEncode(pk *Packet, buf *bytes.Buffer) error {
 	return nil
 }
 
+var bigPayload = bytes.Repeat([]byte("payload "), 9000)
+
 // randomPublish is a PUBLISH with each of the properties a PUBLISH can
 // carry set or not, at random, and now and then a property it cannot
 // carry (which neither encoder writes), a large payload or limits in Mods.
@@ -50,7 +52,7 @@ func randomPublish(r *rand.Rand) Packet {
 		ProtocolVersion: []byte{3, 4, 5, 5}[r.Intn(4)],
 		TopicName:       text(300),
 		PacketID:        uint16(r.Intn(3)),
-		Payload:         []byte(text([]int{10, 300, 70000}[r.Intn(3)])),
+		Payload:         bigPayload[:r.Intn([]int{10, 300, len(bigPayload)}[r.Intn(3)])],
 		Mods:            Mods{AllowResponseInfo: pick(), DisallowProblemInfo: pick()},
 	}
 	if pick() {
