@@ -138,7 +138,6 @@ func (i *Inflight) nextSeq() uint64 {
 	return i.last + 1
 }
 
-// Get returns an inflight packet by packet id.
 // typeOf is the type of the packet in flight with id, if there is one
 // (mqtk: Get copies the packet).
 func (i *Inflight) typeOf(id uint16) (byte, bool) {
@@ -151,6 +150,7 @@ func (i *Inflight) typeOf(id uint16) (byte, bool) {
 	return m.FixedHeader.Type, true
 }
 
+// Get returns an inflight packet by packet id.
 func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	i.RLock()
 	defer i.RUnlock()

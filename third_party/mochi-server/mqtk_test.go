@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -543,6 +544,8 @@ func TestRoutedSubscribers(t *testing.T) {
 	check("c2's overlapping subscription", "a/b", true)
 	x.Unsubscribe("a/+", "c1")
 	check("c1 unsubscribed", "a/b", true)
+	x.subscribeRetained("c5", packets.Subscription{Filter: "a/b", Qos: 1}) // a client's SUBSCRIBE
+	check("c5 subscribed", "a/b", true)
 	x.Subscribe("c3", packets.Subscription{Filter: "#"})
 	check("c3 on #", "$SYS/x", true)
 	check("c3 on #", "a/b", true)
@@ -557,9 +560,10 @@ func TestRoutedSubscribers(t *testing.T) {
 	for i := 0; i < routeCacheMaxSubscribers; i++ {
 		x.Subscribe(fmt.Sprintf("m%d", i), packets.Subscription{Filter: "a/b"})
 	}
-	check("many subscribers", "a/b", false) // c2, c3 and 64 more
+	check("many subscribers", "a/b", false) // c2, c3, c5 and 64 more
 	x.Unsubscribe("a/b", "m0")
 	x.Unsubscribe("a/b", "m1")
+	x.Unsubscribe("a/b", "m2")
 	check("as many as are cached", "a/b", true)
 
 	// Full: topics beyond the bound come from the pool until the
@@ -582,6 +586,24 @@ func TestRoutedSubscribers(t *testing.T) {
 	if n := x.routes.n.Load(); n != 1 {
 		t.Errorf("%d topics cached after starting again, want 1", n)
 	}
+}
+
+// TestRoutedSubscribersKey: the cache keeps a copy of the topic, not the
+// topic as decoded, which shares the memory of its packet (payload and all).
+func TestRoutedSubscribersKey(t *testing.T) {
+	x := NewTopicsIndex()
+	x.Subscribe("c1", packets.Subscription{Filter: "a/b"})
+	packet := []byte("a/b and a large payload")
+	topic := unsafe.String(&packet[0], 3) // as the decoder makes it
+	if _, pooled := x.routedSubscribers(topic); pooled {
+		t.Fatal("a/b was not cached")
+	}
+	x.routes.entries.Range(func(k, _ any) bool {
+		if unsafe.StringData(k.(string)) == &packet[0] {
+			t.Error("the cache's key is the packet's memory")
+		}
+		return true
+	})
 }
 
 // TestRoutedSubscribersConcurrent: a subscription made before a lookup

@@ -364,7 +364,7 @@ type TopicsIndex struct {
 	Retained *packets.Packets
 	root     *particle // a leaf containing a message and more leaves.
 
-	// mqtk: the subscribers of recently published topics, valid while no
+	// mqtk: the subscribers of published topics, valid while no
 	// subscription changes (see routedSubscribers).
 	routes routeCache
 }
@@ -676,9 +676,10 @@ const routeCacheSize = 1024
 // the message.
 const routeCacheMaxSubscribers = 64
 
-// routeCache holds the subscribers of the topics published to most
-// recently, so that a message to a topic whose subscriptions did not change
-// skips scanning the index (mqtk, MQTK.md change 48). Every change to the
+// routeCache holds the subscribers of the topics published to since it
+// last started empty (at most routeCacheSize), so that a message to a topic
+// whose subscriptions did not change skips scanning the index (mqtk,
+// MQTK.md change 48). Every change to the
 // index's subscriptions, made under the root lock, moves gen on once it is
 // made; an entry gathered at an earlier gen is not used. Topics with shared
 // or inline subscriptions, or many subscribers, are not cached.
@@ -712,9 +713,11 @@ func (x *TopicsIndex) routedSubscribers(topic string) (*Subscribers, bool) {
 		}
 	} else if c.n.Load() >= routeCacheSize {
 		// Full: start again once subscriptions have changed since it
-		// filled, when what it holds is stale; till then, topics it does
-		// not hold are scanned.
-		if c.fillGen.Load() == g {
+		// filled, when what it holds is stale (one publisher empties it,
+		// the others scan meanwhile); till then, topics it does not hold
+		// are scanned.
+		fg := c.fillGen.Load()
+		if fg == g || !c.fillGen.CompareAndSwap(fg, g) {
 			return x.pooledSubscribers(topic), true
 		}
 		c.entries.Range(func(k, _ any) bool {
@@ -722,7 +725,6 @@ func (x *TopicsIndex) routedSubscribers(topic string) (*Subscribers, bool) {
 			return true
 		})
 		c.n.Store(0)
-		c.fillGen.Store(g)
 	}
 
 	subs := x.pooledSubscribers(topic)
@@ -734,7 +736,9 @@ func (x *TopicsIndex) routedSubscribers(topic string) (*Subscribers, bool) {
 		r.subs.Subscriptions[id] = sub
 	}
 	releaseSubscribers(subs)
-	if _, loaded := c.entries.Swap(topic, r); !loaded {
+	// The key is a copy: a decoded topic shares the memory of its whole
+	// packet, payload and all, which the cache would otherwise keep.
+	if _, loaded := c.entries.Swap(strings.Clone(topic), r); !loaded {
 		c.n.Add(1)
 	}
 	return r.subs, false
