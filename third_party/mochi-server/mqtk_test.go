@@ -644,3 +644,34 @@ func TestRoutedSubscribersConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// BenchmarkRoutedSubscribers: looking up a topic's subscribers (one
+// subscriber, a 4-level topic) through the route cache while no
+// subscription changes (cached), when one changes before every lookup
+// (churn: every lookup scans and caches again), and by scanning alone as
+// before change 48 (scan).
+func BenchmarkRoutedSubscribers(b *testing.B) {
+	x := NewTopicsIndex()
+	x.Subscribe("c1", packets.Subscription{Filter: "mqtk/bench/+/p0"})
+	const topic = "mqtk/bench/run/p0"
+	b.Run("cached", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if subs, pooled := x.routedSubscribers(topic); pooled {
+				releaseSubscribers(subs)
+			}
+		}
+	})
+	b.Run("churn", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			x.routes.changed()
+			if subs, pooled := x.routedSubscribers(topic); pooled {
+				releaseSubscribers(subs)
+			}
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			releaseSubscribers(x.pooledSubscribers(topic))
+		}
+	})
+}
