@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"mqtk/internal/mqttc"
 )
@@ -105,6 +106,7 @@ func TestPersistRetainedExpiry(t *testing.T) {
 
 	first := b
 	b = restart(t, b, false)
+	restarted := time.Now().Unix()
 	if _, ok := b.m.Topics.Retained.Get("exp/second"); ok {
 		t.Error("exp/second came back after the restart")
 	}
@@ -127,10 +129,12 @@ func TestPersistRetainedExpiry(t *testing.T) {
 			}
 		}
 	}
-	// exp/soon expires in the new broker (unless it did so in the first).
+	// exp/soon expires in the new broker, unless it did so in the first or
+	// had expired by the restart (it is not restored then, though the
+	// first broker's once-a-second sweep may not have seen it yet).
 	if _, ok := b.m.Topics.Retained.Get("exp/soon"); ok {
 		b.wait(t, "expired exp/soon", 1)
-	} else if first.eventCount("expired exp/soon") == 0 {
+	} else if first.eventCount("expired exp/soon") == 0 && restarted <= before["exp/soon"] {
 		t.Error("exp/soon was lost in the restart before it expired")
 	}
 	b.Close()
