@@ -679,10 +679,11 @@ const routeCacheMaxSubscribers = 64
 // routeCache holds the subscribers of the topics published to since it
 // last started empty (at most routeCacheSize), so that a message to a topic
 // whose subscriptions did not change skips scanning the index (mqtk,
-// MQTK.md change 48). Every change to the
-// index's subscriptions, made under the root lock, moves gen on once it is
-// made; an entry gathered at an earlier gen is not used. Topics with shared
-// or inline subscriptions, or many subscribers, are not cached.
+// MQTK.md change 48). Every change to the index's subscriptions, made under
+// the root lock, moves gen on once it is made; an entry gathered at an
+// earlier gen is not used. Topics with shared or inline subscriptions, or
+// many subscribers, are not cached (a stale entry of such a topic stays
+// until the cache starts again, and is scanned past).
 type routeCache struct {
 	gen     atomic.Uint64
 	entries sync.Map // topic -> *cachedRoute
