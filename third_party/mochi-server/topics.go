@@ -5,6 +5,7 @@
 package mqtt
 
 import (
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -732,10 +733,7 @@ func (x *TopicsIndex) routedSubscribers(topic string) (*Subscribers, bool) {
 	if len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0 || len(subs.Subscriptions) > routeCacheMaxSubscribers {
 		return subs, true
 	}
-	r := &cachedRoute{gen: g, subs: &Subscribers{Subscriptions: make(map[string]packets.Subscription, len(subs.Subscriptions))}}
-	for id, sub := range subs.Subscriptions {
-		r.subs.Subscriptions[id] = sub
-	}
+	r := &cachedRoute{gen: g, subs: &Subscribers{Subscriptions: maps.Clone(subs.Subscriptions)}}
 	releaseSubscribers(subs)
 	// The key is a copy: a decoded topic shares the memory of its whole
 	// packet, payload and all, which the cache would otherwise keep.
