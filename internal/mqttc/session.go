@@ -33,6 +33,10 @@ type connSession struct {
 
 	maxInflight int // the client's own bound on quota, if above 0
 
+	// passedOver, if set, is called for a received PUBLISH that is not
+	// passed on to paho's handlers (a resent QoS 2 duplicate).
+	passedOver func()
+
 	lostOnce sync.Once
 	lost     chan struct{}
 }
@@ -199,6 +203,9 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 			s.mu.Unlock()
 			if seen && rp.Duplicate {
 				// Already passed on and answered with PUBREC: answer again.
+				if s.passedOver != nil {
+					s.passedOver()
+				}
 				return s.Ack(rp)
 			}
 		}

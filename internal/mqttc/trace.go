@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eclipse/paho.golang/packets"
 	v3packets "github.com/eclipse/paho.mqtt.golang/packets"
@@ -48,11 +49,14 @@ type traceConn struct {
 	firstErr error // the first read error: why the connection ended
 	watch    inboundWatch
 
-	// onPuback, if set before the first Read, is given every PUBACK
-	// without properties instead of paho (see takeAcks); left is what is
-	// still to be read of the packet paho is reading.
-	onPuback func(id uint16, code byte)
-	left     int
+	// onPuback and onPublish, if set before the first Read, are given the
+	// PUBACKs and PUBLISHes this package decodes itself instead of paho
+	// (see takePackets); left is what is still to be read of the packet
+	// paho is reading, toPaho how many PUBLISH packets paho has in hand.
+	onPuback  func(id uint16, code byte)
+	onPublish func(*Message)
+	left      int
+	toPaho    atomic.Int64
 }
 
 func (c *traceConn) readErr() error {
@@ -124,9 +128,9 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
-	if c.onPuback != nil {
+	if c.onPuback != nil || c.onPublish != nil {
 		if c.left == 0 {
-			c.takeAcks()
+			c.takePackets()
 		}
 		if c.left > 0 && len(p) > c.left {
 			p = p[:c.left] // paho reads packet by packet; this keeps it so
