@@ -160,7 +160,7 @@ func TestSessionQuota(t *testing.T) {
 			b.send(&packets.Puback{PacketID: id})
 		}
 	}
-	// With a reason string, the PUBACK goes to paho's decoder (takeAcks
+	// With a reason string, the PUBACK goes to paho's decoder (takePackets
 	// takes only those without properties): the reason reaches the error.
 	b.send(&packets.Puback{PacketID: pb.PacketID, ReasonCode: 0x87, Properties: &packets.Properties{ReasonString: "not you"}})
 	for _, p := range pend {
@@ -288,7 +288,7 @@ func TestAppendPublish(t *testing.T) {
 	}
 }
 
-// TestPubackStream: PUBACKs taken before paho (takeAcks) and packets paho
+// TestPubackStream: PUBACKs taken before paho (takePackets) and packets paho
 // reads, arriving together in one write, are all handled in order, and -d
 // traces the PUBACKs as any other packet.
 func TestPubackStream(t *testing.T) {
