@@ -3,28 +3,30 @@ package mqttc
 import (
 	"bytes"
 	"encoding/binary"
-	"time"
+
+	"github.com/eclipse/paho.golang/packets"
 )
 
 // takePackets runs when the next byte read starts a packet. While that
 // packet is one this package decodes itself, it is read here, traced, and
-// handed on rather than to paho; otherwise the packet's length is noted (in
-// left) so that the next packet's start is known, and paho reads it. Taken:
+// handed on rather than decoded by paho; otherwise the packet's length is
+// noted (in left) so that the next packet's start is known, and paho reads
+// it. Taken:
 //   - a PUBACK without properties, to onPuback;
-//   - a QoS 0 PUBLISH without properties that fits the read buffer, to
-//     onPublish, while paho holds none of the connection's PUBLISH packets
-//     (toPaho): so messages are handed on one at a time, in the order they
-//     came, whichever way they went.
+//   - a QoS 0 PUBLISH without properties that fits the read buffer, to the
+//     channel paho's router takes PUBLISHes from (publishTo), which is
+//     where paho would have put it: so the handler gets messages one at a
+//     time, in the order they came, from paho's router goroutine, as
+//     before.
 //
 // paho decodes every packet into a fresh ControlPacket, its content, a
-// Properties and a buffer of at least 512 bytes (twice over for a PUBLISH:
-// the topic and the payload get their own), then copies a PUBLISH into a
-// paho.Publish for the handler. For a 4-byte PUBACK, the commonest packet a
-// busy publisher receives, that was a quarter of its CPU; for a 100-byte
-// PUBLISH, two thirds of a subscriber's. Anything else (a PUBACK with a
-// reason string, a PUBLISH with properties, QoS 1 or 2) still goes to paho,
-// as does everything if the stream stops making sense (then paho reports
-// it).
+// Properties and a buffer of at least 512 bytes (for a PUBLISH twice more:
+// the topic and the payload get buffers of their own). For a 4-byte PUBACK,
+// the commonest packet a busy publisher receives, that was a quarter of its
+// CPU; for a 100-byte PUBLISH, more than half of a subscriber's. Anything
+// else (a PUBACK with a reason string, a PUBLISH with properties, QoS 1 or
+// 2) still goes to paho, as does everything if the stream stops making
+// sense (then paho reports it).
 func (c *traceConn) takePackets() {
 	for {
 		first, total, hdr, ok := c.nextPacketLen()
@@ -36,10 +38,8 @@ func (c *traceConn) takePackets() {
 		switch {
 		case first == 0x40 && c.onPuback != nil:
 			taken = c.takePuback(total, hdr)
-		case first>>4 == 3 && c.onPublish != nil:
-			if taken = c.takePublish(first, total, hdr); !taken {
-				c.toPaho.Add(1) // until its handler has returned (pahoHandled)
-			}
+		case first>>4 == 3 && c.publishTo != nil:
+			taken = c.takePublish(first, total, hdr)
 		}
 		if !taken {
 			c.left = total
@@ -69,11 +69,12 @@ func (c *traceConn) takePuback(total, hdr int) bool {
 	return true
 }
 
-// takePublish hands the PUBLISH at the start of the buffer to onPublish,
-// decoded as paho and fromPaho would, if it is QoS 0 without properties and
-// with a topic (not a topic alias alone), and paho has no PUBLISH in hand.
+// takePublish passes the PUBLISH at the start of the buffer to paho's
+// router, decoded as paho would, if it is QoS 0 without properties and with
+// a topic (not a topic alias alone), and paho has shown where its router
+// reads from (publishTo is nil before the first SUBACK or QoS 1 PUBLISH).
 func (c *traceConn) takePublish(first byte, total, hdr int) bool {
-	if first&0x0e != 0 || c.toPaho.Load() > 0 { // QoS 1 or 2, or DUP set: paho's, as before
+	if first&0x0e != 0 { // QoS 1 or 2, or DUP set: paho's, as before
 		return false
 	}
 	b, err := c.r.Peek(total) // fails beyond the read buffer: paho reads that one
@@ -88,16 +89,16 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 	if n == 0 || len(body) < 3+n || body[2+n] != 0 {
 		return false
 	}
-	m := &Message{Topic: string(body[2 : 2+n]), Payload: bytes.Clone(body[3+n:]), Retain: first&1 != 0, Received: time.Now()}
+	ch := c.publishTo()
+	if ch == nil {
+		return false
+	}
+	p := &packets.Publish{Topic: string(body[2 : 2+n]), Payload: bytes.Clone(body[3+n:]), Retain: first&1 != 0, Properties: &packets.Properties{}}
 	c.received(b, nil)
 	_, _ = c.r.Discard(total)
-	c.onPublish(m)
+	ch <- p // as paho's reader does, with a QoS 1 PUBLISH (connSession.PacketReceived)
 	return true
 }
-
-// pahoHandled is called when the handler of a PUBLISH paho read returned
-// (or paho passed it over: a resent QoS 2 duplicate).
-func (c *traceConn) pahoHandled() { c.toPaho.Add(-1) }
 
 // nextPacketLen is the first byte of the next packet, its length and the
 // length of its fixed header, from buffered bytes (reading more as needed:

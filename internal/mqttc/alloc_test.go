@@ -12,7 +12,7 @@ import (
 
 // wireServer is a minimal MQTT 5 server for allocation benchmarks: it
 // answers CONNECT, acknowledges QoS 1 publishes with PUBACK, and can stream
-// a pre-encoded QoS 0 PUBLISH at the client. It allocates nothing per
+// a pre-encoded QoS 0 PUBLISH at the client once it subscribed. It allocates nothing per
 // message, so that allocs/op is the client's.
 func wireServer(b *testing.B, stream int) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -53,6 +53,10 @@ func wireServer(b *testing.B, stream int) string {
 			switch t >> 4 {
 			case 1: // CONNECT -> CONNACK
 				if _, err := c.Write([]byte{0x20, 3, 0, 0, 0}); err != nil {
+					return
+				}
+			case 8: // SUBSCRIBE -> SUBACK (QoS 0 granted), then the stream
+				if _, err := c.Write([]byte{0x90, 4, body[0], body[1], 0, 0}); err != nil {
 					return
 				}
 				if stream > 0 {
@@ -129,12 +133,15 @@ func BenchmarkReceive(b *testing.B) {
 	var got atomic.Int64
 	done := make(chan struct{})
 	n := int64(b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	dialWire(b, wireServer(b, b.N), func(*Message) {
+	c := dialWire(b, wireServer(b, b.N), func(*Message) {
 		if got.Add(1) == n {
 			close(done)
 		}
 	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	if _, err := c.Subscribe(context.Background(), []Subscription{{Filter: "s"}}, SubscribeOptions{}); err != nil {
+		b.Fatal(err)
+	}
 	<-done
 }

@@ -48,10 +48,7 @@ type Config struct {
 	Trace io.Writer
 	// OnMessage is called for each received PUBLISH, one at a time, in the
 	// order they arrive; the ack is sent after it returns. Set it before
-	// Dial so that messages arriving right after SUBACK are not missed. It
-	// may be called from the goroutine that reads the connection (see
-	// takePackets), so it must not wait for anything the connection brings
-	// (an acknowledgement).
+	// Dial so that messages arriving right after SUBACK are not missed.
 	OnMessage func(*Message)
 	// OnMessageAck, if set, is called instead of OnMessage and says whether
 	// to acknowledge the message: one it did not take (a subscriber that

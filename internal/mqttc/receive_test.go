@@ -2,6 +2,8 @@ package mqttc
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -48,6 +50,24 @@ func randomPublish(rng *rand.Rand, ids *uint16) *packets.Publish {
 	return p
 }
 
+// subscribeScripted makes cl subscribe, b granting it: as for a real
+// subscriber, the SUBACK, read by paho, comes before the messages.
+func subscribeScripted(t *testing.T, cl Client, b *scriptedBroker) {
+	t.Helper()
+	subscribed := make(chan error, 1)
+	go func() {
+		_, err := cl.Subscribe(context.Background(), []Subscription{{Filter: "#"}}, SubscribeOptions{})
+		subscribed <- err
+	}()
+	sub := b.next().Content.(*packets.Subscribe)
+	if _, err := (&packets.Suback{PacketID: sub.PacketID, Reasons: []byte{0}, Properties: &packets.Properties{}}).WriteTo(b.conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-subscribed; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // asPaho is what the handler got for a PUBLISH before this package decoded
 // any itself: paho's decoding, then fromPaho.
 func asPaho(t *testing.T, wire []byte) *Message {
@@ -70,13 +90,14 @@ func TestReceiveAsPaho(t *testing.T) {
 	var inside atomic.Int32
 	var overlap atomic.Bool
 	got := make(chan *Message, 1000)
-	_, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) {
+	cl, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) {
 		if inside.Add(1) > 1 {
 			overlap.Store(true)
 		}
 		got <- m
 		inside.Add(-1)
 	}, trace)
+	subscribeScripted(t, cl, b)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var ids uint16
 	var stream bytes.Buffer
@@ -121,28 +142,38 @@ func TestReceiveAsPaho(t *testing.T) {
 	}
 }
 
-// TestReceiveOrderAcrossPaths: a QoS 0 PUBLISH that could be decoded here
-// waits for the handler of the QoS 1 PUBLISH before it, which paho has; the
-// handler is never called twice at once, and messages keep their order.
+// TestReceiveOrderAcrossPaths: while the handler of a first message (QoS 1,
+// decoded by paho, or QoS 0, decoded here) waits, QoS 0 PUBLISHes decoded
+// here queue behind it and the reader goes on reading (a PINGRESP after
+// them is read, so a subscriber whose output is stalled still answers
+// keep-alive); messages reach the handler one at a time, in order.
 func TestReceiveOrderAcrossPaths(t *testing.T) {
+	for _, first := range []byte{1, 0} {
+		t.Run(fmt.Sprintf("first-qos%d", first), func(t *testing.T) { testReceiveOrder(t, first) })
+	}
+}
+
+func testReceiveOrder(t *testing.T, firstQoS byte) {
 	release := make(chan struct{})
 	var inside atomic.Int32
 	var overlap atomic.Bool
 	got := make(chan byte, 3)
+	trace := &syncWriter{w: &bytes.Buffer{}}
 	cl, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) {
 		if inside.Add(1) > 1 {
 			overlap.Store(true)
 		}
-		if m.QoS == 1 {
+		if m.Payload[0] == 0 {
 			<-release
 		}
 		got <- m.Payload[0]
 		inside.Add(-1)
-	})
+	}, trace)
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Disconnect's, if the test fails
+	subscribeScripted(t, cl, b)
 	var stream bytes.Buffer
-	for i, qos := range []byte{1, 0, 0} {
+	for i, qos := range []byte{firstQoS, 0, 0} {
 		p := &packets.Publish{Topic: "o", QoS: qos, Payload: []byte{byte(i)}, Properties: &packets.Properties{}}
 		if qos > 0 {
 			p.PacketID = 1
@@ -151,23 +182,21 @@ func TestReceiveOrderAcrossPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := packets.NewControlPacket(packets.PINGRESP).WriteTo(&stream); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := b.conn.Write(stream.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	// The first QoS 0 PUBLISH is read while the QoS 1 one is paho's: it
-	// goes to paho too (toPaho counts 2), or, wrongly, to the handler at
-	// once (before or while the QoS 1 one's handler runs, which waits for
-	// release).
-	tc := cl.(*v5Client).conn
 	deadline := time.Now().Add(time.Minute) // a bound against a hang only
-	for tc.toPaho.Load() < 2 && !overlap.Load() && len(got) == 0 {
+	for !strings.Contains(trace.String(), "received PINGRESP") {
 		if time.Now().After(deadline) {
-			t.Fatal("the QoS 0 message was neither left to paho nor handled")
+			t.Fatalf("the reader did not get past the messages while a handler ran:\n%s", trace.String())
 		}
 		time.Sleep(time.Millisecond) // poll interval of a condition wait
 	}
 	if len(got) > 0 || overlap.Load() {
-		t.Fatal("a QoS 0 message reached the handler before the QoS 1 message before it was handled")
+		t.Fatal("a message reached the handler before the one before it was handled")
 	}
 	once.Do(func() { close(release) })
 	for i := range 3 {
@@ -180,17 +209,14 @@ func TestReceiveOrderAcrossPaths(t *testing.T) {
 	}
 }
 
-// TestReceiveAllocs: a plain QoS 0 PUBLISH costs the receiving client its
-// Message, topic and payload, not paho's decoding (26 allocations before),
-// also after a PUBLISH that paho decoded.
+// TestReceiveAllocs: a plain QoS 0 PUBLISH costs the receiving client 8
+// allocations (the packet, its topic and payload, and paho's and our
+// message structs), not paho's decoding as well (26 before).
 func TestReceiveAllocs(t *testing.T) {
 	const n = 200
 	got := make(chan *Message, n)
-	_, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) { got <- m })
-	if _, err := (&packets.Publish{Topic: "q", QoS: 1, PacketID: 1, Properties: &packets.Properties{}}).WriteTo(b.conn); err != nil {
-		t.Fatal(err)
-	}
-	<-got
+	cl, b := startScripted(t, &packets.Connack{Properties: &packets.Properties{}}, func(m *Message) { got <- m })
+	subscribeScripted(t, cl, b)
 	var stream bytes.Buffer
 	for range n {
 		p := &packets.Publish{Topic: "sensors/x", Payload: make([]byte, 100), Properties: &packets.Properties{}}
@@ -206,7 +232,7 @@ func TestReceiveAllocs(t *testing.T) {
 			<-got
 		}
 	})
-	if per := allocs / n; per > 4 {
-		t.Fatalf("%.1f allocations per received message, want at most 4", per)
+	if per := allocs / n; per > 8.5 {
+		t.Fatalf("%.1f allocations per received message, want 8", per)
 	}
 }

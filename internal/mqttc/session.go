@@ -33,9 +33,10 @@ type connSession struct {
 
 	maxInflight int // the client's own bound on quota, if above 0
 
-	// passedOver, if set, is called for a received PUBLISH that is not
-	// passed on to paho's handlers (a resent QoS 2 duplicate).
-	passedOver func()
+	// pubs is the channel paho's router reads received PUBLISHes from, as
+	// paho's reader gave it to PacketReceived; only that goroutine (which
+	// also runs takePackets) touches it.
+	pubs chan<- *packets.Publish
 
 	lostOnce sync.Once
 	lost     chan struct{}
@@ -172,6 +173,7 @@ func (s *connSession) end(id uint16, recv *packets.ControlPacket) {
 // PacketReceived handles a packet with an identifier: it ends our
 // transactions, answers the broker's, and passes a PUBLISH on to pubChan.
 func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<- *packets.Publish) error {
+	s.pubs = pubChan
 	switch rp := recv.Content.(type) {
 	case *packets.Suback:
 		s.end(rp.PacketID, recv)
@@ -203,9 +205,6 @@ func (s *connSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<-
 			s.mu.Unlock()
 			if seen && rp.Duplicate {
 				// Already passed on and answered with PUBREC: answer again.
-				if s.passedOver != nil {
-					s.passedOver()
-				}
 				return s.Ack(rp)
 			}
 		}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/eclipse/paho.golang/packets"
 	v3packets "github.com/eclipse/paho.mqtt.golang/packets"
@@ -49,14 +48,13 @@ type traceConn struct {
 	firstErr error // the first read error: why the connection ended
 	watch    inboundWatch
 
-	// onPuback and onPublish, if set before the first Read, are given the
+	// onPuback and publishTo, if set before the first Read, take the
 	// PUBACKs and PUBLISHes this package decodes itself instead of paho
 	// (see takePackets); left is what is still to be read of the packet
-	// paho is reading, toPaho how many PUBLISH packets paho has in hand.
+	// paho is reading.
 	onPuback  func(id uint16, code byte)
-	onPublish func(*Message)
+	publishTo func() chan<- *packets.Publish
 	left      int
-	toPaho    atomic.Int64
 }
 
 func (c *traceConn) readErr() error {
@@ -128,7 +126,7 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
-	if c.onPuback != nil || c.onPublish != nil {
+	if c.onPuback != nil || c.publishTo != nil {
 		if c.left == 0 {
 			c.takePackets()
 		}

@@ -63,20 +63,9 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		OnClientError: func(err error) { c.endLost(err) },
 		PingHandler:   pinger,
 	}
-	// A message reaches the handler from paho (its router goroutine) or,
-	// decoded here, from the reading goroutine (see takePackets); handled
-	// marks the end of each of paho's, so that the two ways keep order.
-	if cfg.OnMessageAck != nil || cfg.OnMessage != nil {
-		c.session.passedOver = conn.pahoHandled
-	}
+	conn.publishTo = func() chan<- *packets.Publish { return c.session.pubs }
 	if onAck := cfg.OnMessageAck; onAck != nil {
-		conn.onPublish = func(m *Message) {
-			c.handling.Lock()
-			defer c.handling.Unlock()
-			onAck(m) // QoS 0: nothing to acknowledge
-		}
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			defer conn.pahoHandled()
 			c.handling.Lock()
 			defer c.handling.Unlock()
 			take := onAck(fromPaho(pr.Packet))
@@ -90,9 +79,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		}}
 	} else if cfg.OnMessage != nil {
 		onMsg := cfg.OnMessage
-		conn.onPublish = onMsg
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			defer conn.pahoHandled()
 			onMsg(fromPaho(pr.Packet))
 			return true, nil
 		}}
