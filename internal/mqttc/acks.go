@@ -13,20 +13,21 @@ import (
 // noted (in left) so that the next packet's start is known, and paho reads
 // it. Taken:
 //   - a PUBACK without properties, to onPuback;
-//   - a QoS 0 PUBLISH without properties that fits the read buffer, to the
-//     channel paho's router takes PUBLISHes from (publishTo), which is
-//     where paho would have put it: so the handler gets messages one at a
-//     time, in the order they came, from paho's router goroutine, as
-//     before.
+//   - a PUBLISH without properties that fits the read buffer: at QoS 0 to
+//     the channel paho's router takes PUBLISHes from, at QoS 1 and 2 to
+//     connSession.PacketReceived with that channel, as paho's reader does
+//     after decoding one: so the handler gets messages one at a time, in
+//     the order they came, from paho's router goroutine, and paho
+//     acknowledges them after it, as before.
 //
 // paho decodes every packet into a fresh ControlPacket, its content, a
 // Properties and a buffer of at least 512 bytes (for a PUBLISH twice more:
 // the topic and the payload get buffers of their own). For a 4-byte PUBACK,
 // the commonest packet a busy publisher receives, that was a quarter of its
 // CPU; for a 100-byte PUBLISH, more than half of a subscriber's. Anything
-// else (a PUBACK with a reason string, a PUBLISH with properties, QoS 1 or
-// 2) still goes to paho, as does everything if the stream stops making
-// sense (then paho reports it).
+// else (a PUBACK with a reason string, a PUBLISH with properties) still goes
+// to paho, as does everything if the stream stops making sense (then paho
+// reports it).
 func (c *traceConn) takePackets() {
 	for {
 		first, total, hdr, ok := c.nextPacketLen()
@@ -38,7 +39,7 @@ func (c *traceConn) takePackets() {
 		switch {
 		case first == 0x40 && c.onPuback != nil:
 			taken = c.takePuback(total, hdr)
-		case first>>4 == 3 && c.publishTo != nil:
+		case first>>4 == 3 && c.session != nil:
 			taken = c.takePublish(first, total, hdr)
 		}
 		if !taken {
@@ -69,12 +70,14 @@ func (c *traceConn) takePuback(total, hdr int) bool {
 	return true
 }
 
-// takePublish passes the PUBLISH at the start of the buffer to paho's
-// router, decoded as paho would, if it is QoS 0 without properties and with
-// a topic (not a topic alias alone), and paho has shown where its router
-// reads from (publishTo is nil before the first SUBACK or QoS 1 PUBLISH).
+// takePublish passes the PUBLISH at the start of the buffer on, decoded
+// as paho would, if it has no properties, a topic (not a topic alias
+// alone) and, at QoS 1 and 2, a packet identifier, and paho has shown where
+// its router reads from (the session has no channel before the first
+// SUBACK or QoS 1 or 2 PUBLISH paho read).
 func (c *traceConn) takePublish(first byte, total, hdr int) bool {
-	if first&0x0e != 0 { // QoS 1 or 2, or DUP set: paho's, as before
+	qos := first >> 1 & 3
+	if qos == 3 { // malformed: paho's to report
 		return false
 	}
 	b, err := c.r.Peek(total) // fails beyond the read buffer: paho reads that one
@@ -82,21 +85,34 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 		return false
 	}
 	body := b[hdr:]
-	if len(body) < 3 {
+	if len(body) < 2 {
 		return false
 	}
 	n := int(binary.BigEndian.Uint16(body))
-	if n == 0 || len(body) < 3+n || body[2+n] != 0 {
+	at := 2 + n // after the topic
+	var id uint16
+	if qos > 0 {
+		if len(body) < at+2 {
+			return false
+		}
+		id = binary.BigEndian.Uint16(body[at:])
+		at += 2
+	}
+	ch := c.session.pubs
+	if n == 0 || len(body) < at+1 || body[at] != 0 || (qos > 0 && id == 0) || ch == nil {
 		return false
 	}
-	ch := c.publishTo()
-	if ch == nil {
-		return false
+	p := &packets.Publish{
+		Topic: string(body[2 : 2+n]), Payload: bytes.Clone(body[at+1:]), Properties: &packets.Properties{},
+		QoS: qos, PacketID: id, Duplicate: first&0x08 != 0, Retain: first&0x01 != 0,
 	}
-	p := &packets.Publish{Topic: string(body[2 : 2+n]), Payload: bytes.Clone(body[3+n:]), Retain: first&1 != 0, Properties: &packets.Properties{}}
 	c.received(b, nil)
 	_, _ = c.r.Discard(total)
-	ch <- p // as paho's reader does, with a QoS 1 PUBLISH (connSession.PacketReceived)
+	if qos == 0 {
+		ch <- p // as paho's reader does
+	} else {
+		_ = c.session.PacketReceived(&packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBLISH}, Content: p}, ch)
+	}
 	return true
 }
 

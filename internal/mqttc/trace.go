@@ -48,13 +48,13 @@ type traceConn struct {
 	firstErr error // the first read error: why the connection ended
 	watch    inboundWatch
 
-	// onPuback and publishTo, if set before the first Read, take the
+	// onPuback and session, if set before the first Read, take the
 	// PUBACKs and PUBLISHes this package decodes itself instead of paho
 	// (see takePackets); left is what is still to be read of the packet
 	// paho is reading.
-	onPuback  func(id uint16, code byte)
-	publishTo func() chan<- *packets.Publish
-	left      int
+	onPuback func(id uint16, code byte)
+	session  *connSession
+	left     int
 }
 
 func (c *traceConn) readErr() error {
@@ -126,7 +126,7 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
-	if c.onPuback != nil || c.publishTo != nil {
+	if c.onPuback != nil || c.session != nil {
 		if c.left == 0 {
 			c.takePackets()
 		}

@@ -63,7 +63,7 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		OnClientError: func(err error) { c.endLost(err) },
 		PingHandler:   pinger,
 	}
-	conn.publishTo = func() chan<- *packets.Publish { return c.session.pubs }
+	conn.session = c.session
 	if onAck := cfg.OnMessageAck; onAck != nil {
 		pcfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.handling.Lock()
