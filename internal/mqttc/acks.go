@@ -1,8 +1,10 @@
 package mqttc
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -56,7 +58,11 @@ func (c *traceConn) takePuback(total, hdr int) bool {
 		return false
 	}
 	b, err := c.r.Peek(total)
-	if err != nil || (total-hdr == 4 && b[hdr+3] != 0) {
+	if err != nil {
+		c.peekFailed(err)
+		return false
+	}
+	if total-hdr == 4 && b[hdr+3] != 0 {
 		return false
 	}
 	id := uint16(b[hdr])<<8 | uint16(b[hdr+1])
@@ -82,6 +88,7 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 	}
 	b, err := c.r.Peek(total) // fails beyond the read buffer: paho reads that one
 	if err != nil {
+		c.peekFailed(err)
 		return false
 	}
 	body := b[hdr:]
@@ -119,16 +126,32 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 // nextPacketLen is the first byte of the next packet, its length and the
 // length of its fixed header, from buffered bytes (reading more as needed:
 // at a packet's start, paho is waiting for them anyway). ok is false on a
-// read error or a malformed length.
+// read error or a malformed length; after a malformed one (more than four
+// length bytes, which paho still reads), packet boundaries are no longer
+// known, and paho reads everything from there (astray).
 func (c *traceConn) nextPacketLen() (first byte, total, hdr int, ok bool) {
 	for i := 2; i <= 5; i++ {
 		b, err := c.r.Peek(i)
 		if err != nil {
+			c.peekFailed(err)
 			return 0, 0, 0, false
 		}
 		if total, hdr := packetHeader(b); total != 0 {
+			if total < 0 {
+				c.astray = true
+			}
 			return b[0], total, hdr, total > 0
 		}
 	}
 	return 0, 0, 0, false
+}
+
+// peekFailed records why a Peek failed, unless the packet is only beyond
+// the buffer: bufio reports a read error once, and paho's next read of the
+// socket would see only EOF (a reset connection would be reported as
+// "EOF").
+func (c *traceConn) peekFailed(err error) {
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		c.received(nil, err)
+	}
 }

@@ -34,8 +34,9 @@ type connSession struct {
 	maxInflight int // the client's own bound on quota, if above 0
 
 	// pubs is the channel paho's router reads received PUBLISHes from, as
-	// paho's reader gave it to PacketReceived; only that goroutine (which
-	// also runs takePackets) touches it.
+	// paho's reader gave it to PacketReceived. Only paho's reading
+	// goroutines touch it: the one waiting for CONNACK, then (started after
+	// it) the one that reads on and runs takePackets.
 	pubs chan<- *packets.Publish
 
 	lostOnce sync.Once

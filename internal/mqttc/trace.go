@@ -55,6 +55,7 @@ type traceConn struct {
 	onPuback func(id uint16, code byte)
 	session  *connSession
 	left     int
+	astray   bool // a malformed length: packets are no longer taken
 }
 
 func (c *traceConn) readErr() error {
@@ -126,7 +127,7 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
-	if c.onPuback != nil || c.session != nil {
+	if (c.onPuback != nil || c.session != nil) && !c.astray {
 		if c.left == 0 {
 			c.takePackets()
 		}
