@@ -14,7 +14,7 @@ import (
 // handed on rather than decoded by paho; otherwise the packet's length is
 // noted (in left) so that the next packet's start is known, and paho reads
 // it. Taken:
-//   - a PUBACK without properties, to onPuback;
+//   - a PUBACK without properties, to connSession.end;
 //   - a PUBLISH without properties that fits the read buffer: at QoS 0 to
 //     the channel paho's router takes PUBLISHes from, at QoS 1 and 2 to
 //     connSession.PacketReceived with that channel, as paho's reader does
@@ -39,9 +39,9 @@ func (c *traceConn) takePackets() {
 		}
 		taken := false
 		switch {
-		case first == 0x40 && c.onPuback != nil:
+		case first == 0x40:
 			taken = c.takePuback(total, hdr)
-		case first>>4 == 3 && c.session != nil:
+		case first>>4 == 3:
 			taken = c.takePublish(first, total, hdr)
 		}
 		if !taken {
@@ -51,28 +51,25 @@ func (c *traceConn) takePackets() {
 	}
 }
 
-// takePuback hands the PUBACK at the start of the buffer, total bytes of
-// which hdr are the fixed header, to onPuback, unless it has properties.
+// takePuback ends the session's transaction of the PUBACK at the start of
+// the buffer, total bytes of which hdr are the fixed header, unless it has
+// properties.
 func (c *traceConn) takePuback(total, hdr int) bool {
 	if rl := total - hdr; rl < 2 || rl > 4 {
 		return false
 	}
-	b, err := c.r.Peek(total)
-	if err != nil {
-		c.peekFailed(err)
+	b, ok := c.peekPacket(total)
+	if !ok || (total-hdr == 4 && b[hdr+3] != 0) {
 		return false
 	}
-	if total-hdr == 4 && b[hdr+3] != 0 {
-		return false
-	}
-	id := uint16(b[hdr])<<8 | uint16(b[hdr+1])
+	id := binary.BigEndian.Uint16(b[hdr:])
 	var code byte
 	if total-hdr > 2 {
 		code = b[hdr+2]
 	}
-	c.received(b, nil)
-	_, _ = c.r.Discard(total)
-	c.onPuback(id, code)
+	c.consume(b)
+	c.session.end(id, &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBACK},
+		Content: &packets.Puback{PacketID: id, ReasonCode: code}})
 	return true
 }
 
@@ -86,9 +83,8 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 	if qos == 3 { // malformed: paho's to report
 		return false
 	}
-	b, err := c.r.Peek(total) // fails beyond the read buffer: paho reads that one
-	if err != nil {
-		c.peekFailed(err)
+	b, ok := c.peekPacket(total)
+	if !ok {
 		return false
 	}
 	body := b[hdr:]
@@ -113,8 +109,7 @@ func (c *traceConn) takePublish(first byte, total, hdr int) bool {
 		Topic: string(body[2 : 2+n]), Payload: bytes.Clone(body[at+1:]), Properties: &packets.Properties{},
 		QoS: qos, PacketID: id, Duplicate: first&0x08 != 0, Retain: first&0x01 != 0,
 	}
-	c.received(b, nil)
-	_, _ = c.r.Discard(total)
+	c.consume(b)
 	if qos == 0 {
 		ch <- p // as paho's reader does
 	} else {
@@ -144,6 +139,25 @@ func (c *traceConn) nextPacketLen() (first byte, total, hdr int, ok bool) {
 		}
 	}
 	return 0, 0, 0, false
+}
+
+// peekPacket is the whole packet of total bytes at the start of the
+// buffer, read in as needed; ok is false if it is beyond the buffer (paho
+// reads that one) or a read failed.
+func (c *traceConn) peekPacket(total int) (b []byte, ok bool) {
+	b, err := c.r.Peek(total)
+	if err != nil {
+		c.peekFailed(err)
+		return nil, false
+	}
+	return b, true
+}
+
+// consume traces the packet b, taken at the start of the buffer, and
+// drops it from the buffer.
+func (c *traceConn) consume(b []byte) {
+	c.received(b, nil)
+	_, _ = c.r.Discard(len(b))
 }
 
 // peekFailed records why a Peek failed, unless the packet is only beyond

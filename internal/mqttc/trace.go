@@ -48,14 +48,13 @@ type traceConn struct {
 	firstErr error // the first read error: why the connection ended
 	watch    inboundWatch
 
-	// onPuback and session, if set before the first Read, take the
-	// PUBACKs and PUBLISHes this package decodes itself instead of paho
-	// (see takePackets); left is what is still to be read of the packet
-	// paho is reading.
-	onPuback func(id uint16, code byte)
-	session  *connSession
-	left     int
-	astray   bool // a malformed length: packets are no longer taken
+	// session, if set before the first Read (MQTT 5), takes the PUBACKs
+	// and PUBLISHes this package decodes itself instead of paho (see
+	// takePackets); left is what is still to be read of the packet paho is
+	// reading.
+	session *connSession
+	left    int
+	astray  bool // a malformed length: packets are no longer taken
 }
 
 func (c *traceConn) readErr() error {
@@ -127,7 +126,7 @@ func (c *traceConn) flushQueue() error { return c.q.flush() }
 const readBuffer = 32 << 10
 
 func (c *traceConn) Read(p []byte) (int, error) {
-	if (c.onPuback != nil || c.session != nil) && !c.astray {
+	if c.session != nil && !c.astray {
 		if c.left == 0 {
 			c.takePackets()
 		}

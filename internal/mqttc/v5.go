@@ -43,10 +43,6 @@ func dialV5(ctx context.Context, cfg Config) (Client, error) {
 		return nil, err
 	}
 	c := &v5Client{lifecycle: newLifecycle(addr, conn), session: newConnSession(cfg.MaxInflight), aliases: map[uint16]string{}}
-	conn.onPuback = func(id uint16, code byte) {
-		c.session.end(id, &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBACK},
-			Content: &packets.Puback{PacketID: id, ReasonCode: code}})
-	}
 	// paho's pinger sends a PINGREQ as soon as CONNACK arrives, then every
 	// keep-alive without traffic both ways. The CONNECT and CONNACK are that
 	// traffic: marked here, the first PINGREQ comes a keep-alive later, as
