@@ -23,8 +23,17 @@
 # (The interval needs RUNS=6 or more; it assumes the rounds independent,
 # which a load drifting over minutes is not quite.)
 #
+# Before the first round every broker gets WARM (default 3s, 0 for none) of
+# QoS 0 as fast as possible, unmeasured: a broker that has run a while has
+# its memory in place, and a freshly started mqtk broker does not (its heap
+# grows into fresh pages, a page fault every few messages at 1,000 msg/s,
+# until its first collection; see docs/performance.md).
+#
 # SCENARIOS picks some of the above (default: all); MQTK_BROKER_ARGS adds
-# options to `mqtk broker` (an A/B of a setting).
+# options to `mqtk broker` (an A/B of a setting). AA=1 adds a second
+# mosquitto, run like the others, and prints its figures against the first
+# (an A/A comparison: what this machine's noise alone makes of two equal
+# brokers).
 set -euo pipefail
 mqtk=$(realpath "${1:-bin/mqtk}")
 RUNS=${RUNS:-3}
@@ -44,11 +53,18 @@ port[mosquitto]=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto]}" > "$tmp/m.conf"
 "$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
 pids+=($!)
+brokers="mosquitto mqtk"
+if [ -n "${AA:-}" ]; then
+  port[mosquitto-b]=$(free_port)
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto-b]}" > "$tmp/m-b.conf"
+  "$mosquitto" -c "$tmp/m-b.conf" 2>"$tmp/mosquitto-b.log" &
+  pids+=($!)
+  brokers="mosquitto mosquitto-b mqtk"
+fi
 port[mqtk]=$(free_port)
 "$mqtk" broker --port "${port[mqtk]}" ${MQTK_BROKER_ARGS:-} 2>"$tmp/mqtk.log" &
 pids+=($!)
-wait_port "${port[mosquitto]}"
-wait_port "${port[mqtk]}"
+for b in $brokers; do wait_port "${port[$b]}"; done
 
 # stall PORT: a subscriber to the bench topics that never reads its socket.
 stall() {
@@ -66,12 +82,13 @@ EOF
   stall_pid=$!
 }
 
-# scenario RUN NAME METRIC BENCH-ARGS...: one run against each broker,
-# mosquitto first in odd rounds.
+# scenario RUN NAME METRIC BENCH-ARGS...: one run against each broker, the
+# order rotated by one from round to round (with two: mosquitto first in
+# odd rounds).
 scenario() {
   local run=$1 name=$2 metric=$3; shift 3
-  local order="mosquitto mqtk"
-  if [ $((run % 2)) = 0 ]; then order="mqtk mosquitto"; fi
+  local order
+  order=$(echo $brokers | awk -v r="$run" '{for (i = 0; i < NF; i++) printf "%s ", $((i + r - 1) % NF + 1)}')
   for b in $order; do
     local stall_pid=
     if [ "$name" = p99-stalled ]; then stall "${port[$b]}"; fi
@@ -81,12 +98,13 @@ scenario() {
 import json, sys
 r = [r for r in map(json.loads, sys.stdin) if r["type"] == "result"][-1]
 print(r["e2e_latency_us"]["p99"] / 1000 if sys.argv[1] == "p99" else r[sys.argv[1]])' "$metric" < "$tmp/out.json" >> "$tmp/$name.$b"
-    printf '  %-13s %-9s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
+    printf '  %-13s %-11s %s=%s lost=%s\n' "$name" "$b" "$metric" "$(tail -1 "$tmp/$name.$b")" \
       "$(python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][-1]["lost"])' < "$tmp/out.json")"
   done
 }
 
-echo "# perf-broker: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, RUNS=$RUNS DURATION=$DURATION, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
+WARM=${WARM:-3s}
+echo "# perf-broker: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, RUNS=$RUNS DURATION=$DURATION WARM=$WARM${AA:+ AA=1}, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
 all="qos0-1to1 qos0-1to10 qos1-1to1 p99-1000 p99-1000-qos0 p99-stalled"
 SCENARIOS=${SCENARIOS:-$all}
 declare -A args=(
@@ -100,6 +118,11 @@ declare -A args=(
 for name in $SCENARIOS; do
   [ -n "${args[$name]:-}" ] || { echo "perf-broker: unknown scenario $name (known: $all)" >&2; exit 2; }
 done
+if [ "$WARM" != 0 ]; then
+  for b in $brokers; do
+    "$mqtk" bench -p "${port[$b]}" --no-progress --duration "$WARM" --warmup 0s --qos 0 > /dev/null
+  done
+fi
 for run in $(seq 1 "$RUNS"); do
   echo "run $run"
   for name in $SCENARIOS; do
@@ -133,3 +156,12 @@ for name in $SCENARIOS; do
   printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
     "$(median < "$tmp/$name.ratios")" "$(ci95 < "$tmp/$name.ratios")"
 done
+if [ -n "${AA:-}" ]; then
+  echo "A/A: the second mosquitto against the first (in the mqtk column):"
+  for name in $SCENARIOS; do
+    a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mosquitto-b")
+    paste "$tmp/$name.mosquitto-b" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' > "$tmp/$name.aa"
+    printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
+      "$(median < "$tmp/$name.aa")" "$(ci95 < "$tmp/$name.aa")"
+  done
+fi
