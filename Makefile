@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X mqtk/internal/cli.version=$(VERSION) -X mqtk/internal/cli.commit=$(COMMIT)
 
-.PHONY: build install test demo docs perf-sub perf-conns perf-bench perf-broker perf-instructions perf-shutdown perf-retain-clear clean
+.PHONY: build install test demo docs perf-sub perf-conns perf-bench perf-broker perf-latency perf-instructions perf-shutdown perf-retain-clear clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mqtk
@@ -49,6 +49,13 @@ perf-bench: build
 # 1->1 and 1->10, QoS 1, p99 at 1,000 msg/s, and beside a stalled subscriber.
 perf-broker: build
 	./scripts/perf-broker.sh $(BIN)
+
+# Where the end-to-end latency at 1,000 msg/s goes (load generator,
+# broker residence, subscriber), read off a tcpdump capture on lo, mqtk's
+# broker beside mosquitto; needs tcpdump and root. RUNS, DURATION, QOS from
+# the environment.
+perf-latency: build
+	./scripts/perf-latency.sh $(BIN)
 
 # User-space instructions per message (callgrind), mqtk's broker against
 # mosquitto: a count that a noisy machine does not change. N, RATE and QOS
