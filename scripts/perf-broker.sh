@@ -148,20 +148,19 @@ while k < n // 2 and 1 - 2 * cdf(k) >= 0.95:
 print(f"{r[k-1]:.2f}-{r[n-k]:.2f}" if n and 1 - 2 * cdf(k - 1) >= 0.95 else "-")'
 }
 
+# compare NAME B: one line of the summary, broker B against mosquitto.
+compare() {
+  local a b
+  a=$(median < "$tmp/$1.mosquitto"); b=$(median < "$tmp/$1.$2")
+  paste "$tmp/$1.$2" "$tmp/$1.mosquitto" | awk '{print $1 / $2}' > "$tmp/$1.$2.ratios"
+  printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$1" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
+    "$(median < "$tmp/$1.$2.ratios")" "$(ci95 < "$tmp/$1.$2.ratios")"
+}
+
 echo "median of $RUNS runs (round-ratio: the median of the rounds' own ratios, with its 95% interval):"
 printf '  %-13s %14s %14s %8s %12s %11s\n' scenario mosquitto mqtk ratio round-ratio interval
-for name in $SCENARIOS; do
-  a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mqtk")
-  paste "$tmp/$name.mqtk" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' > "$tmp/$name.ratios"
-  printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
-    "$(median < "$tmp/$name.ratios")" "$(ci95 < "$tmp/$name.ratios")"
-done
+for name in $SCENARIOS; do compare "$name" mqtk; done
 if [ -n "${AA:-}" ]; then
   echo "A/A: the second mosquitto against the first (in the mqtk column):"
-  for name in $SCENARIOS; do
-    a=$(median < "$tmp/$name.mosquitto"); b=$(median < "$tmp/$name.mosquitto-b")
-    paste "$tmp/$name.mosquitto-b" "$tmp/$name.mosquitto" | awk '{print $1 / $2}' > "$tmp/$name.aa"
-    printf '  %-13s %14s %14s %8.2f %12.2f %11s\n' "$name" "$a" "$b" "$(echo "$b / $a" | bc -l)" \
-      "$(median < "$tmp/$name.aa")" "$(ci95 < "$tmp/$name.aa")"
-  done
+  for name in $SCENARIOS; do compare "$name" mosquitto-b; done
 fi
