@@ -63,6 +63,9 @@ func Main() int {
 // Run executes one command line and returns its exit code.
 func (a *App) Run(ctx context.Context, args []string) int {
 	root := NewRootCmd(a)
+	if cmd, _, err := root.Find(args); err == nil {
+		args = movePropertyValues(cmd, args) // -D's values may begin with '-'
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

@@ -15,9 +15,11 @@ import (
 // mosquitto command line works as it is, and sets exactly what that flag
 // sets.
 //
-// pflag gives a flag one value, so -D takes the COMMAND and IDENTIFIER and
-// VALUE stay on the command line as arguments, in order; applyProperties
-// pairs them up again before the command runs. (So user properties from -D
+// pflag gives a flag one value, so -D takes the COMMAND, and IDENTIFIER and
+// VALUE are moved behind a "--" before pflag reads the line
+// (movePropertyValues: a VALUE may begin with '-', as -1 for a session that
+// never expires); applyProperties pairs them up again before the command
+// runs. (So user properties from -D
 // come after those from --user-property, whatever the order on the line.)
 
 // propertyTarget is the mqtk flag that sets a property, and how a
@@ -141,4 +143,89 @@ func propertiesThen(commands *[]string, known map[string]propertyTarget, next fu
 		}
 		return next(cmd, args)
 	}
+}
+
+// movePropertyValues returns args with the IDENTIFIER and VALUEs after each
+// -D COMMAND moved behind a "--" (before any the line already has), in
+// order, so that pflag takes none of them for a flag: mosquitto_pub takes
+// -D publish user-property key -1 as it stands, and so does mqtk. It walks
+// the line as pflag will, with cmd's flags, to tell a -D from a flag's
+// value ("-m -D"); at anything pflag will refuse, it leaves args as they
+// are for pflag to say so. Every identifier takes one value, as in
+// mosquitto, but user-property, which takes two.
+func movePropertyValues(cmd *cobra.Command, args []string) []string {
+	cmd.InheritedFlags() // merges the persistent flags into cmd.Flags()
+	fs := cmd.Flags()
+	if fs.Lookup("property") == nil {
+		return args
+	}
+	var kept, moved []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			break
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			if len(moved) > 0 {
+				moved = append(moved, arg) // an argument after a -D's, in its order
+			} else {
+				kept = append(kept, arg) // the command's name, or a stray argument
+			}
+			continue
+		}
+		kept = append(kept, arg)
+		var f *pflag.Flag
+		hasValue := false // given in arg itself
+		switch {
+		case strings.HasPrefix(arg, "--"):
+			var name string
+			name, _, hasValue = strings.Cut(arg[2:], "=")
+			if f = fs.Lookup(name); f == nil {
+				return args
+			}
+		default:
+			for j := 1; j < len(arg); j++ {
+				if f = fs.ShorthandLookup(arg[j : j+1]); f == nil {
+					return args
+				}
+				rest := arg[j:]
+				if len(rest) > 2 && rest[1] == '=' {
+					hasValue = true
+					break
+				}
+				if f.NoOptDefVal != "" {
+					continue
+				}
+				hasValue = len(rest) > 1
+				break
+			}
+		}
+		if f.NoOptDefVal != "" {
+			continue // a flag without a value, or with it after '='
+		}
+		if !hasValue {
+			if i++; i == len(args) {
+				return args
+			}
+			kept = append(kept, args[i])
+		}
+		if f.Name != "property" || i+1 == len(args) {
+			continue
+		}
+		n := 2 // IDENTIFIER VALUE
+		if args[i+1] == "user-property" {
+			n = 3
+		}
+		n = min(n, len(args)-i-1)
+		moved = append(moved, args[i+1:i+1+n]...)
+		i += n
+	}
+	if len(moved) == 0 {
+		return args
+	}
+	out := append(append(kept, "--"), moved...)
+	if rest := len(kept) + len(moved); rest < len(args) {
+		out = append(out, args[rest+1:]...) // after the line's own "--"
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,6 +30,9 @@ func TestMosquittoPropertyFlag(t *testing.T) {
 		{"sub", []string{"-t", "a", "-D", "subscribe", "subscription-identifier", "7", "-D", "connect", "session-expiry-interval", "1h"},
 			map[string]string{"subscription-identifier": "7", "session-expiry": "1h"}, ""},
 
+		{"pub", []string{"-D", "publish", "user-property", "-k", "-1", "-D", "publish", "correlation-data", "--", "-m", "-D"},
+			map[string]string{"user-property": "[-k=-1]", "correlation-data": "--", "message": "-D"}, ""},
+		{"sub", []string{"-D", "connect", "session-expiry-interval", "-1", "-t", "a"}, map[string]string{"session-expiry": "-1"}, ""}, // never expires
 		{"pub", []string{"-D", "publish"}, nil, "-D/--property publish: give COMMAND IDENTIFIER VALUE"},
 		{"pub", []string{"-D", "publish", "content-type"}, nil, "publish content-type: give 1 value after it"},
 		{"pub", []string{"-D", "publish", "user-property", "k"}, nil, "publish user-property: give 2 values after it"},
@@ -49,7 +53,7 @@ func TestMosquittoPropertyFlag(t *testing.T) {
 		} else {
 			cmd = newSubCmd(a)
 		}
-		err := cmd.ParseFlags(tc.args)
+		err := cmd.ParseFlags(movePropertyValues(cmd, tc.args))
 		if err == nil {
 			err = cmd.Args(cmd, cmd.Flags().Args())
 		}
@@ -72,5 +76,50 @@ func TestMosquittoPropertyFlag(t *testing.T) {
 				t.Errorf("%s %q: --%s = %q (given: %v), want %q", tc.cmd, tc.args, name, got, f.Changed, want)
 			}
 		}
+	}
+}
+
+// TestMovePropertyValues: what follows -D COMMAND goes behind a "--", so
+// that no flag takes it, and nothing else moves; the line is read as pflag
+// reads it, so a -D that is another flag's value stays where it is.
+func TestMovePropertyValues(t *testing.T) {
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"-t", "x", "-m", "y"}, []string{"-t", "x", "-m", "y"}},
+		{[]string{"-D", "publish", "user-property", "k", "-v", "-t", "x"},
+			[]string{"-D", "publish", "-t", "x", "--", "user-property", "k", "-v"}},
+		{[]string{"-D", "publish", "content-type", "-x", "-D", "connect", "session-expiry-interval", "-1"},
+			[]string{"-D", "publish", "-D", "connect", "--", "content-type", "-x", "session-expiry-interval", "-1"}},
+		// -D's COMMAND in all the ways pflag takes it.
+		{[]string{"-Dpublish", "topic-alias", "-3"}, []string{"-Dpublish", "--", "topic-alias", "-3"}},
+		{[]string{"-D=publish", "topic-alias", "-3"}, []string{"-D=publish", "--", "topic-alias", "-3"}},
+		{[]string{"--property=publish", "topic-alias", "-3"}, []string{"--property=publish", "--", "topic-alias", "-3"}},
+		{[]string{"--property", "publish", "topic-alias", "-3"}, []string{"--property", "publish", "--", "topic-alias", "-3"}},
+		{[]string{"-rD", "publish", "topic-alias", "-3"}, []string{"-rD", "publish", "--", "topic-alias", "-3"}},
+		// A flag's value is not a -D, and a -D is not its value.
+		{[]string{"-m", "-D", "-t", "x"}, []string{"-m", "-D", "-t", "x"}},
+		{[]string{"-m-D", "-D", "publish", "content-type", "-m"}, []string{"-m-D", "-D", "publish", "--", "content-type", "-m"}},
+		{[]string{"--retain", "-D", "publish", "content-type", "-r"}, []string{"--retain", "-D", "publish", "--", "content-type", "-r"}},
+		// The line's own "--" stays, after what moved.
+		{[]string{"-D", "publish", "content-type", "-a", "--", "-b"}, []string{"-D", "publish", "--", "content-type", "-a", "-b"}},
+		// Short of values: what there is moves, and applyProperties says
+		// what is missing.
+		{[]string{"-D", "publish", "user-property", "-k"}, []string{"-D", "publish", "--", "user-property", "-k"}},
+		{[]string{"-D", "publish"}, []string{"-D", "publish"}},
+		// What pflag refuses is left for it to refuse.
+		{[]string{"--nosuch", "-D", "publish", "content-type", "-x"}, []string{"--nosuch", "-D", "publish", "content-type", "-x"}},
+		{[]string{"-Z", "-D", "publish", "content-type", "-x"}, []string{"-Z", "-D", "publish", "content-type", "-x"}},
+		{[]string{"-D"}, []string{"-D"}},
+		// An argument after a -D's values stays after them.
+		{[]string{"-D", "publish", "content-type", "-a", "extra", "-t", "x"}, []string{"-D", "publish", "-t", "x", "--", "content-type", "-a", "extra"}},
+		{[]string{"extra", "-D", "publish", "content-type", "-a"}, []string{"extra", "-D", "publish", "--", "content-type", "-a"}},
+	} {
+		a, _, _ := testApp("", nil)
+		if got := movePropertyValues(newPubCmd(a), tc.args); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: got %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	a, _, _ := testApp("", nil)
+	if args := []string{"-p", "1", "-x", "-D"}; !slices.Equal(movePropertyValues(newBenchCmd(a), args), args) {
+		t.Errorf("a command without -D: its line changed")
 	}
 }
