@@ -19,8 +19,8 @@ import (
 // VALUE are moved behind a "--" before pflag reads the line
 // (movePropertyValues: a VALUE may begin with '-', as -1 for a session that
 // never expires); applyProperties pairs them up again before the command
-// runs. (So user properties from -D
-// come after those from --user-property, whatever the order on the line.)
+// runs. (So user properties from -D come after those from --user-property,
+// whatever the order on the line.)
 
 // propertyTarget is the mqtk flag that sets a property, and how a
 // mosquitto value becomes that flag's value.
