@@ -12,3 +12,23 @@ wait_port() {
 
 # median prints the median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# mosquitto_on PORT LOG: starts mosquitto ($mosquitto) in the background on
+# 127.0.0.1:PORT with anonymous clients allowed and its defaults otherwise
+# (its pid in $!), its configuration in LOG.conf, its log in LOG.
+mosquitto_on() {
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$1" > "$2.conf"
+  "$mosquitto" -c "$2.conf" 2>"$2" &
+}
+
+# warm MQTK DURATION PORT...: each broker gets DURATION of QoS 0 at full
+# speed, unmeasured, before measuring (0: none). A freshly started mqtk
+# broker's heap grows into fresh pages until its first collection;
+# a broker that has run a while is past that.
+warm() {
+  local mqtk=$1 d=$2 p; shift 2
+  [ "$d" != 0 ] || return 0
+  for p in "$@"; do
+    "$mqtk" bench -p "$p" --no-progress --duration "$d" --warmup 0s --qos 0 > /dev/null
+  done
+}

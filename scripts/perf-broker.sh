@@ -46,18 +46,16 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median, mosquitto_on, warm
 
 declare -A port
 port[mosquitto]=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto]}" > "$tmp/m.conf"
-"$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
+mosquitto_on "${port[mosquitto]}" "$tmp/mosquitto.log"
 pids+=($!)
 brokers="mosquitto mqtk"
 if [ -n "${AA:-}" ]; then
   port[mosquitto-b]=$(free_port)
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto-b]}" > "$tmp/m-b.conf"
-  "$mosquitto" -c "$tmp/m-b.conf" 2>"$tmp/mosquitto-b.log" &
+  mosquitto_on "${port[mosquitto-b]}" "$tmp/mosquitto-b.log"
   pids+=($!)
   brokers="mosquitto mosquitto-b mqtk"
 fi
@@ -118,11 +116,8 @@ declare -A args=(
 for name in $SCENARIOS; do
   [ -n "${args[$name]:-}" ] || { echo "perf-broker: unknown scenario $name (known: $all)" >&2; exit 2; }
 done
-if [ "$WARM" != 0 ]; then
-  for b in $brokers; do
-    "$mqtk" bench -p "${port[$b]}" --no-progress --duration "$WARM" --warmup 0s --qos 0 > /dev/null
-  done
-fi
+# shellcheck disable=SC2046 # the ports are words
+warm "$mqtk" "$WARM" $(for b in $brokers; do echo "${port[$b]}"; done)
 for run in $(seq 1 "$RUNS"); do
   echo "run $run"
   for name in $SCENARIOS; do

@@ -30,12 +30,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-. "$here/lib.sh" # free_port, wait_port, median
+. "$here/lib.sh" # free_port, wait_port, median, mosquitto_on, warm
 
 declare -A port
 port[mosquitto]=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "${port[mosquitto]}" > "$tmp/m.conf"
-"$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
+mosquitto_on "${port[mosquitto]}" "$tmp/mosquitto.log"
 pids+=($!)
 port[mqtk]=$(free_port)
 "$mqtk" broker --port "${port[mqtk]}" 2>"$tmp/mqtk.log" &
@@ -58,11 +57,7 @@ capture() {
 }
 
 echo "# perf-latency: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, QOS=$QOS RUNS=$RUNS DURATION=$DURATION WARM=$WARM, $("$mosquitto" -h 2>/dev/null | head -1), $("$mqtk" --version)"
-if [ "$WARM" != 0 ]; then
-  for b in mosquitto mqtk; do
-    "$mqtk" bench -p "${port[$b]}" --no-progress --duration "$WARM" --warmup 0s --qos 0 > /dev/null
-  done
-fi
+warm "$mqtk" "$WARM" "${port[mosquitto]}" "${port[mqtk]}"
 echo "per run, p50/p90/p99 in µs: e2e (mqtk bench), late (publisher), resid (broker), react (subscriber, QoS 1)"
 for run in $(seq 1 "$RUNS"); do
   order="mosquitto mqtk"
