@@ -56,7 +56,10 @@ level, in the order they ran.
   duration_s          seconds of the measured phase; 0 when messages bounds it
   rate                messages per second across publishers; 0 = no limit
   size                payload bytes
-  inflight            QoS 1 and 2 messages in flight per publisher
+  inflight            QoS 1 and 2 messages in flight per publisher, as asked
+                      (--inflight): the broker's Receive Maximum may allow
+                      fewer, and with MQTT 3.1.1 or 3.1 at most 20 QoS 2
+                      messages are in flight
   topic               the topic pattern, with %i and %c
   warmup_s            seconds of warm-up before the measured phase
   retain              true when messages are published retained
