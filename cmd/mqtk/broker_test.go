@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,6 +133,16 @@ func TestBrokerDefaults(t *testing.T) {
 	for _, u := range p.urls {
 		roundTrip(t, u)
 	}
+	// Each startup line says what is exposed and how it is protected.
+	wantLines := []string{
+		"listening on " + p.urls[0] + " (loopback only; anonymous clients allowed)\n",
+		"listening on " + p.urls[1] + " (loopback only; anonymous clients allowed)\n",
+		"listening on " + p.urls[2] + " (loopback only; anonymous clients allowed)\n",
+		"listening on " + p.urls[3] + " (this machine; anonymous clients allowed)\n",
+	}
+	if !slices.Equal(p.read, wantLines) {
+		t.Errorf("startup lines:\n%q\nwant\n%q", p.read, wantLines)
+	}
 	if code, rest := p.stop(t); code != 0 {
 		t.Errorf("exit %d after SIGTERM: %s", code, rest)
 	}
@@ -150,6 +161,9 @@ func TestBrokerRefusesExposure(t *testing.T) {
 	p := startBroker(t, 1, "--listen", "0.0.0.0:0", "--allow-anonymous")
 	if !strings.HasPrefix(p.urls[0], "mqtt://0.0.0.0:") {
 		t.Fatalf("listeners %v", p.urls)
+	}
+	if want := "listening on " + p.urls[0] + " (open to the network; anonymous clients allowed)\n"; p.read[len(p.read)-1] != want {
+		t.Errorf("startup line %q, want %q", p.read[len(p.read)-1], want)
 	}
 	roundTrip(t, strings.Replace(p.urls[0], "0.0.0.0", "127.0.0.1", 1))
 }
@@ -298,6 +312,11 @@ func TestBrokerSys(t *testing.T) {
 	if _, v := mqtk(t, "version"); !strings.Contains(out, "$SYS/broker/version "+strings.TrimSpace(v)+", mochi-mqtt 2.") {
 		t.Errorf("$SYS/broker/version is not %q and mochi's:\n%s", strings.TrimSpace(v), out)
 	}
+	// Published again every --sys-interval: after the retained copy a
+	// subscription gets at once, a live one (its retain flag clear).
+	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "$SYS/broker/uptime", "-C", "2", "-W", "60", "-F", "%r %t"); code != 0 || out != "1 $SYS/broker/uptime\n0 $SYS/broker/uptime\n" {
+		t.Errorf("$SYS/broker/uptime, two messages: exit %d:\n%s", code, out)
+	}
 	if code, out := mqtk(t, "sub", "-L", p.urls[0], "-t", "#", "--retained-only", "--idle", "300ms", "-v"); code != 0 || strings.Contains(out, "$SYS") {
 		t.Errorf("# matched $SYS topics (exit %d):\n%s", code, out)
 	}
@@ -329,6 +348,9 @@ func TestBrokerPasswordFileReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startBroker(t, 2, "--port", "0", "--password-file", passwd, "--acl-file", acl)
+	if want := "listening on " + p.urls[0] + " (loopback only; password file " + passwd + ", anonymous clients refused, ACL file " + acl + ")\n"; !slices.Contains(p.read, want) {
+		t.Errorf("startup lines %q, want %q among them", p.read, want)
+	}
 	pub := func(pw, topic string) (int, string) {
 		return mqtk(t, "pub", "-L", p.urls[0], "-u", "alice", "-P", pw, "-t", topic, "-m", "x", "-q", "1")
 	}
@@ -398,6 +420,9 @@ func TestBrokerUsageErrors(t *testing.T) {
 		{[]string{"--max-queued", "-5"}, "--max-queued -5: use 0"},
 		{[]string{"--max-connections", "-1"}, "--max-connections -1: use 0"},
 		{[]string{"--max-keepalive", "70000"}, "--max-keepalive 70000: use 0 to 65535"},
+		{[]string{"--max-inflight", "65536"}, "--max-inflight 65536: use 0 to 65535"},
+		{[]string{"--max-queued", "2147483648"}, "--max-queued 2147483648: use 0 to 2147483647"},
+		{[]string{"--max-packet-size", "4294967297"}, "--max-packet-size 4294967297: use 0 to 268435460"},
 		{[]string{"--max-packet-size", "10"}, "--max-packet-size 10: no client could connect"},
 		{[]string{"--sys-interval", "0.5"}, "--sys-interval 500ms: use whole seconds (0: no $SYS topics)"},
 		{[]string{"--password-file", filepath.Join(dir, "none")}, "password file: open "},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -222,8 +223,20 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 			return cfg, usageErrorf("%s %d: use 0 (no limit, or the default) or more", l.flag, l.v)
 		}
 	}
-	if o.maxKeepalive > 65535 {
-		return cfg, usageErrorf("--max-keepalive %d: use 0 to 65535 (seconds)", o.maxKeepalive)
+	// The upper bounds: what the value is stored in, or what MQTT allows.
+	for _, l := range []struct {
+		flag   string
+		v, max int
+		unit   string
+	}{
+		{"--max-keepalive", o.maxKeepalive, 65535, " (seconds)"},
+		{"--max-inflight", o.maxInflight, 65535, " (the packet identifiers there are)"},
+		{"--max-queued", o.maxQueued, math.MaxInt32, ""},
+		{"--max-packet-size", o.maxPacketSize, maxMQTTPacketSize, " (the largest packet MQTT has; 0: no limit)"},
+	} {
+		if l.v > l.max {
+			return cfg, usageErrorf("%s %d: use 0 to %d%s", l.flag, l.v, l.max, l.unit)
+		}
 	}
 	if o.maxPacketSize > 0 && o.maxPacketSize < minMaxPacketSize {
 		return cfg, usageErrorf("--max-packet-size %d: no client could connect (the limit holds for CONNECT too); use at least %d, or 0 for no limit", o.maxPacketSize, minMaxPacketSize)
@@ -281,6 +294,10 @@ func (o *brokerOptions) brokerConfig(log *slog.Logger) (broker.Config, error) {
 	}
 	return cfg, nil
 }
+
+// maxMQTTPacketSize is the largest packet MQTT has: a fixed header of 5
+// bytes and the largest remaining length, 268,435,455.
+const maxMQTTPacketSize = 5 + 268435455
 
 // minMaxPacketSize is the smallest --max-packet-size: a CONNECT with a
 // 23-character client ID, a user name and a password, in MQTT 5, takes
