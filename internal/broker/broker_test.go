@@ -23,8 +23,11 @@ func TestSilentConnectionClosed(t *testing.T) {
 	}
 }
 
+// TestCloseWithSilentConnection: Close ends a connection that never sent
+// CONNECT at once, not when its connect timeout (an hour here, so that
+// waiting for it fails the test) runs out.
 func TestCloseWithSilentConnection(t *testing.T) {
-	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}})
+	s, err := Start(Config{Listen: []string{"127.0.0.1:0"}, ConnectTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
