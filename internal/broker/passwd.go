@@ -51,6 +51,9 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // Passwords are the users of a password file and their hashed passwords.
 type Passwords struct {
 	users map[string]passwordHash
+	// unknown is hashed for a user not in the file: the kind of hash
+	// (and iteration count) most of the file's entries have.
+	unknown passwordHash
 }
 
 type passwordHash struct {
@@ -115,7 +118,33 @@ func ParsePasswords(name string, data []byte) (*Passwords, error) {
 		seen[user] = n
 		p.users[user] = h
 	}
+	p.unknown = commonHash(p.users)
 	return p, nil
+}
+
+// commonHash returns a hash of the kind most of users' entries have (a tie
+// goes to the slower), with a zero salt and sum: hashing a password with it
+// for a user who is not there takes about as long as for one who is, so the
+// time of a refusal does not tell whether the user exists. noSuchUser if
+// users is empty.
+func commonHash(users map[string]passwordHash) passwordHash {
+	type kind struct {
+		pbkdf2     bool
+		iterations int
+	}
+	count := map[kind]int{}
+	var best kind
+	for _, h := range users {
+		k := kind{h.pbkdf2, h.iterations}
+		count[k]++
+		if b := count[best]; count[k] > b || count[k] == b && (k.pbkdf2 && !best.pbkdf2 || k.pbkdf2 == best.pbkdf2 && k.iterations > best.iterations) {
+			best = k
+		}
+	}
+	if len(users) == 0 {
+		return noSuchUser
+	}
+	return passwordHash{pbkdf2: best.pbkdf2, iterations: best.iterations, salt: make([]byte, saltLen), sum: make([]byte, hashLen)}
 }
 
 func parsePasswordHash(s string) (passwordHash, error) {
@@ -172,19 +201,24 @@ func (h passwordHash) compute(password []byte) []byte {
 	return sum
 }
 
-// noSuchUser is hashed for an unknown user, so that a refusal takes as long
-// whether or not the user exists.
+// noSuchUser is hashed for an unknown user when the file has no entries.
 var noSuchUser = passwordHash{pbkdf2: true, iterations: PasswordIterations, salt: make([]byte, saltLen), sum: make([]byte, hashLen)}
 
 // Verify reports whether password is user's. The hash comparison takes
 // constant time.
 func (p *Passwords) Verify(user string, password []byte) bool {
-	h, ok := p.users[user]
-	if !ok {
-		h = noSuchUser
-	}
+	h, ok := p.hashFor(user)
 	match := subtle.ConstantTimeCompare(h.compute(password), h.sum) == 1
 	return ok && match
+}
+
+// hashFor returns user's hash, and whether user is in the file; for a user
+// who is not, the hash of the kind most entries have (see commonHash).
+func (p *Passwords) hashFor(user string) (passwordHash, bool) {
+	if h, ok := p.users[user]; ok {
+		return h, true
+	}
+	return p.unknown, false
 }
 
 // HashPassword returns a "$7$" PBKDF2-SHA512 hash of password with a fresh

@@ -211,6 +211,40 @@ func FuzzParsePasswd(f *testing.F) {
 				p.Verify(u, []byte("x"))
 			}
 		}
-		p.Verify("not there", nil)
+		if p.unknown.iterations <= 1000 {
+			p.Verify("not there", nil)
+		}
 	})
+}
+
+// TestUnknownUserHash: a user who is not in the file is checked against a
+// hash of the kind most entries have, so that the time a refusal takes does
+// not tell whether the user exists (a file of $6$ entries, or of $7$ with
+// another iteration count than mqtk's own, answered sooner or later for an
+// unknown user than for a known one).
+func TestUnknownUserHash(t *testing.T) {
+	salt, sum := strings.Repeat("A", 16), strings.Repeat("A", 86)+"=="
+	for _, tc := range []struct {
+		file       string
+		pbkdf2     bool
+		iterations int
+	}{
+		{"", true, PasswordIterations},
+		{"a:$6$" + salt + "$" + sum + "\nb:$6$" + salt + "$" + sum + "\nc:$7$1000$" + salt + "$" + sum + "\n", false, 0},
+		{"a:$7$1000$" + salt + "$" + sum + "\nb:$7$1000$" + salt + "$" + sum + "\nc:$7$101$" + salt + "$" + sum + "\n", true, 1000},
+		{"a:$7$101$" + salt + "$" + sum + "\nb:$6$" + salt + "$" + sum + "\n", true, 101}, // a tie: the slower
+		{"a:$7$101$" + salt + "$" + sum + "\nb:$7$5000$" + salt + "$" + sum + "\n", true, 5000},
+	} {
+		p, err := ParsePasswords("test", []byte(tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, ok := p.hashFor("nobody"); ok || u.pbkdf2 != tc.pbkdf2 || u.iterations != tc.iterations || len(u.salt) != saltLen || len(u.sum) != hashLen {
+			t.Errorf("%q: unknown user's hash pbkdf2=%v iterations=%d (salt %d, sum %d bytes), want pbkdf2=%v iterations=%d",
+				tc.file, u.pbkdf2, u.iterations, len(u.salt), len(u.sum), tc.pbkdf2, tc.iterations)
+		}
+		if p.Verify("nobody", nil) {
+			t.Errorf("%q: an unknown user with an empty password verified", tc.file)
+		}
+	}
 }
