@@ -13,12 +13,14 @@ wait_port() {
 # median prints the median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# mosquitto_on PORT LOG: starts mosquitto ($mosquitto) in the background on
-# 127.0.0.1:PORT with anonymous clients allowed and its defaults otherwise
-# (its pid in $!), its configuration in LOG.conf, its log in LOG.
+# mosquitto_on PORT LOG [LINE...]: starts mosquitto ($mosquitto) in the
+# background on 127.0.0.1:PORT with anonymous clients allowed, the LINEs
+# added to its configuration and its defaults otherwise (its pid in $!),
+# its configuration in LOG.conf, its log in LOG.
 mosquitto_on() {
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$1" > "$2.conf"
-  "$mosquitto" -c "$2.conf" 2>"$2" &
+  local port=$1 log=$2; shift 2
+  { printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port"; [ $# = 0 ] || printf '%s\n' "$@"; } > "$log.conf"
+  "$mosquitto" -c "$log.conf" 2>"$log" &
 }
 
 # warm MQTK DURATION PORT...: each broker gets DURATION of QoS 0 at full

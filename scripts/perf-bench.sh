@@ -32,13 +32,12 @@ trap cleanup EXIT
 here=$(cd "$(dirname "$0")" && pwd)
 (cd "$here/.." && go build -o "$tmp/closedloop" ./scripts/closedloop)
 
-. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median, mosquitto_on
 field() { python3 -c 'import json,sys; print([r for r in map(json.loads, sys.stdin) if r["type"]=="result"][int(sys.argv[2])][sys.argv[1]])' "$1" "${2:-0}"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 port=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$tmp/m.conf"
-"$mosquitto" -c "$tmp/m.conf" 2>"$tmp/mosquitto.log" &
+mosquitto_on "$port" "$tmp/mosquitto.log"
 mpid=$!
 pids+=("$mpid")
 wait_port "$port"

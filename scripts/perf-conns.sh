@@ -18,7 +18,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 go build -o "$tmp/conns" ./scripts/conns
 
-. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median, mosquitto_on
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "# perf-conns: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, N=$N RUNS=$RUNS"
@@ -27,8 +27,7 @@ for broker in mosquitto mqtk; do
   for run in $(seq 1 "$RUNS"); do
     port=$(free_port)
     case $broker in
-      mosquitto) printf 'listener %s 127.0.0.1\nallow_anonymous true\nuser root\nmax_connections -1\n' "$port" > "$tmp/m.conf"
-                 "$mosquitto" -c "$tmp/m.conf" 2>/dev/null & ;;
+      mosquitto) mosquitto_on "$port" "$tmp/mosquitto.log" "user root" "max_connections -1" ;;
       mqtk)      "$mqtk" broker --port "$port" 2>/dev/null & ;;
     esac
     bpid=$!; pids+=("$bpid")

@@ -26,15 +26,14 @@ trap cleanup EXIT
 here=$(cd "$(dirname "$0")" && pwd)
 (cd "$here/.." && go build -o "$tmp/retainfill" ./scripts/retainfill)
 
-. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median, mosquitto_on
 quiet_s=$(python3 -c 'import sys; s=sys.argv[1]; print(float(s[:-2])/1000 if s.endswith("ms") else float(s.rstrip("s")))' "$QUIET")
 
 echo "# perf-retain-clear: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, N=$N RUNS=$RUNS QUIET=$QUIET"
 for broker in mosquitto mqtk; do
   port=$(free_port)
   case $broker in
-    mosquitto) printf 'listener %s 127.0.0.1\nallow_anonymous true\nuser root\n' "$port" > "$tmp/m.conf"
-               "$mosquitto" -c "$tmp/m.conf" 2>"$tmp/broker.log" & ;;
+    mosquitto) mosquitto_on "$port" "$tmp/broker.log" "user root" ;;
     mqtk)      "$mqtk" broker --port "$port" 2>"$tmp/broker.log" & ;;
   esac
   bpid=$!; pids+=("$bpid")

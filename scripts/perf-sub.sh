@@ -22,7 +22,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-. "$(dirname "$0")/lib.sh" # free_port, wait_port, median
+. "$(dirname "$0")/lib.sh" # free_port, wait_port, median, mosquitto_on
 
 # N lines of SIZE bytes each: the messages.
 head -c $((N * SIZE)) /dev/zero | tr '\0' 'x' | fold -w "$SIZE" > "$tmp/lines"
@@ -33,8 +33,7 @@ run_broker() { # name -> sets port, starts the broker
   port=$(free_port)
   case $1 in
     mosquitto)
-      printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nuser root\n' "$port" > "$tmp/m.conf"
-      "$mosquitto" -c "$tmp/m.conf" 2>"$tmp/broker.log" & ;;
+      mosquitto_on "$port" "$tmp/broker.log" "max_queued_messages 0" "user root" ;;
     mqtk)
       # As mosquitto above (max_queued_messages 0): room for every message
       # published while a subscriber reconnects to its session.
