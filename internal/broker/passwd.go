@@ -128,23 +128,20 @@ func ParsePasswords(name string, data []byte) (*Passwords, error) {
 // time of a refusal does not tell whether the user exists. noSuchUser if
 // users is empty.
 func commonHash(users map[string]passwordHash) passwordHash {
-	type kind struct {
-		pbkdf2     bool
-		iterations int
-	}
-	count := map[kind]int{}
-	var best kind
-	for _, h := range users {
-		k := kind{h.pbkdf2, h.iterations}
-		count[k]++
-		if b := count[best]; count[k] > b || count[k] == b && (k.pbkdf2 && !best.pbkdf2 || k.pbkdf2 == best.pbkdf2 && k.iterations > best.iterations) {
-			best = k
-		}
-	}
 	if len(users) == 0 {
 		return noSuchUser
 	}
-	return passwordHash{pbkdf2: best.pbkdf2, iterations: best.iterations, salt: make([]byte, saltLen), sum: make([]byte, hashLen)}
+	// The iteration count is the kind: 0 for $6$, 1 or more for $7$.
+	count := map[int]int{}
+	best := -1
+	for _, h := range users {
+		n := h.iterations
+		count[n]++
+		if count[n] > count[best] || count[n] == count[best] && n > best {
+			best = n
+		}
+	}
+	return passwordHash{pbkdf2: best > 0, iterations: best, salt: make([]byte, saltLen), sum: make([]byte, hashLen)}
 }
 
 func parsePasswordHash(s string) (passwordHash, error) {
